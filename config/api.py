@@ -1,0 +1,61 @@
+"""API-wide error handling: every error is JSON with a ``detail`` that names the problem, and
+no traceback ever reaches a client."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from curation.services.images import ImageStateError, VersionConflict
+from curation.services.imports import ArchiveRejected
+from curation.services.taxonomy import TaxonomyError
+
+logger = logging.getLogger("loupe.api")
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, VersionConflict):
+        last = exc.last_event
+        return Response(
+            {
+                "detail": str(exc),
+                "current_version": exc.image.version,
+                "changed_by": (last.actor.username if last and last.actor else None),
+                "changed_at": (last.created_at.isoformat() if last else None),
+            },
+            status=status.HTTP_409_CONFLICT,
+        )
+    if isinstance(exc, ImageStateError):
+        return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, (TaxonomyError, ArchiveRejected)):
+        return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, DjangoValidationError):
+        return Response({"detail": "; ".join(exc.messages)}, status=status.HTTP_400_BAD_REQUEST)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        logger.exception("Unhandled API error", exc_info=exc)
+        return Response(
+            {"detail": "Internal error; it has been logged."},
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    if isinstance(response.data, dict) and "detail" not in response.data:
+        response.data = {"detail": _summarise(response.data), "errors": response.data}
+    elif isinstance(response.data, list):
+        response.data = {"detail": "; ".join(map(str, response.data)), "errors": response.data}
+    return response
+
+
+def _summarise(errors: dict[str, Any]) -> str:
+    parts = []
+    for field, messages in errors.items():
+        if isinstance(messages, list):
+            text = " ".join(str(m) for m in messages)
+        else:
+            text = str(messages)
+        parts.append(text if field == "non_field_errors" else f"{field}: {text}")
+    return "; ".join(parts)

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from rest_framework.routers import DefaultRouter
+
+from accounts.apis import TokenViewSet
+from curation.apis import (
+    ImageViewSet,
+    ImportViewSet,
+    JobViewSet,
+    LabelClassViewSet,
+    SubClassViewSet,
+)
+
+app_name = "api"
+
+router = DefaultRouter()
+router.register("images", ImageViewSet, basename="image")
+router.register("imports", ImportViewSet, basename="import")
+router.register("classes", LabelClassViewSet, basename="class")
+router.register("subclasses", SubClassViewSet, basename="subclass")
+router.register("jobs", JobViewSet, basename="job")
+router.register("tokens", TokenViewSet, basename="token")
+
+urlpatterns = router.urls

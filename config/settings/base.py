@@ -1,0 +1,241 @@
+"""Loupe settings. Everything configurable comes from the environment (see README)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+DATA_DIR = Path(env_str("LOUPE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+
+DEBUG = env_bool("LOUPE_DEBUG", False)
+SECRET_KEY = env_str("LOUPE_SECRET_KEY", "")
+if not SECRET_KEY:
+    # The embedded default keeps a generated key beside its data, so sessions survive restarts
+    # without anyone having to invent a secret.
+    from config.secret import read_or_create_secret_key
+
+    SECRET_KEY = read_or_create_secret_key(DATA_DIR / "secret_key")
+
+ALLOWED_HOSTS = env_list("LOUPE_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("LOUPE_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "knox",
+    "django_filters",
+    "drf_spectacular",
+    "accounts",
+    "curation",
+    "labelling",
+    "inference",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "curation:library"
+LOGOUT_REDIRECT_URL = "login"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    }
+]
+
+# --- Database -------------------------------------------------------------------------------
+# Embedded default: SQLite under LOUPE_DATA_DIR, in WAL mode so the web process and the worker
+# can read while the other writes. DATABASE_URL switches to PostgreSQL.
+_database_url = env_str("DATABASE_URL", "")
+if _database_url:
+    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "loupe.sqlite3",
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Storage --------------------------------------------------------------------------------
+MEDIA_ROOT = Path(env_str("LOUPE_MEDIA_ROOT", str(DATA_DIR / "media")))
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+_storage_backend = env_str("LOUPE_STORAGE", "local")
+if _storage_backend == "local":
+    _default_storage = {
+        "BACKEND": "curation.storage.AtomicFileSystemStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT)},
+    }
+elif _storage_backend == "s3":
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("LOUPE_S3_BUCKET", "loupe"),
+            "endpoint_url": env_str("LOUPE_S3_ENDPOINT_URL", "") or None,
+            "region_name": env_str("LOUPE_S3_REGION", "") or None,
+            "access_key": env_str("LOUPE_S3_ACCESS_KEY_ID", "") or None,
+            "secret_key": env_str("LOUPE_S3_SECRET_ACCESS_KEY", "") or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": True,
+        },
+    }
+else:
+    raise ImproperlyConfigured(f"LOUPE_STORAGE must be 'local' or 's3', not {_storage_backend!r}")
+
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# Uploads larger than this spill to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = env_int("LOUPE_MAX_FILES_PER_REQUEST", 200, minimum=1)
+FILE_UPLOAD_TEMP_DIR = None
+
+# --- Images ---------------------------------------------------------------------------------
+LOUPE_MAX_IMAGE_PIXELS = env_int("LOUPE_MAX_IMAGE_PIXELS", 100_000_000, minimum=1)
+LOUPE_MAX_IMAGE_BYTES = env_int("LOUPE_MAX_IMAGE_BYTES", 50 * 1024 * 1024, minimum=1)
+LOUPE_THUMBNAIL_SIZE = env_int("LOUPE_THUMBNAIL_SIZE", 256, minimum=32)
+LOUPE_ZIP_MAX_BYTES = env_int("LOUPE_ZIP_MAX_BYTES", 2 * 1024**3, minimum=1)
+LOUPE_ZIP_MAX_UNCOMPRESSED_BYTES = env_int(
+    "LOUPE_ZIP_MAX_UNCOMPRESSED_BYTES", 8 * 1024**3, minimum=1
+)
+LOUPE_ZIP_MAX_ENTRIES = env_int("LOUPE_ZIP_MAX_ENTRIES", 100_000, minimum=1)
+LOUPE_ZIP_MAX_RATIO = env_int("LOUPE_ZIP_MAX_RATIO", 100, minimum=1)
+# An orphan (a stored original with no row) younger than this may belong to an import still in
+# flight, so the sweeper leaves it alone.
+LOUPE_ORPHAN_GRACE_SECONDS = env_int("LOUPE_ORPHAN_GRACE_SECONDS", 6 * 3600)
+LOUPE_PROCESS_CHUNK = env_int("LOUPE_PROCESS_CHUNK", 200, minimum=1)
+
+# --- Celery ---------------------------------------------------------------------------------
+# Embedded default: kombu's filesystem transport under LOUPE_DATA_DIR, no server needed.
+REDIS_URL = env_str("REDIS_URL", "")
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600}
+else:
+    _broker_dir = DATA_DIR / "broker"
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("LOUPE_TASK_SOFT_TIME_LIMIT", 3600, minimum=1)
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "process-pending-images": {"task": "curation.process_pending_images", "schedule": 600.0},
+    "requeue-stalled-jobs": {"task": "curation.requeue_stalled_jobs", "schedule": 300.0},
+    "sweep-orphans": {
+        "task": "curation.sweep_orphans",
+        "schedule": float(env_int("LOUPE_SWEEP_INTERVAL_SECONDS", 24 * 3600, minimum=60)),
+    },
+}
+
+# --- REST API -------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "knox.auth.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsLabeller"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"login": "10/min"},
+}
+REST_KNOX = {
+    # Machine tokens do not expire on their own; they are revoked explicitly.
+    "TOKEN_TTL": None,
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Loupe API",
+    "DESCRIPTION": "Curate and label an image-classification library.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Security -------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("LOUPE_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("LOUPE_TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOUPE_LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,381 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.permissions import IsLabeller, IsReviewer
+from curation import selectors
+from curation.filters import ImageFilter, JobFilter
+from curation.models import Image, ImportKind, ImportOutcome, LabelClass, LabelReason, SubClass
+from curation.serializers import (
+    ArchiveImportSerializer,
+    ImageRelabelSerializer,
+    ImageRestoreSerializer,
+    ImageSerializer,
+    ImageTrashSerializer,
+    ImageUploadSerializer,
+    ImportBatchSerializer,
+    ImportItemSerializer,
+    JobSerializer,
+    LabelClassSerializer,
+    LabelClassWriteSerializer,
+    LabelEventSerializer,
+    SubClassSerializer,
+    SubClassWriteSerializer,
+)
+from curation.services.images import image_relabel, image_restore, image_trash, import_batch_create
+from curation.services.imports import Destination, archive_inspect, upload_import
+from curation.services.jobs import job_create, job_enqueue
+from curation.services.taxonomy import (
+    class_create,
+    class_delete,
+    class_update,
+    subclass_create,
+    subclass_delete,
+    subclass_move,
+    subclass_update,
+)
+from curation.serving import image_file_response
+from curation.tasks import enqueue_processing
+
+
+class NewestFirst(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class ImageViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Images of the library. Upload with POST (multipart), relabel with PATCH carrying the
+    version you saw, trash with DELETE and a reason, restore with POST …/restore/."""
+
+    serializer_class = ImageSerializer
+    pagination_class = NewestFirst
+    filterset_class = ImageFilter
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def get_queryset(self) -> Any:
+        return selectors.image_list()
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("destroy", "restore"):
+            return [IsReviewer()]
+        return [IsLabeller()]
+
+    @extend_schema(request=ImageUploadSerializer, responses={201: dict, 200: dict, 400: dict})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = request.data.copy() if hasattr(request.data, "copy") else dict(request.data)
+        files = request.FILES.getlist("files") + request.FILES.getlist("file")
+        if hasattr(data, "setlist"):
+            data.setlist("files", files)
+        else:
+            data["files"] = files
+        if "class" in data and "label_class" not in data:
+            data["label_class"] = data["class"]
+        serializer = ImageUploadSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        subclass = serializer.validated_data.get("subclass")
+        batch = import_batch_create(
+            kind=ImportKind.UPLOAD,
+            name=", ".join(f.name for f in files[:3]) + (" …" if len(files) > 3 else ""),
+            actor=request.user,
+        )
+        results = upload_import(
+            files=[(f.name, f) for f in files],
+            destination=Destination(subclass=subclass, from_folders=False),
+            actor=request.user,
+            batch=batch,
+        )
+        enqueue_processing(
+            [r.image.pk for r in results if r.outcome == ImportOutcome.CREATED and r.image]
+        )
+        report = [
+            {
+                "name": r.name,
+                "outcome": r.outcome,
+                "reason": r.reason,
+                "image": ImageSerializer(r.image, context={"request": request}).data
+                if r.image
+                else None,
+            }
+            for r in results
+        ]
+        counts = {o.value: sum(1 for r in results if r.outcome == o) for o in ImportOutcome}
+        body = {"batch": batch.pk, **counts, "files": report}
+        if counts["created"]:
+            code = status.HTTP_201_CREATED
+        elif counts["duplicate"]:
+            code = status.HTTP_200_OK
+        else:
+            rejected = "; ".join(f"{r.name}: {r.reason}" for r in results)
+            body["detail"] = f"No file was accepted. {rejected}"[:2000]
+            code = status.HTTP_400_BAD_REQUEST
+        return Response(body, status=code)
+
+    @extend_schema(request=ImageRelabelSerializer, responses={200: ImageSerializer, 409: dict})
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        image = self.get_object()
+        serializer = ImageRelabelSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        image = image_relabel(
+            image_id=image.pk,
+            subclass=serializer.validated_data["subclass"],
+            actor=request.user,
+            reason=LabelReason.API,
+            expected_version=serializer.validated_data["version"],
+            note=serializer.validated_data.get("note", ""),
+        )
+        return Response(ImageSerializer(self._reload(image), context={"request": request}).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("reason", str, description="why it goes to the trash")],
+        request=ImageTrashSerializer,
+        responses={200: ImageSerializer},
+    )
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        image = self.get_object()
+        payload = {
+            **request.query_params.dict(),
+            **(request.data if isinstance(request.data, dict) else {}),
+        }
+        serializer = ImageTrashSerializer(data=payload)
+        serializer.is_valid(raise_exception=True)
+        image = image_trash(
+            image_id=image.pk,
+            actor=request.user,
+            note=serializer.validated_data["reason"],
+            expected_version=serializer.validated_data.get("version"),
+        )
+        return Response(ImageSerializer(self._reload(image), context={"request": request}).data)
+
+    @extend_schema(request=ImageRestoreSerializer, responses={200: ImageSerializer})
+    @action(detail=True, methods=["post"])
+    def restore(self, request: Request, pk: str | None = None) -> Response:
+        image = self.get_object()
+        serializer = ImageRestoreSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        image = image_restore(
+            image_id=image.pk,
+            actor=request.user,
+            expected_version=serializer.validated_data.get("version"),
+        )
+        return Response(ImageSerializer(self._reload(image), context={"request": request}).data)
+
+    @extend_schema(responses={200: LabelEventSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def history(self, request: Request, pk: str | None = None) -> Response:
+        image = self.get_object()
+        events = selectors.image_history(image=image)[:500]
+        return Response(LabelEventSerializer(events, many=True).data)
+
+    @extend_schema(responses={(200, "image/*"): bytes})
+    @action(detail=True, methods=["get"])
+    def file(self, request: Request, pk: str | None = None) -> FileResponse:
+        return image_file_response(self.get_object())
+
+    @extend_schema(responses={(200, "image/jpeg"): bytes})
+    @action(detail=True, methods=["get"])
+    def thumbnail(self, request: Request, pk: str | None = None) -> FileResponse:
+        return image_file_response(self.get_object(), thumbnail=True)
+
+    def _reload(self, image: Image) -> Image:
+        return selectors.image_list().get(pk=image.pk)
+
+
+class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Zip imports run as jobs: POST an archive, get 202 with the job to follow."""
+
+    serializer_class = ImportBatchSerializer
+    pagination_class = NewestFirst
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_queryset(self) -> Any:
+        return selectors.import_batch_list()
+
+    @extend_schema(request=ArchiveImportSerializer, responses={202: dict, 400: dict})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = ArchiveImportSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["archive"]
+        members = archive_inspect(upload)  # refuses a bad archive before anything is stored
+        if not members:
+            raise ValidationError({"archive": ["The archive holds no files."]})
+        upload.seek(0)
+        name = default_storage.save(f"imports/{uuid.uuid4().hex}.zip", upload)
+        subclass = serializer.validated_data.get("subclass")
+        inbox = serializer.validated_data["inbox"]
+        with transaction.atomic():
+            job = job_create(
+                kind="curation.import_archive",
+                actor=request.user,
+                total=len(members),
+                params={
+                    "archive": name,
+                    "subclass_id": subclass.pk if subclass else None,
+                    "from_folders": not (inbox or subclass),
+                    "source": serializer.validated_data["source"],
+                    "filename": upload.name[:200],
+                },
+            )
+            batch = import_batch_create(
+                kind=ImportKind.ZIP, name=upload.name, actor=request.user, job_id=job.pk
+            )
+            job.params["batch_id"] = batch.pk
+            job.save(update_fields=["params"])
+            job_enqueue(job=job)
+        return Response(
+            {
+                "job": JobSerializer(job).data,
+                "batch": ImportBatchSerializer(batch).data,
+                "entries": len(members),
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+    @extend_schema(responses={200: ImportItemSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def items(self, request: Request, pk: str | None = None) -> Response:
+        batch = self.get_object()
+        queryset = selectors.import_items(batch=batch)
+        outcome = request.query_params.get("outcome")
+        if outcome in ImportOutcome.values:
+            queryset = queryset.filter(outcome=outcome)
+        paginator = NewestFirst()
+        paginator.ordering = "id"
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(ImportItemSerializer(page, many=True).data)
+
+
+class JobViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = JobSerializer
+    pagination_class = NewestFirst
+    filterset_class = JobFilter
+
+    def get_queryset(self) -> Any:
+        return selectors.job_list()
+
+
+class LabelClassViewSet(viewsets.ModelViewSet):
+    """Classes with their sub-classes. Reviewers create, rename and delete; deleting needs an
+    empty class."""
+
+    serializer_class = LabelClassSerializer
+    pagination_class = None
+    filterset_class = None
+
+    def get_queryset(self) -> Any:
+        return selectors.class_list()
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("list", "retrieve"):
+            return [IsLabeller()]
+        return [IsReviewer()]
+
+    @extend_schema(request=LabelClassWriteSerializer, responses={201: LabelClassSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = LabelClassWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if "name" not in serializer.validated_data:
+            raise ValidationError({"name": ["A class needs a name."]})
+        label_class = class_create(actor=request.user, **serializer.validated_data)
+        return Response(
+            LabelClassSerializer(selectors.class_list().get(pk=label_class.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(request=LabelClassWriteSerializer, responses={200: LabelClassSerializer})
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        label_class = self.get_object()
+        serializer = LabelClassWriteSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        class_update(label_class=label_class, actor=request.user, **serializer.validated_data)
+        return Response(LabelClassSerializer(selectors.class_list().get(pk=label_class.pk)).data)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        class_delete(label_class=self.get_object(), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SubClassViewSet(viewsets.ModelViewSet):
+    """Sub-classes. PATCH with another ``label_class`` moves the sub-class and its images there:
+    that is how classes merge (and split), and the move is recorded."""
+
+    serializer_class = SubClassSerializer
+    pagination_class = None
+
+    def get_queryset(self) -> Any:
+        queryset = selectors.subclass_list()
+        label_class = self.request.query_params.get("label_class")
+        if label_class and label_class.isdigit():
+            queryset = queryset.filter(label_class_id=int(label_class))
+        return queryset
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("list", "retrieve"):
+            return [IsLabeller()]
+        return [IsReviewer()]
+
+    @extend_schema(request=SubClassWriteSerializer, responses={201: SubClassSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = SubClassWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if "name" not in data or "label_class" not in data:
+            raise ValidationError({"detail": ["A sub-class needs a name and a label_class."]})
+        subclass = subclass_create(
+            label_class=data["label_class"],
+            name=data["name"],
+            source=data.get("source", "real"),
+            actor=request.user,
+        )
+        return Response(SubClassSerializer(subclass).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=SubClassWriteSerializer, responses={200: SubClassSerializer})
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        subclass = self.get_object()
+        serializer = SubClassWriteSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        with transaction.atomic():
+            if "name" in data or "source" in data:
+                subclass = subclass_update(
+                    subclass=subclass,
+                    actor=request.user,
+                    name=data.get("name"),
+                    source=data.get("source"),
+                )
+            target = data.get("label_class")
+            if target is not None and target.pk != subclass.label_class_id:
+                subclass = subclass_move(subclass=subclass, to_class=target, actor=request.user)
+        return Response(SubClassSerializer(selectors.subclass_list().get(pk=subclass.pk)).data)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        subclass_delete(subclass=self.get_object(), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def get_subclass(pk: int) -> SubClass:
+    return get_object_or_404(SubClass.objects.select_related("label_class"), pk=pk)
+
+
+def get_class(pk: int) -> LabelClass:
+    return get_object_or_404(LabelClass, pk=pk)

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import django_filters
+
+from curation.models import Image, ImageStatus, Job, JobStatus, Source
+
+
+class ImageFilter(django_filters.FilterSet):
+    """The only filters the image list accepts: no free-form lookups through relations."""
+
+    label_class = django_filters.NumberFilter(
+        field_name="subclass__label_class_id", label="class id"
+    )
+    subclass = django_filters.NumberFilter(field_name="subclass_id")
+    status = django_filters.ChoiceFilter(choices=ImageStatus.choices)
+    labelled = django_filters.BooleanFilter(
+        field_name="subclass", lookup_expr="isnull", exclude=True, label="labelled"
+    )
+    source = django_filters.ChoiceFilter(field_name="subclass__source", choices=Source.choices)
+    import_batch = django_filters.NumberFilter(field_name="import_batch_id")
+    sha256 = django_filters.CharFilter(field_name="sha256")
+
+    class Meta:
+        model = Image
+        fields: list[str] = []
+
+
+class JobFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=JobStatus.choices)
+    kind = django_filters.CharFilter()
+
+    class Meta:
+        model = Job
+        fields: list[str] = []

@@ -1,0 +1,146 @@
+"""The one place Loupe decodes an image from untrusted bytes.
+
+Everything that reads pixels (imports, thumbnails, hashing, model inputs) goes through
+``decode_image`` or ``open_for_pixels`` so that the allow-list, the pixel cap and the
+truncation check hold everywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from typing import IO
+
+from django.conf import settings
+from PIL import Image as PILImage
+from PIL import ImageFile, ImageOps, UnidentifiedImageError
+
+# Truncated files are errors, never silently padded with grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+# Pillow format name -> (extension, content type). The allow-list is checked on the decoded
+# content, never on the file name.
+ALLOWED_FORMATS: dict[str, tuple[str, str]] = {
+    "JPEG": ("jpg", "image/jpeg"),
+    "PNG": ("png", "image/png"),
+    "WEBP": ("webp", "image/webp"),
+    "TIFF": ("tiff", "image/tiff"),
+    "BMP": ("bmp", "image/bmp"),
+}
+EXTENSION_CONTENT_TYPES = {ext: ctype for ext, ctype in ALLOWED_FORMATS.values()}
+
+
+class ImageRejected(Exception):
+    """The bytes are not an image Loupe accepts; the message says why, for the uploader."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    format: str
+    extension: str
+    content_type: str
+    width: int
+    height: int
+
+
+def _open(stream: IO[bytes]) -> PILImage.Image:
+    max_pixels: int = settings.LOUPE_MAX_IMAGE_PIXELS
+    stream.seek(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+        try:
+            # Restrict the decoders Pillow will even try, so nothing outside the allow-list
+            # (EPS through Ghostscript, PSD, …) is ever parsed.
+            image = PILImage.open(stream, formats=list(ALLOWED_FORMATS))
+        except UnidentifiedImageError:
+            raise ImageRejected(
+                "not a supported image (allowed: JPEG, PNG, WebP, TIFF, BMP)"
+            ) from None
+        except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
+            raise ImageRejected(
+                f"too many pixels: the limit is {max_pixels:,} (decompression bomb?)"
+            ) from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageRejected(f"corrupt image: {exc}") from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageRejected("the image has no pixels")
+    if width * height > max_pixels:
+        raise ImageRejected(
+            f"too many pixels: {width}×{height} is over the limit of {max_pixels:,}"
+        )
+    return image
+
+
+def decode_image(stream: IO[bytes]) -> DecodedImage:
+    """Check that ``stream`` holds a whole, allowed image and describe it.
+
+    The header is checked first (format, pixel cap), then every byte of the image data is
+    decoded so truncated or corrupt files are refused. JPEGs decode at 1/8 scale (DCT scaling):
+    the whole entropy-coded stream is still read, at a fraction of the cost.
+    """
+    image = _open(stream)
+    fmt = image.format or ""
+    width, height = image.size
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            if fmt == "JPEG":
+                image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            image.load()
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:
+                # Every frame of a multi-page TIFF or animated WebP must decode too.
+                for index in range(1, frames):
+                    image.seek(index)
+                    image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        message = str(exc)
+        if "truncated" in message:
+            raise ImageRejected("truncated image: the file ends before the image data") from None
+        raise ImageRejected(f"corrupt image: {message}") from None
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
+        raise ImageRejected("too many pixels (decompression bomb?)") from None
+    finally:
+        image.close()
+    extension, content_type = ALLOWED_FORMATS[fmt]
+    return DecodedImage(
+        format=fmt, extension=extension, content_type=content_type, width=width, height=height
+    )
+
+
+def open_for_pixels(stream: IO[bytes], *, max_side: int | None = None) -> PILImage.Image:
+    """Decode to an RGB image with EXIF orientation applied and no metadata kept.
+
+    ``max_side`` lets JPEG decode at a reduced scale when only a small derivative is needed.
+    """
+    image = _open(stream)
+    try:
+        if max_side and image.format == "JPEG":
+            image.draft("RGB", (max_side, max_side))
+        image = ImageOps.exif_transpose(image)
+        if image.mode not in ("RGB", "L"):
+            image = _flatten(image)
+        return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageRejected(f"corrupt image: {exc}") from None
+
+
+def _flatten(image: PILImage.Image) -> PILImage.Image:
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = PILImage.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def make_thumbnail(stream: IO[bytes], *, size: int) -> bytes:
+    """A JPEG no larger than ``size`` on its longest side, oriented, without metadata."""
+    image = open_for_pixels(stream, max_side=size)
+    image.thumbnail((size, size), PILImage.Resampling.LANCZOS)
+    out = io.BytesIO()
+    # A fresh save with no exif/icc arguments carries no metadata over.
+    image.save(out, format="JPEG", quality=85, optimize=True)
+    return out.getvalue()

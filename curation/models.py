@@ -1,0 +1,308 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class ClassKind(models.TextChoices):
+    NORMAL = "normal", "Normal"
+    HOLDING = "holding", "Holding"
+
+
+class Source(models.TextChoices):
+    REAL = "real", "Real"
+    STAGED = "staged", "Staged"
+    SYNTHETIC = "synthetic", "Synthetic"
+
+
+DEFAULT_SUBCLASS_NAME = "default"
+
+
+class LabelClass(models.Model):
+    """A training label. Holding classes (e.g. "Unknown") keep good but unidentified images and
+    are never exported for training."""
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=16, choices=ClassKind.choices, default=ClassKind.NORMAL)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "class"
+        verbose_name_plural = "classes"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SubClass(models.Model):
+    """A variation inside a class. Moving a sub-class to another class is how classes merge."""
+
+    label_class = models.ForeignKey(LabelClass, on_delete=models.PROTECT, related_name="subclasses")
+    name = models.CharField(max_length=200)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.REAL)
+    is_default = models.BooleanField(default=False)
+    # Active images in this sub-class, kept by the services in the same transaction as the
+    # change, so the library overview never counts a million rows.
+    image_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["label_class__name", "-is_default", "name"]
+        verbose_name = "sub-class"
+        verbose_name_plural = "sub-classes"
+        constraints = [
+            models.UniqueConstraint(fields=["label_class", "name"], name="subclass_unique_name"),
+            models.UniqueConstraint(
+                fields=["label_class"],
+                condition=Q(is_default=True),
+                name="subclass_one_default_per_class",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label_class.name} / {self.name}"
+
+
+class ImageStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    TRASHED = "trashed", "Trashed"
+
+
+class ImportKind(models.TextChoices):
+    UPLOAD = "upload", "Upload"
+    ZIP = "zip", "Zip archive"
+    FOLDER = "folder", "Folder"
+
+
+class ImportBatch(models.Model):
+    """One import: its per-file report lives in ImportItem rows."""
+
+    kind = models.CharField(max_length=16, choices=ImportKind.choices)
+    name = models.CharField(max_length=500, blank=True, help_text="archive or folder name")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    job = models.ForeignKey(
+        "Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="import_batches"
+    )
+    created_count = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0)
+    rejected_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk} ({self.kind})"
+
+
+class Image(models.Model):
+    sha256 = models.CharField(max_length=64, unique=True)
+    extension = models.CharField(max_length=8)
+    content_type = models.CharField(max_length=32)
+    format = models.CharField(max_length=8)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    file_size = models.PositiveBigIntegerField()
+    # The uploader's name for the file, kept as metadata only: never used in a path, always
+    # escaped on output.
+    original_filename = models.CharField(max_length=255, blank=True)
+
+    subclass = models.ForeignKey(
+        SubClass, null=True, blank=True, on_delete=models.PROTECT, related_name="images"
+    )
+    labelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    labelled_at = models.DateTimeField(null=True, blank=True)
+
+    status = models.CharField(
+        max_length=16, choices=ImageStatus.choices, default=ImageStatus.ACTIVE
+    )
+    trashed_reason = models.CharField(max_length=500, blank=True)
+    trashed_at = models.DateTimeField(null=True, blank=True)
+
+    # Bumped on every label or status change; a relabel names the version it saw.
+    version = models.PositiveIntegerField(default=1)
+    import_batch = models.ForeignKey(
+        ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="images"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    thumbnail_ready = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # Class pages: active images of some sub-classes, newest first.
+            models.Index(fields=["subclass", "status", "-id"], name="image_subclass_status_id"),
+            # Inbox: active unlabelled images, oldest first.
+            models.Index(
+                fields=["id"],
+                condition=Q(subclass__isnull=True, status="active"),
+                name="image_inbox",
+            ),
+            models.Index(fields=["-trashed_at"], condition=Q(status="trashed"), name="image_trash"),
+            models.Index(
+                fields=["id"], condition=Q(thumbnail_ready=False), name="image_needs_thumbnail"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Image {self.pk} ({self.sha256[:12]})"
+
+    @property
+    def storage_name(self) -> str:
+        from curation.storage import original_name
+
+        return original_name(self.sha256, self.extension)
+
+    @property
+    def thumbnail_name(self) -> str:
+        from curation.storage import thumbnail_name
+
+        return thumbnail_name(self.sha256)
+
+    @property
+    def is_trashed(self) -> bool:
+        return self.status == ImageStatus.TRASHED
+
+
+class LabelReason(models.TextChoices):
+    IMPORT = "import", "Import"
+    LABELLING = "labelling", "Labelling"
+    DOUBLE_CHECK = "double_check", "Double-check"
+    DUPLICATE = "duplicate", "Duplicate review"
+    BULK = "bulk", "Bulk"
+    API = "api", "API"
+    UNDO = "undo", "Undo"
+    TRASH = "trash", "Trash"
+    RESTORE = "restore", "Restore"
+
+
+class LabelEvent(models.Model):
+    """Every change of an image's sub-class or status. Never edited or deleted; undo is a new
+    event."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="label_events")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=32, choices=LabelReason.choices)
+    note = models.CharField(max_length=500, blank=True)
+    from_subclass = models.ForeignKey(
+        SubClass, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    to_subclass = models.ForeignKey(
+        SubClass, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    from_status = models.CharField(max_length=16, choices=ImageStatus.choices)
+    to_status = models.CharField(max_length=16, choices=ImageStatus.choices)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["image", "-id"], name="labelevent_image_id")]
+
+
+class TaxonomyAction(models.TextChoices):
+    CREATE_CLASS = "create_class", "Class created"
+    RENAME_CLASS = "rename_class", "Class renamed"
+    DELETE_CLASS = "delete_class", "Class deleted"
+    CREATE_SUBCLASS = "create_subclass", "Sub-class created"
+    RENAME_SUBCLASS = "rename_subclass", "Sub-class renamed"
+    MOVE_SUBCLASS = "move_subclass", "Sub-class moved (merge or split)"
+    DELETE_SUBCLASS = "delete_subclass", "Sub-class deleted"
+
+
+class TaxonomyEvent(models.Model):
+    """A change to the class/sub-class tree: the tree is the merge configuration, so every change
+    to it is kept."""
+
+    action = models.CharField(max_length=32, choices=TaxonomyAction.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    subclass = models.ForeignKey(
+        SubClass, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    from_class = models.ForeignKey(
+        LabelClass, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    to_class = models.ForeignKey(
+        LabelClass, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+
+class ImportOutcome(models.TextChoices):
+    CREATED = "created", "Created"
+    DUPLICATE = "duplicate", "Duplicate"
+    REJECTED = "rejected", "Rejected"
+
+
+class ImportItem(models.Model):
+    """One line of an import's per-file report."""
+
+    batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="items")
+    name = models.CharField(max_length=1000)
+    outcome = models.CharField(max_length=16, choices=ImportOutcome.choices)
+    image = models.ForeignKey(
+        Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Job(models.Model):
+    """A background run with progress, visible in the UI and the API."""
+
+    kind = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    message = models.CharField(max_length=500, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Job #{self.pk} {self.kind} ({self.status})"
+
+    @property
+    def percent(self) -> int:
+        if self.status == JobStatus.SUCCEEDED:
+            return 100
+        if not self.total:
+            return 0
+        return min(100, int(100 * self.done / self.total))
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)

@@ -1,0 +1,336 @@
+"""Imports from uploads, zip archives and folder trees; all report per file the same way."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from django.conf import settings
+from django.db import transaction
+
+from accounts.models import User
+from curation.models import ImportBatch, ImportItem, ImportOutcome, Source, SubClass
+from curation.services.images import (
+    ImportResult,
+    Inspection,
+    _report,
+    file_inspect,
+    image_import,
+)
+from curation.services.taxonomy import TaxonomyError, subclass_resolve
+
+# Files that archivers and desktops scatter around; never images, never worth a report line.
+_IGNORED_PARTS = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
+
+
+class ArchiveRejected(Exception):
+    """The archive as a whole is refused; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where an import puts its files: into the inbox, one fixed sub-class, or the sub-class
+    each file's folder names."""
+
+    subclass: SubClass | None = None
+    from_folders: bool = True
+    source: str = Source.REAL
+
+
+class SubclassCache:
+    def __init__(self, *, source: str, actor: User | None) -> None:
+        self.source = source
+        self.actor = actor
+        self._cache: dict[tuple[str, str | None], SubClass] = {}
+
+    def get(self, class_name: str, subclass_name: str | None) -> SubClass:
+        key = (class_name.casefold(), subclass_name.casefold() if subclass_name else None)
+        if key not in self._cache:
+            self._cache[key] = subclass_resolve(
+                class_name=class_name,
+                subclass_name=subclass_name,
+                source=self.source,
+                actor=self.actor,
+            )
+        return self._cache[key]
+
+
+def folder_parts(relative: str) -> tuple[str | None, str | None]:
+    """``<class>/<sub-class>/<file>`` or ``<class>/<file>`` → (class, sub-class).
+
+    Raises ValueError naming the problem for any other shape.
+    """
+    parts = PurePosixPath(relative).parts
+    if len(parts) == 1:
+        return None, None
+    if len(parts) == 2:
+        return parts[0], None
+    if len(parts) == 3:
+        return parts[0], parts[1]
+    raise ValueError("nested too deep: expected <class>/<sub-class>/<file> or <class>/<file>")
+
+
+def _is_ignored(relative: str) -> bool:
+    parts = PurePosixPath(relative).parts
+    return any(p in _IGNORED_PARTS or p.startswith("._") for p in parts)
+
+
+def _subclass_for(
+    relative: str, destination: Destination, cache: SubclassCache
+) -> tuple[SubClass | None, str]:
+    """The sub-class for a file, or an error message."""
+    if not destination.from_folders:
+        return destination.subclass, ""
+    try:
+        class_name, subclass_name = folder_parts(relative)
+    except ValueError as exc:
+        return None, str(exc)
+    if class_name is None:
+        if destination.subclass is not None:
+            return destination.subclass, ""
+        return None, ""  # top-level files go to the inbox
+    try:
+        return cache.get(class_name, subclass_name), ""
+    except TaxonomyError as exc:
+        return None, str(exc)
+
+
+def _reject(batch: ImportBatch, name: str, reason: str) -> ImportResult:
+    with transaction.atomic():
+        return _report(batch, ImportResult(name, ImportOutcome.REJECTED, None, reason))
+
+
+def upload_import(
+    *,
+    files: Iterable[tuple[str, IO[bytes]]],
+    destination: Destination,
+    actor: User | None,
+    batch: ImportBatch,
+) -> list[ImportResult]:
+    """Import uploaded files (name, stream) into one destination."""
+    results = []
+    for name, stream in files:
+        data = stream.read()
+        inspection = file_inspect(data=data, name=name)
+        results.append(
+            image_import(
+                inspection=inspection,
+                content=io.BytesIO(data),
+                subclass=destination.subclass,
+                actor=actor,
+                batch=batch,
+            )
+        )
+    return results
+
+
+# --- Zip archives ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchiveMember:
+    info: zipfile.ZipInfo
+    problem: str
+
+
+def _entry_problem(info: zipfile.ZipInfo) -> str:
+    name = info.filename
+    if "\x00" in name:
+        return "entry name contains a NUL byte"
+    normalised = name.replace("\\", "/")
+    if normalised.startswith("/") or (len(normalised) > 1 and normalised[1] == ":"):
+        return "absolute path in the archive"
+    if ".." in PurePosixPath(normalised).parts:
+        return "path leaves the archive ('..')"
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        return "symbolic link"
+    if info.flag_bits & 0x1:
+        return "encrypted entry"
+    max_ratio: int = settings.LOUPE_ZIP_MAX_RATIO
+    if info.file_size > 0 and info.file_size / max(info.compress_size, 1) > max_ratio:
+        ratio = info.file_size // max(info.compress_size, 1)
+        return f"compression ratio {ratio}:1 is over the limit of {max_ratio}:1 (zip bomb?)"
+    max_bytes: int = settings.LOUPE_MAX_IMAGE_BYTES
+    if info.file_size > max_bytes:
+        return f"entry is {info.file_size:,} bytes; the limit is {max_bytes:,}"
+    return ""
+
+
+def archive_inspect(stream: IO[bytes]) -> list[ArchiveMember]:
+    """Read the archive's directory and judge each entry, without extracting anything.
+
+    Raises ArchiveRejected when the archive as a whole is over a cap or not a zip.
+    """
+    try:
+        archive = zipfile.ZipFile(stream)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ArchiveRejected(f"not a readable zip archive: {exc}") from None
+    with archive:
+        infos = [i for i in archive.infolist() if not i.is_dir()]
+    max_entries: int = settings.LOUPE_ZIP_MAX_ENTRIES
+    if len(infos) > max_entries:
+        raise ArchiveRejected(
+            f"the archive has {len(infos):,} entries; the limit is {max_entries:,}"
+        )
+    total = sum(i.file_size for i in infos)
+    max_total: int = settings.LOUPE_ZIP_MAX_UNCOMPRESSED_BYTES
+    if total > max_total:
+        raise ArchiveRejected(
+            f"the archive unpacks to {total:,} bytes; the limit is {max_total:,} (zip bomb?)"
+        )
+    return [
+        ArchiveMember(info=i, problem=_entry_problem(i))
+        for i in infos
+        if not _is_ignored(i.filename.replace("\\", "/"))
+    ]
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """Read an entry, trusting its declared size no further than the bytes that come out."""
+    limit = info.file_size
+    with archive.open(info) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:
+        raise ArchiveRejected("entry unpacks to more bytes than its header declares")
+    return data
+
+
+def archive_import(
+    *,
+    stream: IO[bytes],
+    destination: Destination,
+    actor: User | None,
+    batch: ImportBatch,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportBatch:
+    """Import every good entry of a zip archive and report the others.
+
+    Safe to run again on the same batch (a retried job): entries already reported are skipped.
+    """
+    members = archive_inspect(stream)
+    already = set(ImportItem.objects.filter(batch=batch).values_list("name", flat=True))
+    cache = SubclassCache(source=destination.source, actor=actor)
+    total = len(members)
+    stream.seek(0)
+    with zipfile.ZipFile(stream) as archive:
+        for done, member in enumerate(members, start=1):
+            name = member.info.filename
+            if name in already:
+                continue
+            if member.problem:
+                _reject(batch, name, member.problem)
+            else:
+                subclass, problem = _subclass_for(name, destination, cache)
+                if problem:
+                    _reject(batch, name, problem)
+                else:
+                    try:
+                        data = _read_member(archive, member.info)
+                    except (ArchiveRejected, zipfile.BadZipFile, OSError, EOFError) as exc:
+                        _reject(batch, name, f"cannot unpack entry: {exc}")
+                    else:
+                        image_import(
+                            inspection=file_inspect(data=data, name=name),
+                            content=io.BytesIO(data),
+                            subclass=subclass,
+                            actor=actor,
+                            batch=batch,
+                        )
+            if progress is not None and (done % 25 == 0 or done == total):
+                progress(done, total)
+    return batch
+
+
+# --- Folder trees ---------------------------------------------------------------------------
+
+
+def folder_files(root: Path) -> list[str]:
+    """Every file under ``root`` as a POSIX path relative to it, sorted, ignoring hidden
+    files and archiver litter. Symbolic links are not followed out of the tree."""
+    found = []
+    root = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for filename in filenames:
+            if filename.startswith("."):
+                continue
+            relative = Path(dirpath, filename).relative_to(root).as_posix()
+            if not _is_ignored(relative):
+                found.append(relative)
+    found.sort()
+    return found
+
+
+def _inspect_path(args: tuple[str, str]) -> tuple[str, object]:
+    root, relative = args
+    path = Path(root, relative)
+    try:
+        if path.is_symlink() and not path.resolve().is_relative_to(Path(root).resolve()):
+            return relative, "symbolic link pointing outside the imported folder"
+        data = path.read_bytes()
+    except OSError as exc:
+        return relative, f"cannot read file: {exc.strerror or exc}"
+    return relative, file_inspect(data=data, name=relative)
+
+
+def folder_inspections(
+    root: Path, relatives: list[str], *, workers: int
+) -> Iterator[tuple[str, object]]:
+    """Inspect files (hash and decode) in a pool of processes, in order."""
+    jobs = [(str(root), r) for r in relatives]
+    if workers <= 1:
+        yield from map(_inspect_path, jobs)
+        return
+    import multiprocessing
+
+    from django.db import connections
+
+    # Children get a copy of this process; they must not share its database connections.
+    connections.close_all()
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers) as pool:
+        yield from pool.imap(_inspect_path, jobs, chunksize=8)
+
+
+def folder_import(
+    *,
+    root: Path,
+    destination: Destination,
+    actor: User | None,
+    batch: ImportBatch,
+    workers: int = 1,
+    progress: Callable[[ImportResult], None] | None = None,
+    on_created: Callable[[int], None] | None = None,
+) -> ImportBatch:
+    """Import a folder tree ``<class>/<sub-class>/*`` or ``<class>/*`` (or everything into one
+    destination). Running it again on the same tree creates nothing new."""
+    relatives = folder_files(root)
+    cache = SubclassCache(source=destination.source, actor=actor)
+    for relative, inspected in folder_inspections(root, relatives, workers=workers):
+        subclass, problem = _subclass_for(relative, destination, cache)
+        if isinstance(inspected, str):
+            result = _reject(batch, relative, inspected)
+        elif problem:
+            result = _reject(batch, relative, problem)
+        else:
+            assert isinstance(inspected, Inspection)
+            with open(root / relative, "rb") as content:
+                result = image_import(
+                    inspection=inspected,
+                    content=content,
+                    subclass=subclass,
+                    actor=actor,
+                    batch=batch,
+                )
+        if result.outcome == ImportOutcome.CREATED and result.image and on_created:
+            on_created(result.image.pk)
+        if progress is not None:
+            progress(result)
+    return batch

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+from django.db.models import F, Q
+from django.utils import timezone
+
+from accounts.models import User
+from curation.models import Job, JobStatus
+
+MAX_JOB_ATTEMPTS = 3
+
+
+def job_create(
+    *, kind: str, actor: User | None, params: dict[str, Any] | None = None, total: int = 0
+) -> Job:
+    return Job.objects.create(kind=kind, created_by=actor, params=params or {}, total=total)
+
+
+def job_claim(*, job_id: int) -> bool:
+    """Mark the job running. A job left ``running`` by a worker that died may be claimed again
+    (the task was redelivered); a finished one never is. Returns whether this caller may run it.
+    """
+    claimed = (
+        Job.objects.filter(pk=job_id, attempts__lt=MAX_JOB_ATTEMPTS)
+        .filter(Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING))
+        .update(
+            status=JobStatus.RUNNING,
+            started_at=timezone.now(),
+            attempts=F("attempts") + 1,
+            error="",
+        )
+    )
+    return claimed == 1
+
+
+def job_progress(*, job_id: int, done: int, total: int | None = None, message: str = "") -> None:
+    fields: dict[str, Any] = {"done": done}
+    if total is not None:
+        fields["total"] = total
+    if message:
+        fields["message"] = message[:500]
+    Job.objects.filter(pk=job_id).update(**fields)
+
+
+def job_succeed(*, job_id: int, result: dict[str, Any], message: str = "") -> None:
+    Job.objects.filter(pk=job_id).update(
+        status=JobStatus.SUCCEEDED,
+        result=result,
+        message=message[:500],
+        finished_at=timezone.now(),
+    )
+
+
+def job_fail(*, job_id: int, error: BaseException | str) -> None:
+    if isinstance(error, BaseException):
+        summary = f"{type(error).__name__}: {error}"
+        detail = "".join(traceback.format_exception(error))
+    else:
+        summary = detail = error
+    Job.objects.filter(pk=job_id).update(
+        status=JobStatus.FAILED,
+        message=summary[:500],
+        error=detail,
+        finished_at=timezone.now(),
+    )
+
+
+class JobCancelled(Exception):
+    pass
+
+
+def job_run(*, job_id: int, work: Any) -> None:
+    """Run ``work(job)`` as the job: claim it, record success or failure.
+
+    ``work`` returns the result dict. A job already finished, or claimed too often, is skipped,
+    so a redelivered task does nothing twice.
+    """
+    if not job_claim(job_id=job_id):
+        return
+    job = Job.objects.get(pk=job_id)
+    try:
+        result = work(job)
+    except Exception as exc:
+        job_fail(job_id=job_id, error=exc)
+        raise
+    job_succeed(job_id=job_id, result=result or {}, message=(result or {}).get("message", ""))
+
+
+def job_enqueue(*, job: Job) -> bool:
+    """Send the job's task once the surrounding transaction commits.
+
+    When the broker cannot be reached the job stays ``queued`` and the periodic
+    ``requeue_stalled_jobs`` sends it again later; the request that created it still succeeds.
+    """
+    from django.db import transaction
+
+    transaction.on_commit(lambda: send_job(job_id=job.pk, kind=job.kind))
+    return True
+
+
+def send_job(*, job_id: int, kind: str) -> bool:
+    import logging
+
+    from config.celery import app
+
+    try:
+        app.send_task(
+            kind,
+            kwargs={"job_id": job_id},
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+    except Exception:  # the broker is down: the sweeper retries
+        logging.getLogger(__name__).warning("Could not enqueue job %s (%s) now", job_id, kind)
+        return False
+    return True

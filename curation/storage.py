@@ -1,0 +1,66 @@
+"""Content-addressed storage of originals and their derivatives, through Django's storage API."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import IO, Any
+
+from django.core.files.base import File
+from django.core.files.storage import FileSystemStorage, default_storage
+
+ORIGINALS_PREFIX = "originals"
+THUMBNAILS_PREFIX = "derivatives/thumbnails"
+
+
+def original_name(sha256: str, extension: str) -> str:
+    return f"{ORIGINALS_PREFIX}/{sha256[0:2]}/{sha256[2:4]}/{sha256}.{extension}"
+
+
+def thumbnail_name(sha256: str) -> str:
+    return f"{THUMBNAILS_PREFIX}/{sha256[0:2]}/{sha256[2:4]}/{sha256}.jpg"
+
+
+class AtomicFileSystemStorage(FileSystemStorage):
+    """Local storage that writes to a temporary file and renames it into place.
+
+    A reader never sees half a file, and since names are content addressed, saving a name that
+    exists overwrites it with the same bytes instead of inventing a new name.
+    """
+
+    def get_available_name(self, name: str, max_length: int | None = None) -> str:
+        return name
+
+    def _save(self, name: str, content: Any) -> str:
+        full_path = self.path(name)
+        directory = os.path.dirname(full_path)
+        os.makedirs(directory, exist_ok=True)
+        fd, temp_path = tempfile.mkstemp(dir=directory, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                if hasattr(content, "seek"):
+                    content.seek(0)
+                for chunk in content.chunks():
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if self.file_permissions_mode is not None:
+                os.chmod(temp_path, self.file_permissions_mode)
+            else:
+                os.chmod(temp_path, 0o644)
+            os.replace(temp_path, full_path)
+        except BaseException:
+            try:
+                os.unlink(temp_path)
+            except FileNotFoundError:
+                pass
+            raise
+        return name
+
+
+def store_original(*, sha256: str, extension: str, content: IO[bytes]) -> str:
+    """Store the original once. Call before the row that references it is committed."""
+    name = original_name(sha256, extension)
+    if not default_storage.exists(name):
+        default_storage.save(name, File(content, name=os.path.basename(name)))
+    return name

@@ -1,0 +1,126 @@
+"""Thin Celery adapters: take ids, call services."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from curation.models import ImportBatch, Job, JobStatus, SubClass
+from curation.services.imports import Destination, archive_import
+from curation.services.jobs import job_progress, job_run, send_job
+from curation.services.processing import (
+    chunked,
+    images_needing_thumbnails,
+    orphans_sweep,
+    thumbnails_make,
+)
+
+logger = logging.getLogger(__name__)
+
+_RETRY = {
+    "autoretry_for": (OSError,),
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "max_retries": 5,
+}
+
+
+@shared_task(name="curation.process_images", acks_late=True, **_RETRY)
+def process_images(image_ids: list[int]) -> int:
+    return thumbnails_make(image_ids=image_ids)
+
+
+def enqueue_processing(image_ids: list[int]) -> None:
+    """Queue derivative work for new images in chunks (never one task per image), after the
+    rows commit. A broker outage only delays it: ``process_pending_images`` catches up."""
+    from django.db import transaction
+
+    def send() -> None:
+        for chunk in chunked(image_ids, settings.LOUPE_PROCESS_CHUNK):
+            try:
+                process_images.apply_async(
+                    args=[chunk],
+                    retry=True,
+                    retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+                )
+            except Exception:
+                logger.warning("Broker unreachable; %d images wait for the catch-up", len(chunk))
+                return
+
+    if image_ids:
+        transaction.on_commit(send)
+
+
+@shared_task(name="curation.process_pending_images", acks_late=True)
+def process_pending_images() -> int:
+    ids = images_needing_thumbnails(limit=20 * settings.LOUPE_PROCESS_CHUNK)
+    for chunk in chunked(ids, settings.LOUPE_PROCESS_CHUNK):
+        process_images.delay(chunk)
+    return len(ids)
+
+
+@shared_task(name="curation.import_archive", acks_late=True, **_RETRY)
+def import_archive(job_id: int) -> None:
+    def work(job: Job) -> dict[str, Any]:
+        params = job.params
+        batch = ImportBatch.objects.select_related("created_by").get(pk=params["batch_id"])
+        subclass_id = params.get("subclass_id")
+        destination = Destination(
+            subclass=SubClass.objects.get(pk=subclass_id) if subclass_id else None,
+            from_folders=params.get("from_folders", True),
+            source=params.get("source", "real"),
+        )
+
+        def progress(done: int, total: int) -> None:
+            job_progress(job_id=job.pk, done=done, total=total, message=f"{done} of {total} files")
+
+        before = set(batch.images.values_list("pk", flat=True))
+        with default_storage.open(params["archive"], "rb") as stream:
+            archive_import(
+                stream=stream,
+                destination=destination,
+                actor=batch.created_by,
+                batch=batch,
+                progress=progress,
+            )
+        created = sorted(set(batch.images.values_list("pk", flat=True)) - before)
+        enqueue_processing(created)
+        default_storage.delete(params["archive"])
+        batch.refresh_from_db()
+        return {
+            "batch_id": batch.pk,
+            "created": batch.created_count,
+            "duplicate": batch.duplicate_count,
+            "rejected": batch.rejected_count,
+            "message": (
+                f"{batch.created_count} created, {batch.duplicate_count} duplicates, "
+                f"{batch.rejected_count} rejected"
+            ),
+        }
+
+    job_run(job_id=job_id, work=work)
+
+
+@shared_task(name="curation.sweep_orphans", acks_late=True)
+def sweep_orphans(job_id: int | None = None) -> dict[str, object]:
+    if job_id is None:
+        return orphans_sweep().as_dict()
+    job_run(job_id=job_id, work=lambda job: orphans_sweep(**job.params).as_dict())
+    return {}
+
+
+@shared_task(name="curation.requeue_stalled_jobs")
+def requeue_stalled_jobs() -> int:
+    """Send again the jobs still queued a while after creation (their first send failed)."""
+    cutoff = timezone.now() - timedelta(minutes=2)
+    stalled = Job.objects.filter(status=JobStatus.QUEUED, created_at__lt=cutoff)
+    sent = 0
+    for job_id, kind in stalled.values_list("pk", "kind")[:500]:
+        sent += send_job(job_id=job_id, kind=kind)
+    return sent
