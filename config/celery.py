@@ -18,7 +18,7 @@ def _prepare_filesystem_broker() -> None:
     if not str(settings.CELERY_BROKER_URL).startswith("filesystem://"):
         return
     options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
-    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         folder = options.get(key)
         if folder:
             os.makedirs(str(folder), exist_ok=True)

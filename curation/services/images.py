@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections import Counter
 from dataclasses import dataclass
 from typing import IO
 
@@ -62,29 +63,132 @@ class ImportResult:
     reason: str
 
 
-def _report(batch: ImportBatch | None, result: ImportResult) -> ImportResult:
-    if batch is not None:
-        ImportItem.objects.create(
-            batch=batch,
-            name=result.name[:1000],
-            outcome=result.outcome,
-            image=result.image,
-            reason=result.reason[:500],
+@dataclass(frozen=True)
+class Pending:
+    """An inspected file waiting to be recorded, with the sub-class it goes to (or the inbox).
+    For an accepted file, the original must already be stored."""
+
+    inspection: Inspection
+    subclass: SubClass | None
+
+
+def _duplicate_reason(existing_pk: int, trashed: bool) -> str:
+    note = f"same bytes as image {existing_pk}"
+    return note + " (in the trash)" if trashed else note
+
+
+def images_record(
+    *, pending: list[Pending], actor: User | None, batch: ImportBatch | None
+) -> list[ImportResult]:
+    """Record a chunk of inspected files in one transaction: new image rows, their label events,
+    the sub-class counters and the batch's per-file report. Returns one result per file, in
+    order.
+
+    The same bytes twice (already in the library, or earlier in the chunk) are reported as a
+    duplicate of that image, never a second row. If another import commits one of these hashes
+    meanwhile, the chunk is retried once, now seeing it as a duplicate.
+    """
+    try:
+        return _record(pending, actor, batch)
+    except IntegrityError:
+        return _record(pending, actor, batch)
+
+
+@transaction.atomic
+def _record(
+    pending: list[Pending], actor: User | None, batch: ImportBatch | None
+) -> list[ImportResult]:
+    hashes = {p.inspection.sha256 for p in pending if p.inspection.decoded is not None}
+    existing = {
+        image.sha256: image
+        for image in Image.objects.filter(sha256__in=hashes).only("pk", "sha256", "status")
+    }
+    now = timezone.now()
+    new_images: dict[str, Image] = {}
+    plan: list[tuple[str, ImportOutcome, str, str]] = []  # name, outcome, sha256, reason
+    for entry in pending:
+        inspection = entry.inspection
+        if inspection.decoded is None:
+            plan.append((inspection.name, ImportOutcome.REJECTED, "", inspection.rejection))
+            continue
+        sha = inspection.sha256
+        if sha in existing:
+            known = existing[sha]
+            reason = _duplicate_reason(known.pk, known.status == ImageStatus.TRASHED)
+            plan.append((inspection.name, ImportOutcome.DUPLICATE, sha, reason))
+            continue
+        if sha in new_images:
+            plan.append((inspection.name, ImportOutcome.DUPLICATE, sha, ""))
+            continue
+        decoded = inspection.decoded
+        subclass = entry.subclass
+        new_images[sha] = Image(
+            sha256=sha,
+            extension=decoded.extension,
+            content_type=decoded.content_type,
+            format=decoded.format,
+            width=decoded.width,
+            height=decoded.height,
+            file_size=inspection.size,
+            original_filename=_display_name(inspection.name),
+            subclass=subclass,
+            labelled_by=actor if subclass else None,
+            labelled_at=now if subclass else None,
+            import_batch=batch,
         )
-        counter = {
-            ImportOutcome.CREATED: "created_count",
-            ImportOutcome.DUPLICATE: "duplicate_count",
-            ImportOutcome.REJECTED: "rejected_count",
-        }[result.outcome]
-        ImportBatch.objects.filter(pk=batch.pk).update(**{counter: F(counter) + 1})
-    return result
+        plan.append((inspection.name, ImportOutcome.CREATED, sha, ""))
+
+    created = Image.objects.bulk_create(list(new_images.values()))
+    by_sha = {**existing, **{image.sha256: image for image in created}}
+    LabelEvent.objects.bulk_create(
+        LabelEvent(
+            image=image,
+            actor=actor,
+            reason=LabelReason.IMPORT,
+            to_subclass=image.subclass,
+            from_status=ImageStatus.ACTIVE,
+            to_status=ImageStatus.ACTIVE,
+        )
+        for image in created
+        if image.subclass is not None
+    )
+    per_subclass = Counter(image.subclass_id for image in created if image.subclass_id)
+    for subclass_id, n in per_subclass.items():
+        SubClass.objects.filter(pk=subclass_id).update(image_count=F("image_count") + n)
+
+    results = []
+    for name, outcome, sha, reason in plan:
+        image = by_sha.get(sha)
+        if outcome == ImportOutcome.DUPLICATE and not reason and image is not None:
+            reason = _duplicate_reason(image.pk, False) + " (earlier in this import)"
+        results.append(ImportResult(name, outcome, image, reason))
+    if batch is not None:
+        ImportItem.objects.bulk_create(
+            ImportItem(
+                batch=batch,
+                name=r.name[:1000],
+                outcome=r.outcome,
+                image=r.image,
+                reason=r.reason[:500],
+            )
+            for r in results
+        )
+        tally = Counter(r.outcome for r in results)
+        ImportBatch.objects.filter(pk=batch.pk).update(
+            created_count=F("created_count") + tally[ImportOutcome.CREATED],
+            duplicate_count=F("duplicate_count") + tally[ImportOutcome.DUPLICATE],
+            rejected_count=F("rejected_count") + tally[ImportOutcome.REJECTED],
+        )
+    return results
 
 
-def _duplicate(name: str, existing: Image) -> ImportResult:
-    note = f"same bytes as image {existing.pk}"
-    if existing.status == ImageStatus.TRASHED:
-        note += " (in the trash)"
-    return ImportResult(name, ImportOutcome.DUPLICATE, existing, note)
+def inspection_store(*, inspection: Inspection, content: IO[bytes]) -> None:
+    """Store the original of an accepted file (content addressed: storing twice is harmless).
+    Must run before the file's row is recorded."""
+    if inspection.decoded is not None:
+        store_original(
+            sha256=inspection.sha256, extension=inspection.decoded.extension, content=content
+        )
 
 
 def image_import(
@@ -101,53 +205,12 @@ def image_import(
     missing file; a crash in between leaves an orphan file for the sweeper. The same bytes
     again are reported as a duplicate of the existing image, never a second row.
     """
-    name = inspection.name
-    if inspection.decoded is None:
-        with transaction.atomic():
-            return _report(
-                batch, ImportResult(name, ImportOutcome.REJECTED, None, inspection.rejection)
-            )
-    existing = Image.objects.filter(sha256=inspection.sha256).first()
-    if existing is not None:
-        with transaction.atomic():
-            return _report(batch, _duplicate(name, existing))
-
-    decoded = inspection.decoded
-    store_original(sha256=inspection.sha256, extension=decoded.extension, content=content)
-    now = timezone.now()
-    try:
-        with transaction.atomic():
-            image = Image.objects.create(
-                sha256=inspection.sha256,
-                extension=decoded.extension,
-                content_type=decoded.content_type,
-                format=decoded.format,
-                width=decoded.width,
-                height=decoded.height,
-                file_size=inspection.size,
-                original_filename=_display_name(name),
-                subclass=subclass,
-                labelled_by=actor if subclass else None,
-                labelled_at=now if subclass else None,
-                import_batch=batch,
-            )
-            if subclass is not None:
-                SubClass.objects.filter(pk=subclass.pk).update(image_count=F("image_count") + 1)
-                LabelEvent.objects.create(
-                    image=image,
-                    actor=actor,
-                    reason=LabelReason.IMPORT,
-                    from_subclass=None,
-                    to_subclass=subclass,
-                    from_status=ImageStatus.ACTIVE,
-                    to_status=ImageStatus.ACTIVE,
-                )
-            return _report(batch, ImportResult(name, ImportOutcome.CREATED, image, ""))
-    except IntegrityError:
-        # Another import stored the same bytes between our check and our insert.
-        existing = Image.objects.get(sha256=inspection.sha256)
-        with transaction.atomic():
-            return _report(batch, _duplicate(name, existing))
+    if (
+        inspection.decoded is not None
+        and not Image.objects.filter(sha256=inspection.sha256).exists()
+    ):
+        inspection_store(inspection=inspection, content=content)
+    return images_record(pending=[Pending(inspection, subclass)], actor=actor, batch=batch)[0]
 
 
 def _display_name(name: str) -> str:

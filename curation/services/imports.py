@@ -12,18 +12,22 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from django.conf import settings
-from django.db import transaction
 
 from accounts.models import User
 from curation.models import ImportBatch, ImportItem, ImportOutcome, Source, SubClass
 from curation.services.images import (
     ImportResult,
     Inspection,
-    _report,
+    Pending,
     file_inspect,
-    image_import,
+    images_record,
+    inspection_store,
 )
 from curation.services.taxonomy import TaxonomyError, subclass_resolve
+
+# Files recorded per transaction: large enough to amortise the commit, small enough that a
+# progress bar moves and a crash loses little.
+RECORD_CHUNK = 100
 
 # Files that archivers and desktops scatter around; never images, never worth a report line.
 _IGNORED_PARTS = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
@@ -101,9 +105,8 @@ def _subclass_for(
         return None, str(exc)
 
 
-def _reject(batch: ImportBatch, name: str, reason: str) -> ImportResult:
-    with transaction.atomic():
-        return _report(batch, ImportResult(name, ImportOutcome.REJECTED, None, reason))
+def rejected(name: str, reason: str) -> Pending:
+    return Pending(Inspection(name, "", 0, None, reason), None)
 
 
 def upload_import(
@@ -113,21 +116,14 @@ def upload_import(
     actor: User | None,
     batch: ImportBatch,
 ) -> list[ImportResult]:
-    """Import uploaded files (name, stream) into one destination."""
-    results = []
+    """Import uploaded files (name, stream) into one destination, recorded together."""
+    pending = []
     for name, stream in files:
         data = stream.read()
         inspection = file_inspect(data=data, name=name)
-        results.append(
-            image_import(
-                inspection=inspection,
-                content=io.BytesIO(data),
-                subclass=destination.subclass,
-                actor=actor,
-                batch=batch,
-            )
-        )
-    return results
+        inspection_store(inspection=inspection, content=io.BytesIO(data))
+        pending.append(Pending(inspection, destination.subclass))
+    return images_record(pending=pending, actor=actor, batch=batch)
 
 
 # --- Zip archives ---------------------------------------------------------------------------
@@ -202,6 +198,24 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     return data
 
 
+def _archive_entry(
+    archive: zipfile.ZipFile, member: ArchiveMember, destination: Destination, cache: SubclassCache
+) -> Pending:
+    name = member.info.filename
+    if member.problem:
+        return rejected(name, member.problem)
+    subclass, problem = _subclass_for(name, destination, cache)
+    if problem:
+        return rejected(name, problem)
+    try:
+        data = _read_member(archive, member.info)
+    except (ArchiveRejected, zipfile.BadZipFile, OSError, EOFError) as exc:
+        return rejected(name, f"cannot unpack entry: {exc}")
+    inspection = file_inspect(data=data, name=name)
+    inspection_store(inspection=inspection, content=io.BytesIO(data))
+    return Pending(inspection, subclass)
+
+
 def archive_import(
     *,
     stream: IO[bytes],
@@ -218,33 +232,24 @@ def archive_import(
     already = set(ImportItem.objects.filter(batch=batch).values_list("name", flat=True))
     cache = SubclassCache(source=destination.source, actor=actor)
     total = len(members)
+    pending: list[Pending] = []
+
+    def flush(done: int) -> None:
+        if pending:
+            images_record(pending=pending, actor=actor, batch=batch)
+            pending.clear()
+        if progress is not None:
+            progress(done, total)
+
     stream.seek(0)
     with zipfile.ZipFile(stream) as archive:
         for done, member in enumerate(members, start=1):
             name = member.info.filename
-            if name in already:
-                continue
-            if member.problem:
-                _reject(batch, name, member.problem)
-            else:
-                subclass, problem = _subclass_for(name, destination, cache)
-                if problem:
-                    _reject(batch, name, problem)
-                else:
-                    try:
-                        data = _read_member(archive, member.info)
-                    except (ArchiveRejected, zipfile.BadZipFile, OSError, EOFError) as exc:
-                        _reject(batch, name, f"cannot unpack entry: {exc}")
-                    else:
-                        image_import(
-                            inspection=file_inspect(data=data, name=name),
-                            content=io.BytesIO(data),
-                            subclass=subclass,
-                            actor=actor,
-                            batch=batch,
-                        )
-            if progress is not None and (done % 25 == 0 or done == total):
-                progress(done, total)
+            if name not in already:
+                pending.append(_archive_entry(archive, member, destination, cache))
+            if len(pending) >= RECORD_CHUNK:
+                flush(done)
+        flush(total)
     return batch
 
 
@@ -277,7 +282,10 @@ def _inspect_path(args: tuple[str, str]) -> tuple[str, object]:
         data = path.read_bytes()
     except OSError as exc:
         return relative, f"cannot read file: {exc.strerror or exc}"
-    return relative, file_inspect(data=data, name=relative)
+    inspection = file_inspect(data=data, name=relative)
+    # Storing here, in the pool, keeps the copy off the process that records rows.
+    inspection_store(inspection=inspection, content=io.BytesIO(data))
+    return relative, inspection
 
 
 def folder_inspections(
@@ -313,24 +321,26 @@ def folder_import(
     destination). Running it again on the same tree creates nothing new."""
     relatives = folder_files(root)
     cache = SubclassCache(source=destination.source, actor=actor)
+    pending: list[Pending] = []
+
+    def flush() -> None:
+        for result in images_record(pending=pending, actor=actor, batch=batch):
+            if result.outcome == ImportOutcome.CREATED and result.image and on_created:
+                on_created(result.image.pk)
+            if progress is not None:
+                progress(result)
+        pending.clear()
+
     for relative, inspected in folder_inspections(root, relatives, workers=workers):
         subclass, problem = _subclass_for(relative, destination, cache)
         if isinstance(inspected, str):
-            result = _reject(batch, relative, inspected)
+            pending.append(rejected(relative, inspected))
         elif problem:
-            result = _reject(batch, relative, problem)
+            pending.append(rejected(relative, problem))
         else:
             assert isinstance(inspected, Inspection)
-            with open(root / relative, "rb") as content:
-                result = image_import(
-                    inspection=inspected,
-                    content=content,
-                    subclass=subclass,
-                    actor=actor,
-                    batch=batch,
-                )
-        if result.outcome == ImportOutcome.CREATED and result.image and on_created:
-            on_created(result.image.pk)
-        if progress is not None:
-            progress(result)
+            pending.append(Pending(inspected, subclass))
+        if len(pending) >= RECORD_CHUNK:
+            flush()
+    flush()
     return batch
