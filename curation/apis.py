@@ -83,14 +83,15 @@ class ImageViewSet(
 
     @extend_schema(request=ImageUploadSerializer, responses={201: dict, 200: dict, 400: dict})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = request.data.copy() if hasattr(request.data, "copy") else dict(request.data)
         files = request.FILES.getlist("files") + request.FILES.getlist("file")
-        if hasattr(data, "setlist"):
-            data.setlist("files", files)
-        else:
-            data["files"] = files
-        if "class" in data and "label_class" not in data:
-            data["label_class"] = data["class"]
+        # A plain dict of the fields we read: copying request.data would deep-copy the uploads,
+        # which fails for those spilled to temporary files.
+        data: dict[str, Any] = {
+            key: request.data.get(key) for key in ("subclass", "label_class") if key in request.data
+        }
+        if "class" in request.data and "label_class" not in data:
+            data["label_class"] = request.data.get("class")
+        data["files"] = files
         serializer = ImageUploadSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         subclass = serializer.validated_data.get("subclass")
@@ -153,10 +154,11 @@ class ImageViewSet(
     )
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         image = self.get_object()
-        payload = {
-            **request.query_params.dict(),
-            **(request.data if isinstance(request.data, dict) else {}),
-        }
+        payload = request.query_params.dict()
+        if hasattr(request.data, "dict"):  # a form body: one value per field, not lists
+            payload.update(request.data.dict())
+        elif isinstance(request.data, dict):
+            payload.update(request.data)
         serializer = ImageTrashSerializer(data=payload)
         serializer.is_valid(raise_exception=True)
         image = image_trash(

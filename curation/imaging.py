@@ -62,13 +62,13 @@ def _open(stream: IO[bytes]) -> PILImage.Image:
                 f"too many pixels: the limit is {max_pixels:,} (decompression bomb?)"
             ) from None
         except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageRejected(f"corrupt image: {exc}") from None
+            raise _decoding_error(exc) from None
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageRejected("the image has no pixels")
     if width * height > max_pixels:
         raise ImageRejected(
-            f"too many pixels: {width}×{height} is over the limit of {max_pixels:,}"
+            f"too many pixels: {width}x{height} is over the limit of {max_pixels:,}"
         )
     return image
 
@@ -82,6 +82,9 @@ def decode_image(stream: IO[bytes]) -> DecodedImage:
     """
     image = _open(stream)
     fmt = image.format or ""
+    if fmt == "PNG":
+        _verify_png_chunks(image)
+        image = _open(stream)
     width, height = image.size
     try:
         with warnings.catch_warnings():
@@ -96,10 +99,7 @@ def decode_image(stream: IO[bytes]) -> DecodedImage:
                     image.seek(index)
                     image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        message = str(exc)
-        if "truncated" in message:
-            raise ImageRejected("truncated image: the file ends before the image data") from None
-        raise ImageRejected(f"corrupt image: {message}") from None
+        raise _decoding_error(exc) from None
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
         raise ImageRejected("too many pixels (decompression bomb?)") from None
     finally:
@@ -108,6 +108,28 @@ def decode_image(stream: IO[bytes]) -> DecodedImage:
     return DecodedImage(
         format=fmt, extension=extension, content_type=content_type, width=width, height=height
     )
+
+
+def _decoding_error(exc: BaseException) -> ImageRejected:
+    message = str(exc)
+    # Pillow spells it "image file is truncated", "Truncated File Read" or, for a PNG chunk,
+    # "incomplete checksum"; all mean the bytes stop early.
+    if any(word in message.lower() for word in ("truncated", "incomplete")):
+        return ImageRejected("truncated image: the file ends before the image data")
+    return ImageRejected(f"corrupt image: {message}")
+
+
+def _verify_png_chunks(image: PILImage.Image) -> None:
+    """Check every chunk's checksum up to IEND; call on a freshly opened PNG, which cannot be
+    loaded afterwards.
+
+    Decoding stops once the pixels are out, so a PNG cut after its pixel data (or with a
+    damaged checksum) would otherwise pass as whole.
+    """
+    try:
+        image.verify()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise _decoding_error(exc) from None
 
 
 def open_for_pixels(stream: IO[bytes], *, max_side: int | None = None) -> PILImage.Image:
@@ -124,7 +146,7 @@ def open_for_pixels(stream: IO[bytes], *, max_side: int | None = None) -> PILIma
             image = _flatten(image)
         return image.convert("RGB")
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageRejected(f"corrupt image: {exc}") from None
+        raise _decoding_error(exc) from None
 
 
 def _flatten(image: PILImage.Image) -> PILImage.Image:
