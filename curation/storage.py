@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from typing import IO, Any
@@ -50,10 +51,8 @@ class AtomicFileSystemStorage(FileSystemStorage):
                 os.chmod(temp_path, 0o644)
             os.replace(temp_path, full_path)
         except BaseException:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp_path)
-            except FileNotFoundError:
-                pass
             raise
         return name
 

@@ -98,8 +98,8 @@ class Command(BaseCommand):
             return
         self.stdout.write(
             f"Imported {root}: {summary['created']} created, {summary['duplicate']} duplicates, "
-            f"{summary['rejected']} rejected in {elapsed:.1f} s ({summary['files_per_second']} files/s). "
-            f"Import batch #{batch.pk}."
+            f"{summary['rejected']} rejected in {elapsed:.1f} s "
+            f"({summary['files_per_second']} files/s). Import batch #{batch.pk}."
         )
         for item in rejected[:20]:
             self.stdout.write(f"  rejected {item['name']}: {item['reason']}")
