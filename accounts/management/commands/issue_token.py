@@ -36,5 +36,6 @@ class Command(BaseCommand):
         else:
             self.stdout.write(token)
             self.stderr.write(
-                f"Token for {username} (role {user.role}); use it as 'Authorization: Token <token>'."
+                f"Token for {username} (role {user.role}); "
+                "send it as 'Authorization: Token <token>'."
             )
