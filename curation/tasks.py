@@ -23,8 +23,10 @@ from curation.services.processing import (
 
 logger = logging.getLogger(__name__)
 
+# Passing storage or broker trouble; a job hit by one goes back to the queue for the retry.
+_RETRYABLE: tuple[type[BaseException], ...] = (OSError,)
 _RETRY = {
-    "autoretry_for": (OSError,),
+    "autoretry_for": _RETRYABLE,
     "retry_backoff": 5,
     "retry_backoff_max": 300,
     "max_retries": 5,
@@ -80,7 +82,6 @@ def import_archive(job_id: int) -> None:
         def progress(done: int, total: int) -> None:
             job_progress(job_id=job.pk, done=done, total=total, message=f"{done} of {total} files")
 
-        before = set(batch.images.values_list("pk", flat=True))
         with default_storage.open(params["archive"], "rb") as stream:
             archive_import(
                 stream=stream,
@@ -89,8 +90,14 @@ def import_archive(job_id: int) -> None:
                 batch=batch,
                 progress=progress,
             )
-        created = sorted(set(batch.images.values_list("pk", flat=True)) - before)
-        enqueue_processing(created)
+        # Everything this import created, an earlier failed attempt's images included.
+        enqueue_processing(
+            list(
+                batch.images.filter(thumbnail_ready=False)
+                .order_by("id")
+                .values_list("pk", flat=True)
+            )
+        )
         default_storage.delete(params["archive"])
         batch.refresh_from_db()
         return {
@@ -104,7 +111,7 @@ def import_archive(job_id: int) -> None:
             ),
         }
 
-    job_run(job_id=job_id, work=work)
+    job_run(job_id=job_id, work=work, retry_on=_RETRYABLE)
 
 
 @shared_task(name="curation.sweep_orphans", acks_late=True)

@@ -71,11 +71,13 @@ class JobCancelled(Exception):
     pass
 
 
-def job_run(*, job_id: int, work: Any) -> None:
+def job_run(*, job_id: int, work: Any, retry_on: tuple[type[BaseException], ...] = ()) -> None:
     """Run ``work(job)`` as the job: claim it, record success or failure.
 
     ``work`` returns the result dict. A job already finished, or claimed too often, is skipped,
-    so a redelivered task does nothing twice.
+    so a redelivered task does nothing twice. ``retry_on`` names the errors the calling task
+    retries: those put the job back in the queue (until its last attempt) instead of failing
+    it, so the retry can claim it again.
     """
     if not job_claim(job_id=job_id):
         return
@@ -83,7 +85,13 @@ def job_run(*, job_id: int, work: Any) -> None:
     try:
         result = work(job)
     except Exception as exc:
-        job_fail(job_id=job_id, error=exc)
+        if isinstance(exc, retry_on) and job.attempts < MAX_JOB_ATTEMPTS:
+            Job.objects.filter(pk=job_id).update(
+                status=JobStatus.QUEUED,
+                message=f"will retry after {type(exc).__name__}: {exc}"[:500],
+            )
+        else:
+            job_fail(job_id=job_id, error=exc)
         raise
     job_succeed(job_id=job_id, result=result or {}, message=(result or {}).get("message", ""))
 
