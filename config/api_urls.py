@@ -10,6 +10,7 @@ from curation.apis import (
     LabelClassViewSet,
     SubClassViewSet,
 )
+from inference.apis import ModelVersionViewSet, PredictViewSet
 
 app_name = "api"
 
@@ -20,5 +21,7 @@ router.register("classes", LabelClassViewSet, basename="class")
 router.register("subclasses", SubClassViewSet, basename="subclass")
 router.register("jobs", JobViewSet, basename="job")
 router.register("tokens", TokenViewSet, basename="token")
+router.register("models", ModelVersionViewSet, basename="model-version")
+router.register("predict", PredictViewSet, basename="predict")
 
 urlpatterns = router.urls

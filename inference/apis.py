@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.permissions import IsLabeller, IsReviewer
+from curation.imaging import ImageRejected
+from curation.serializers import JobSerializer
+from inference.models import ModelVersion
+from inference.preprocessing import PreprocessSpec
+from inference.serializers import (
+    ModelUploadSerializer,
+    ModelVersionSerializer,
+    ModelVersionUpdateSerializer,
+    PredictSerializer,
+)
+from inference.services import (
+    label_classes_create,
+    model_version_activate,
+    model_version_register,
+    model_version_update,
+    predict,
+)
+from inference.validation import ModelRejected
+
+
+def _refused(message: str) -> Response:
+    return Response({"detail": message}, status=status.HTTP_400_BAD_REQUEST)
+
+
+class ModelVersionViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Model versions. Upload with POST (multipart: ``onnx`` file, ``labels`` JSON file and the
+    preprocessing fields); activate with POST …/activate/ (recomputes suggestions as a job)."""
+
+    serializer_class = ModelVersionSerializer
+    pagination_class = None
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def get_queryset(self) -> Any:
+        return ModelVersion.objects.select_related("uploaded_by").order_by("-number")
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("list", "retrieve"):
+            return [IsLabeller()]
+        return [IsReviewer()]
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        version = self.get_object()
+        return Response(ModelVersionSerializer(version, context={"detail": True}).data)
+
+    @extend_schema(request=ModelUploadSerializer, responses={201: ModelVersionSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # Read the fields one by one: copying request.data would deep-copy the uploads.
+        data: dict[str, Any] = {key: request.data.get(key) for key in request.data}
+        for key in ("mean", "std"):
+            if hasattr(request.data, "getlist"):
+                values = [v for v in request.data.getlist(key) if v != ""]
+                # "0.485,0.456,0.406" in one form field is accepted too.
+                if len(values) == 1 and isinstance(values[0], str) and "," in values[0]:
+                    values = [v.strip() for v in values[0].split(",") if v.strip()]
+                data[key] = values
+        serializer = ModelUploadSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        fields = serializer.validated_data
+        labels = fields["labels"].read() if fields.get("labels") else fields["label_map"]
+        spec = PreprocessSpec(
+            input_size=fields["input_size"],
+            layout=fields["layout"],
+            channel_order=fields["channel_order"],
+            scale=fields["scale"],
+            mean=tuple(fields["mean"]),
+            std=tuple(fields["std"]),
+            resize_mode=fields["resize_mode"],
+        )
+        try:
+            registration = model_version_register(
+                onnx_data=fields["onnx"].read(),
+                labels=labels,
+                name=fields.get("name") or fields["onnx"].name.rsplit(".", 1)[0],
+                actor=request.user,
+                spec=spec,
+                output_kind=fields["output_kind"],
+                embedding_output=fields["embedding_output"],
+                notes=fields["notes"],
+                activate=fields["activate"],
+                create_classes=fields["create_classes"],
+            )
+        except ModelRejected as exc:
+            return _refused(f"Model refused: {exc}")
+        body = ModelVersionSerializer(registration.version, context={"detail": True}).data
+        body["created_classes"] = registration.created_classes
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ModelVersionUpdateSerializer, responses={200: ModelVersionSerializer})
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        version = self.get_object()
+        serializer = ModelVersionUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = model_version_update(version=version, **serializer.validated_data)
+        return Response(ModelVersionSerializer(version, context={"detail": True}).data)
+
+    @extend_schema(request=None, responses={200: dict})
+    @action(detail=True, methods=["post"])
+    def activate(self, request: Request, pk: str | None = None) -> Response:
+        version = self.get_object()
+        job = model_version_activate(version=version, actor=request.user)
+        version.refresh_from_db()
+        return Response(
+            {
+                "model_version": ModelVersionSerializer(version).data,
+                "job": JobSerializer(job).data if job else None,
+            }
+        )
+
+    @extend_schema(request=None, responses={200: dict})
+    @action(detail=True, methods=["post"], url_path="create-classes")
+    def create_classes(self, request: Request, pk: str | None = None) -> Response:
+        """Create a library class for every label name that matches none."""
+        version = self.get_object()
+        created = label_classes_create(version=version, actor=request.user)
+        return Response(
+            {
+                "created_classes": created,
+                "model_version": ModelVersionSerializer(version, context={"detail": True}).data,
+            }
+        )
+
+
+class PredictViewSet(viewsets.ViewSet):
+    """Top-k class scores for an uploaded image from the active model version, or the version
+    named by ``model_version``; preprocessed exactly as stored suggestions are."""
+
+    permission_classes = [IsLabeller]
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(request=PredictSerializer, responses={200: dict})
+    def create(self, request: Request) -> Response:
+        serializer = PredictSerializer(
+            data={
+                key: request.data.get(key)
+                for key in ("file", "model_version", "k")
+                if key in request.data
+            }
+        )
+        serializer.is_valid(raise_exception=True)
+        fields = serializer.validated_data
+        version = None
+        if fields.get("model_version"):
+            version = get_object_or_404(ModelVersion, number=fields["model_version"])
+        try:
+            version, result = predict(stream=fields["file"], version=version, k=fields["k"])
+        except ImageRejected as exc:
+            return _refused(f"Image refused: {exc}")
+        except LookupError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(
+            {
+                "model_version": version.number,
+                "model_name": version.name,
+                "predictions": [
+                    {"index": index, "label": name, "score": score}
+                    for index, name, score in zip(
+                        result.indices, result.names, result.scores, strict=True
+                    )
+                ],
+            }
+        )

@@ -1,0 +1,101 @@
+"""Image → model input, the same way for suggestions, bulk runs and the predict API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+from PIL import Image as PILImage
+
+from curation.imaging import open_for_pixels
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    input_size: int = 224
+    layout: str = "NCHW"
+    channel_order: str = "RGB"
+    scale: float = 1 / 255
+    mean: tuple[float, ...] = field(default_factory=tuple)
+    std: tuple[float, ...] = field(default_factory=tuple)
+    resize_mode: str = "letterbox"
+
+    @classmethod
+    def of(cls, version: Any) -> PreprocessSpec:
+        """The spec of a ModelVersion row."""
+        return cls(
+            input_size=version.input_size,
+            layout=version.layout,
+            channel_order=version.channel_order,
+            scale=version.scale,
+            mean=tuple(version.mean or ()),
+            std=tuple(version.std or ()),
+            resize_mode=version.resize_mode,
+        )
+
+    def check(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        if not 8 <= self.input_size <= 2048:
+            raise ValueError("input size must be between 8 and 2048 pixels")
+        if self.layout not in ("NCHW", "NHWC"):
+            raise ValueError("layout must be NCHW or NHWC")
+        if self.channel_order not in ("RGB", "BGR"):
+            raise ValueError("channel order must be RGB or BGR")
+        if self.resize_mode not in ("letterbox", "stretch", "center_crop"):
+            raise ValueError("resize mode must be letterbox, stretch or center_crop")
+        if not self.scale or not np.isfinite(self.scale):
+            raise ValueError("scale must be a finite, non-zero number")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) not in (0, 1, 3):
+                raise ValueError(f"{name} must have 1 or 3 values (one per channel), or none")
+            if not all(np.isfinite(v) for v in values):
+                raise ValueError(f"{name} values must be finite numbers")
+        if any(v == 0 for v in self.std):
+            raise ValueError("std values must not be zero")
+
+
+def resize(image: PILImage.Image, *, size: int, mode: str) -> PILImage.Image:
+    """A ``size`` by ``size`` RGB image. Letterbox keeps the aspect ratio and pads with black,
+    centred; center_crop scales the short side to ``size`` and cuts the middle."""
+    width, height = image.size
+    bilinear = PILImage.Resampling.BILINEAR
+    if mode == "stretch":
+        return image.resize((size, size), bilinear)
+    if mode == "center_crop":
+        factor = size / min(width, height)
+        new = (max(size, round(width * factor)), max(size, round(height * factor)))
+        scaled = image.resize(new, bilinear)
+        left, top = (new[0] - size) // 2, (new[1] - size) // 2
+        return scaled.crop((left, top, left + size, top + size))
+    factor = size / max(width, height)
+    new = (max(1, round(width * factor)), max(1, round(height * factor)))
+    scaled = image.resize(new, bilinear)
+    canvas = PILImage.new("RGB", (size, size))
+    canvas.paste(scaled, ((size - new[0]) // 2, (size - new[1]) // 2))
+    return canvas
+
+
+def to_array(image: PILImage.Image, spec: PreprocessSpec) -> np.ndarray:
+    """One float32 sample (no batch axis) in the model's layout and channel order."""
+    pixels = np.asarray(resize(image, size=spec.input_size, mode=spec.resize_mode), np.float32)
+    if spec.channel_order == "BGR":
+        pixels = pixels[:, :, ::-1]
+    pixels = pixels * np.float32(spec.scale)
+    if spec.mean:
+        pixels = pixels - np.asarray(spec.mean, np.float32)
+    if spec.std:
+        pixels = pixels / np.asarray(spec.std, np.float32)
+    if spec.layout == "NCHW":
+        pixels = pixels.transpose(2, 0, 1)
+    return np.ascontiguousarray(pixels, dtype=np.float32)
+
+
+def load_input(stream: IO[bytes], spec: PreprocessSpec) -> np.ndarray:
+    """Decode untrusted bytes through the one decoding function, then preprocess. JPEGs decode
+    at the smallest DCT scale that still covers the input size (draft mode)."""
+    image = open_for_pixels(stream, max_side=spec.input_size)
+    try:
+        return to_array(image, spec)
+    finally:
+        image.close()

@@ -1,0 +1,31 @@
+"""Thin Celery adapters for the inference app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from curation.models import Job
+from curation.services.jobs import job_progress, job_run
+from inference.models import ModelVersion
+from inference.services import RECOMPUTE_KIND, predictions_recompute
+
+
+@shared_task(name=RECOMPUTE_KIND, acks_late=True)
+def recompute_predictions(job_id: int) -> None:
+    def work(job: Job) -> dict[str, Any]:
+        version = ModelVersion.objects.get(pk=job.params["model_version_id"])
+
+        def progress(done: int, total: int) -> None:
+            job_progress(job_id=job.pk, done=done, total=total, message=f"{done} of {total} images")
+
+        result = predictions_recompute(version=version, progress=progress)
+        return {
+            **result,
+            "model_version": version.number,
+            "message": f"{result['written']} suggestions from v{version.number} "
+            f"over {result['images']} images",
+        }
+
+    job_run(job_id=job_id, work=work)

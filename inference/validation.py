@@ -1,0 +1,211 @@
+"""Checks an uploaded ONNX classifier and its label map before anything is stored."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from inference.preprocessing import PreprocessSpec
+
+# Operator sets that onnxruntime's default build implements. Custom domains would need a
+# custom-op library loaded into the worker, which Loupe never does.
+STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
+MAX_LABELS = 100_000
+MAX_LABEL_LENGTH = 500
+
+
+class ModelRejected(Exception):
+    """The model or label map cannot be used; the message says why, for the uploader."""
+
+
+@dataclass(frozen=True)
+class CheckedModel:
+    input_name: str
+    output_name: str
+    embedding_output: str
+    class_count: int
+    opset: int
+
+
+def label_map_parse(data: bytes | str) -> list[str]:
+    """A JSON list of distinct, non-empty class names (an object {"0": name, …} is accepted
+    too, when its keys are exactly 0…n-1)."""
+    try:
+        parsed = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelRejected(f"the label map is not valid JSON: {exc}") from None
+    if isinstance(parsed, dict):
+        try:
+            keys = sorted(int(k) for k in parsed)
+        except ValueError:
+            raise ModelRejected("label map object keys must be output indices 0, 1, 2…") from None
+        if keys != list(range(len(keys))):
+            raise ModelRejected("label map object keys must be exactly 0…n-1")
+        parsed = [parsed[str(k)] if str(k) in parsed else parsed[k] for k in keys]
+    if not isinstance(parsed, list) or not parsed:
+        raise ModelRejected("the label map must be a non-empty JSON list of class names")
+    if len(parsed) > MAX_LABELS:
+        raise ModelRejected(f"the label map has {len(parsed):,} names; the limit is {MAX_LABELS:,}")
+    names: list[str] = []
+    for index, name in enumerate(parsed):
+        if not isinstance(name, str) or not name.strip():
+            raise ModelRejected(f"label {index} is not a non-empty string")
+        if len(name) > MAX_LABEL_LENGTH:
+            raise ModelRejected(f"label {index} is longer than {MAX_LABEL_LENGTH} characters")
+        names.append(name.strip())
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in seen:
+            raise ModelRejected(f"label {index} ({name!r}) repeats label {seen[name]}")
+        seen[name] = index
+    return names
+
+
+def _static_dims(value_info: Any) -> list[int | None]:
+    dims = value_info.type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField("dim_value") else None for d in dims]
+
+
+def onnx_check(
+    *, data: bytes, labels: list[str], spec: PreprocessSpec, embedding_output: str = ""
+) -> CheckedModel:
+    """Validate a self-contained ONNX classifier against its label map and preprocessing.
+
+    Runs the onnx checker, refuses external data and non-standard operator domains, checks the
+    input shape against the spec, then runs one sample through onnxruntime and checks the
+    output has one score per label.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx.external_data_helper import uses_external_data
+
+    try:
+        spec.check()
+    except ValueError as exc:
+        raise ModelRejected(f"preprocessing: {exc}") from None
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:
+        raise ModelRejected(f"not an ONNX model: {exc}") from None
+
+    external = [t.name for t in _all_tensors(model.graph) if uses_external_data(t)]
+    if external:
+        raise ModelRejected(
+            "the model keeps weights in external data files "
+            f"({', '.join(external[:3])}{' …' if len(external) > 3 else ''}); "
+            "upload a self-contained .onnx file"
+        )
+    domains = {op.domain for op in model.opset_import} | {
+        node.domain for node in _all_nodes(model.graph)
+    }
+    unknown = sorted(d for d in domains if d not in STANDARD_DOMAINS)
+    if unknown:
+        raise ModelRejected(
+            f"the model uses operators from non-standard domains: {', '.join(unknown)}"
+        )
+    try:
+        onnx.checker.check_model(model, full_check=False)
+    except onnx.checker.ValidationError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
+        raise ModelRejected(f"the ONNX checker refused the model: {first_line}") from None
+
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise ModelRejected(f"the model must take exactly one image input, not {len(inputs)}")
+    image_input = inputs[0]
+    elem = image_input.type.tensor_type.elem_type
+    if elem != onnx.TensorProto.FLOAT:
+        raise ModelRejected("the model input must be a float32 tensor")
+    dims = _static_dims(image_input)
+    if len(dims) != 4:
+        raise ModelRejected(f"the model input must have 4 dimensions, not {len(dims)}")
+    size = spec.input_size
+    expected = [None, 3, size, size] if spec.layout == "NCHW" else [None, size, size, 3]
+    for axis, (have, want) in enumerate(zip(dims, expected, strict=True)):
+        if axis and have is not None and have != want:
+            raise ModelRejected(
+                f"the model input is {_shape_text(dims)} but the preprocessing gives "
+                f"{spec.layout} {_shape_text(expected)}"
+            )
+
+    outputs = [o.name for o in model.graph.output]
+    if not outputs:
+        raise ModelRejected("the model has no outputs")
+    if embedding_output and embedding_output not in outputs:
+        raise ModelRejected(f"the model has no output named {embedding_output!r}")
+    output_name = next(o for o in outputs if o != embedding_output) if len(outputs) > 1 else ""
+    output_name = output_name or outputs[0]
+
+    try:
+        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelRejected(f"onnxruntime cannot load the model: {_short(exc)}") from None
+    batch = 1 if dims[0] is None or dims[0] == 1 else dims[0]
+    sample_shape = [batch, *expected[1:]]
+    sample = np.zeros(sample_shape, np.float32)
+    wanted = [output_name] + ([embedding_output] if embedding_output else [])
+    try:
+        results = session.run(wanted, {image_input.name: sample})
+    except Exception as exc:
+        raise ModelRejected(f"the dry run failed: {_short(exc)}") from None
+    scores = np.asarray(results[0])
+    if scores.ndim != 2 or scores.shape[0] != batch:
+        raise ModelRejected(
+            f"output {output_name!r} must be (batch, classes); the dry run gave {scores.shape}"
+        )
+    if scores.shape[1] != len(labels):
+        raise ModelRejected(
+            f"the model gives {scores.shape[1]} scores per image but the label map has "
+            f"{len(labels)} names"
+        )
+    if not np.all(np.isfinite(scores)):
+        raise ModelRejected("the dry run gave non-finite scores (NaN or infinity)")
+    opset = max(
+        (op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), default=0
+    )
+    return CheckedModel(
+        input_name=image_input.name,
+        output_name=output_name,
+        embedding_output=embedding_output,
+        class_count=len(labels),
+        opset=opset,
+    )
+
+
+def _shape_text(dims: list[int | None]) -> str:
+    return "(" + ", ".join("N" if d is None else str(d) for d in dims) + ")"
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[-1] if text else type(exc).__name__)[:300]
+
+
+def _all_nodes(graph: Any) -> list[Any]:
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                nodes.extend(_all_nodes(attribute.g))
+            for sub in attribute.graphs:
+                nodes.extend(_all_nodes(sub))
+    return nodes
+
+
+def _all_tensors(graph: Any) -> list[Any]:
+    tensors = list(graph.initializer)
+    for node in _all_nodes(graph):
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                tensors.append(attribute.t)
+            tensors.extend(attribute.tensors)
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                tensors.extend(attribute.g.initializer)
+    return tensors
