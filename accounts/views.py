@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 from knox.models import AuthToken
 
@@ -27,5 +28,6 @@ def tokens(request: HttpRequest) -> HttpResponse:
         {
             "tokens": AuthToken.objects.filter(user=request.user).order_by("-created"),
             "new_token": new_token,
+            "api_url": request.build_absolute_uri(reverse("api:image-list")),
         },
     )

@@ -1,12 +1,532 @@
+"""Server-rendered pages of the library. Each view reads through the selectors, calls at most
+one service, and redirects; every list paginates by keyset or by class name, so a page runs
+the same number of queries whatever the library size."""
+
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, TypeVar, cast
 
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Q, QuerySet
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.models import User
 from curation import selectors
+from curation.models import (
+    ClassKind,
+    Image,
+    ImageStatus,
+    ImportOutcome,
+    JobStatus,
+    LabelClass,
+    LabelReason,
+    Source,
+    SubClass,
+)
+from curation.services.images import (
+    ImageStateError,
+    VersionConflict,
+    image_relabel,
+    image_restore,
+    image_trash,
+)
+from curation.services.taxonomy import TaxonomyError, class_create, subclass_create, subclass_move
+from curation.serving import image_file_response
+
+CLASSES_PER_PAGE = 100
+IMAGES_PER_PAGE = 60
+ITEMS_PER_PAGE = 100
+JOBS_PER_PAGE = 50
+HISTORY_LIMIT = 200
+RECENT_IMPORTS = 15
+
+View = TypeVar("View", bound=Callable[..., HttpResponse])
+
+
+def _user(request: HttpRequest) -> User:
+    return cast(User, request.user)
+
+
+def reviewer_required(view: View) -> View:
+    """Signed-in reviewers (and admins) only; anyone else signed in gets 403."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not _user(request).is_reviewer:
+            raise PermissionDenied("This needs the reviewer role.")
+        return view(request, *args, **kwargs)
+
+    return cast(View, wrapped)
+
+
+def _positive_int(value: str | None) -> int | None:
+    if value and value.isdigit():
+        number = int(value)
+        return number if number > 0 else None
+    return None
+
+
+def _redirect_back(request: HttpRequest, fallback: str) -> HttpResponse:
+    """Back to the page the form was on, when that page is ours."""
+    target = request.POST.get("next", "")
+    if target.startswith("/") and not target.startswith("//"):
+        return redirect(target)
+    return redirect(fallback)
+
+
+# --- Keyset pages ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeysetPage:
+    """One page of a list ordered by id; ``next_cursor`` is the id to continue from."""
+
+    items: list[Any]
+    next_cursor: int | None
+    is_first: bool
+
+
+def keyset_page(
+    queryset: QuerySet[Any], *, cursor: int | None, size: int, descending: bool
+) -> KeysetPage:
+    if cursor is not None:
+        queryset = queryset.filter(id__lt=cursor) if descending else queryset.filter(id__gt=cursor)
+    rows = list(queryset.order_by("-id" if descending else "id")[: size + 1])
+    has_more = len(rows) > size
+    rows = rows[:size]
+    return KeysetPage(
+        items=rows,
+        next_cursor=rows[-1].pk if has_more else None,
+        is_first=cursor is None,
+    )
+
+
+def _trash_page(*, cursor: int | None) -> KeysetPage:
+    """The trash is ordered by when things were trashed; the cursor is the last image shown."""
+    queryset = selectors.trash_images()
+    if cursor is not None:
+        anchor = Image.objects.filter(pk=cursor, status=ImageStatus.TRASHED).first()
+        if anchor is not None and anchor.trashed_at is not None:
+            queryset = queryset.filter(
+                Q(trashed_at__lt=anchor.trashed_at) | Q(trashed_at=anchor.trashed_at, id__lt=cursor)
+            )
+    rows = list(queryset[: IMAGES_PER_PAGE + 1])
+    has_more = len(rows) > IMAGES_PER_PAGE
+    rows = rows[:IMAGES_PER_PAGE]
+    return KeysetPage(
+        items=rows, next_cursor=rows[-1].pk if has_more else None, is_first=cursor is None
+    )
+
+
+# --- Library --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    label_class: LabelClass
+    subclasses: list[SubClass]
+    image_count: int
+    sources: list[str]
+
+    @property
+    def is_holding(self) -> bool:
+        return self.label_class.kind == ClassKind.HOLDING
+
+
+def _class_row(label_class: LabelClass) -> ClassRow:
+    subclasses = list(label_class.subclasses.all())  # prefetched by selectors.class_list()
+    present = {s.source for s in subclasses if s.image_count}
+    return ClassRow(
+        label_class=label_class,
+        subclasses=subclasses,
+        image_count=sum(s.image_count for s in subclasses),
+        sources=[s.value for s in Source if s.value in present],
+    )
 
 
 @login_required
+@require_GET
 def library(request: HttpRequest) -> HttpResponse:
-    return render(request, "curation/library.html", {"totals": selectors.library_totals()})
+    query = request.GET.get("q", "").strip()[:200]
+    classes = selectors.class_list()
+    if query:
+        classes = classes.filter(name__icontains=query)
+    page = Paginator(classes, CLASSES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "curation/library.html",
+        {
+            "totals": selectors.library_totals(),
+            "page": page,
+            "rows": [_class_row(c) for c in page.object_list],
+            "query": query,
+            "kinds": ClassKind.choices,
+        },
+    )
+
+
+@reviewer_required
+@require_POST
+def class_new(request: HttpRequest) -> HttpResponse:
+    kind = request.POST.get("kind", ClassKind.NORMAL)
+    if kind not in ClassKind.values:
+        kind = ClassKind.NORMAL
+    try:
+        label_class = class_create(
+            name=request.POST.get("name", ""), kind=kind, actor=_user(request)
+        )
+    except TaxonomyError as exc:
+        messages.error(request, str(exc))
+        return redirect("curation:library")
+    messages.success(request, f"Class “{label_class.name}” created.")
+    return redirect("curation:class", pk=label_class.pk)
+
+
+# --- Class page -----------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def class_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    label_class = get_object_or_404(LabelClass, pk=pk)
+    subclasses = list(
+        SubClass.objects.filter(label_class=label_class).order_by("-is_default", "name")
+    )
+    chosen_id = _positive_int(request.GET.get("subclass"))
+    chosen = next((s for s in subclasses if s.pk == chosen_id), None)
+    source = request.GET.get("source", "")
+    if source not in Source.values:
+        source = ""
+    shown = [
+        s
+        for s in subclasses
+        if (chosen is None or s.pk == chosen.pk) and (not source or s.source == source)
+    ]
+    page = keyset_page(
+        selectors.class_images(label_class=label_class, subclass=chosen, source=source or None),
+        cursor=_positive_int(request.GET.get("before")),
+        size=IMAGES_PER_PAGE,
+        descending=True,
+    )
+    user = _user(request)
+    other_classes: Any = []
+    if user.is_reviewer:
+        other_classes = LabelClass.objects.exclude(pk=label_class.pk).only("pk", "name")
+    filters: dict[str, Any] = {}
+    if chosen is not None:
+        filters["subclass"] = chosen.pk
+    if source:
+        filters["source"] = source
+    return render(
+        request,
+        "curation/class_detail.html",
+        {
+            "label_class": label_class,
+            "subclasses": subclasses,
+            "chosen": chosen,
+            "source": source,
+            "sources": Source.choices,
+            "total": sum(s.image_count for s in subclasses),
+            "shown_count": sum(s.image_count for s in shown),
+            "page": page,
+            "base_query": urlencode(filters) + "&" if filters else "",
+            "other_classes": other_classes,
+        },
+    )
+
+
+@reviewer_required
+@require_POST
+def subclass_new(request: HttpRequest, pk: int) -> HttpResponse:
+    label_class = get_object_or_404(LabelClass, pk=pk)
+    source = request.POST.get("source", Source.REAL)
+    if source not in Source.values:
+        source = Source.REAL
+    try:
+        subclass = subclass_create(
+            label_class=label_class,
+            name=request.POST.get("name", ""),
+            source=source,
+            actor=_user(request),
+        )
+    except TaxonomyError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Sub-class “{subclass.name}” added.")
+    return redirect("curation:class", pk=label_class.pk)
+
+
+@reviewer_required
+@require_POST
+def subclass_move_to(request: HttpRequest, pk: int) -> HttpResponse:
+    subclass = get_object_or_404(SubClass.objects.select_related("label_class"), pk=pk)
+    from_class = subclass.label_class
+    target_id = _positive_int(request.POST.get("to_class"))
+    target = LabelClass.objects.filter(pk=target_id).first() if target_id else None
+    if target is None:
+        messages.error(request, "Choose the class to move the sub-class to.")
+        return redirect("curation:class", pk=from_class.pk)
+    try:
+        moved = subclass_move(subclass=subclass, to_class=target, actor=_user(request))
+    except TaxonomyError as exc:
+        messages.error(request, str(exc))
+        return redirect("curation:class", pk=from_class.pk)
+    messages.success(
+        request,
+        f"Moved “{moved.name}” ({moved.image_count} images) from “{from_class.name}” "
+        f"to “{target.name}”.",
+    )
+    return redirect("curation:class", pk=target.pk)
+
+
+# --- Inbox and trash ------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def inbox(request: HttpRequest) -> HttpResponse:
+    page = keyset_page(
+        selectors.inbox_images(),
+        cursor=_positive_int(request.GET.get("after")),
+        size=IMAGES_PER_PAGE,
+        descending=False,
+    )
+    return render(
+        request,
+        "curation/inbox.html",
+        {"page": page, "inbox_count": selectors.inbox_images().count()},
+    )
+
+
+@login_required
+@require_GET
+def trash(request: HttpRequest) -> HttpResponse:
+    page = _trash_page(cursor=_positive_int(request.GET.get("before")))
+    return render(
+        request,
+        "curation/trash.html",
+        {
+            "page": page,
+            "trash_count": Image.objects.filter(status=ImageStatus.TRASHED).count(),
+        },
+    )
+
+
+# --- Image page -----------------------------------------------------------------------------
+
+
+def _neighbours(image: Image) -> tuple[int | None, int | None]:
+    """(previous, next) image ids in the order the image's list shows them."""
+    if image.status != ImageStatus.ACTIVE:
+        return None, None
+    if image.subclass is None:
+        queryset = selectors.inbox_images().values_list("pk", flat=True)
+        previous = queryset.filter(id__lt=image.pk).order_by("-id").first()
+        following = queryset.filter(id__gt=image.pk).order_by("id").first()
+        return previous, following
+    ids = selectors.class_images(label_class=image.subclass.label_class).values_list(
+        "pk", flat=True
+    )
+    newer = ids.filter(id__gt=image.pk).order_by("id").first()
+    older = ids.filter(id__lt=image.pk).order_by("-id").first()
+    return newer, older
+
+
+def _image_page(
+    request: HttpRequest,
+    image: Image,
+    *,
+    conflict: str = "",
+    attempted_subclass: str | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    previous_id, next_id = _neighbours(image)
+    current = str(image.subclass_id or "")
+    return render(
+        request,
+        "curation/image_detail.html",
+        {
+            "image": image,
+            "history": selectors.image_history(image=image)[:HISTORY_LIMIT],
+            "subclasses": selectors.subclass_list(),
+            "selected_subclass": attempted_subclass if attempted_subclass is not None else current,
+            "conflict": conflict,
+            "previous_id": previous_id,
+            "next_id": next_id,
+        },
+        status=status,
+    )
+
+
+@login_required
+@require_GET
+def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    image = get_object_or_404(selectors.image_list(), pk=pk)
+    return _image_page(request, image)
+
+
+@login_required
+@require_POST
+def image_relabel_form(request: HttpRequest, pk: int) -> HttpResponse:
+    image = get_object_or_404(Image.objects.only("pk"), pk=pk)
+    raw_subclass = request.POST.get("subclass", "")
+    subclass = None
+    if raw_subclass:
+        subclass_id = _positive_int(raw_subclass)
+        subclass = (
+            SubClass.objects.select_related("label_class").filter(pk=subclass_id).first()
+            if subclass_id
+            else None
+        )
+        if subclass is None:
+            messages.error(request, "That sub-class does not exist (any more); pick another.")
+            return redirect("curation:image", pk=image.pk)
+    try:
+        image_relabel(
+            image_id=image.pk,
+            subclass=subclass,
+            actor=_user(request),
+            reason=LabelReason.LABELLING,
+            expected_version=_positive_int(request.POST.get("version")),
+            note=request.POST.get("note", "")[:500],
+        )
+    except VersionConflict as exc:
+        fresh = selectors.image_list().get(pk=image.pk)
+        return _image_page(
+            request, fresh, conflict=str(exc), attempted_subclass=raw_subclass, status=409
+        )
+    except ImageStateError as exc:
+        messages.error(request, str(exc))
+        return redirect("curation:image", pk=image.pk)
+    if subclass is None:
+        messages.success(request, "Sent back to the inbox.")
+    else:
+        messages.success(request, f"Labelled “{subclass.label_class.name} / {subclass.name}”.")
+    return redirect("curation:image", pk=image.pk)
+
+
+@reviewer_required
+@require_POST
+def image_trash_form(request: HttpRequest, pk: int) -> HttpResponse:
+    image = get_object_or_404(Image.objects.only("pk"), pk=pk)
+    try:
+        image_trash(
+            image_id=image.pk,
+            actor=_user(request),
+            note=request.POST.get("reason", ""),
+            expected_version=_positive_int(request.POST.get("version")),
+        )
+    except (VersionConflict, ImageStateError) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Moved to the trash. Restore it from here or from the Trash.")
+    return redirect("curation:image", pk=image.pk)
+
+
+@reviewer_required
+@require_POST
+def image_restore_form(request: HttpRequest, pk: int) -> HttpResponse:
+    image = get_object_or_404(Image.objects.only("pk"), pk=pk)
+    try:
+        image_restore(
+            image_id=image.pk,
+            actor=_user(request),
+            expected_version=_positive_int(request.POST.get("version")),
+        )
+    except (VersionConflict, ImageStateError) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Restored from the trash.")
+    return _redirect_back(request, reverse("curation:image", args=[image.pk]))
+
+
+@login_required
+@require_GET
+def image_file(request: HttpRequest, pk: int) -> FileResponse:
+    return image_file_response(get_object_or_404(Image, pk=pk))
+
+
+@login_required
+@require_GET
+def image_thumbnail(request: HttpRequest, pk: int) -> FileResponse:
+    image = get_object_or_404(Image, pk=pk)
+    # A page rendered before the worker made the thumbnail still gets a picture.
+    return image_file_response(image, thumbnail=image.thumbnail_ready)
+
+
+# --- Imports --------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def import_page(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "curation/import.html",
+        {
+            "subclasses": selectors.subclass_list(),
+            "batches": selectors.import_batch_list()[:RECENT_IMPORTS],
+            "files_per_request": min(50, settings.DATA_UPLOAD_MAX_NUMBER_FILES),
+            "sources": Source.choices,
+        },
+    )
+
+
+@login_required
+@require_GET
+def import_batch(request: HttpRequest, pk: int) -> HttpResponse:
+    batch = get_object_or_404(selectors.import_batch_list(), pk=pk)
+    outcome = request.GET.get("outcome", "")
+    items = selectors.import_items(batch=batch)
+    if outcome in ImportOutcome.values:
+        items = items.filter(outcome=outcome)
+    else:
+        outcome = ""
+    page = keyset_page(
+        items,
+        cursor=_positive_int(request.GET.get("after")),
+        size=ITEMS_PER_PAGE,
+        descending=False,
+    )
+    return render(
+        request,
+        "curation/import_batch.html",
+        {"batch": batch, "page": page, "outcome": outcome, "outcomes": ImportOutcome.choices},
+    )
+
+
+# --- Jobs -----------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def jobs(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status", "")
+    queryset = selectors.job_list()
+    if status in JobStatus.values:
+        queryset = queryset.filter(status=status)
+    else:
+        status = ""
+    page = keyset_page(
+        queryset,
+        cursor=_positive_int(request.GET.get("before")),
+        size=JOBS_PER_PAGE,
+        descending=True,
+    )
+    return render(
+        request,
+        "curation/jobs.html",
+        {"page": page, "status": status, "statuses": JobStatus.choices},
+    )
