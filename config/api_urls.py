@@ -11,6 +11,7 @@ from curation.apis import (
     SubClassViewSet,
 )
 from inference.apis import ModelVersionViewSet, PredictViewSet
+from labelling.urls_api import urlpatterns as labelling_api_urls
 
 app_name = "api"
 
@@ -24,4 +25,4 @@ router.register("tokens", TokenViewSet, basename="token")
 router.register("models", ModelVersionViewSet, basename="model-version")
 router.register("predict", PredictViewSet, basename="predict")
 
-urlpatterns = router.urls
+urlpatterns = router.urls + labelling_api_urls

@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class BadReason(models.TextChoices):
+    """Reasons an image fails the labelling standards. The key is what the SME presses after
+    ``b`` on the labelling page."""
+
+    BLURRY = "blurry", "Blurry"
+    TOO_DARK = "too_dark", "Too dark"
+    BACK_LIT = "back_lit", "Back-lit"
+    HIGH_CONTRAST = "high_contrast", "High contrast or shadows"
+    OBSCURED = "obscured", "Obscured features"
+    MULTIPLE_SUBJECTS = "multiple_subjects", "Multiple subjects"
+    DOCTORED = "doctored", "Doctored / drawn on"
+    UNUSUAL_ANGLE = "unusual_angle", "Unusual angle"
+    SCREEN_PHOTO = "screen_photo", "Photo of a screen"
+    TOO_SMALL = "too_small", "Subject too small"
+    TOO_CLOSE = "too_close", "Subject too close"
+
+
+BAD_REASON_KEYS: dict[str, str] = {
+    BadReason.BLURRY: "1",
+    BadReason.TOO_DARK: "2",
+    BadReason.BACK_LIT: "3",
+    BadReason.HIGH_CONTRAST: "4",
+    BadReason.OBSCURED: "5",
+    BadReason.MULTIPLE_SUBJECTS: "6",
+    BadReason.DOCTORED: "7",
+    BadReason.UNUSUAL_ANGLE: "8",
+    BadReason.SCREEN_PHOTO: "9",
+    BadReason.TOO_SMALL: "0",
+    BadReason.TOO_CLOSE: "-",
+}
+
+
+class BadVerdict(models.Model):
+    """An SME's verdict that an image fails the labelling standards. The image stays in the
+    library (trashing is a reviewer's decision); datasets leave it out."""
+
+    image = models.OneToOneField(
+        "curation.Image", on_delete=models.CASCADE, related_name="bad_verdict"
+    )
+    reason = models.CharField(max_length=32, choices=BadReason.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["reason"], name="badverdict_reason")]
+
+
+class Claim(models.Model):
+    """An image shown to one SME, kept from other SMEs' queues until ``expires_at``."""
+
+    image = models.OneToOneField("curation.Image", on_delete=models.CASCADE, related_name="claim")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "expires_at"], name="claim_user_expiry")]
+
+
+class ActionKind(models.TextChoices):
+    LABEL = "label", "Labelled"
+    UNKNOWN = "unknown", "Sent to holding class"
+    BAD = "bad", "Marked bad"
+    SKIP = "skip", "Skipped"
+    OPINION = "opinion", "Second opinion given"
+
+
+class LabellingAction(models.Model):
+    """One keystroke's worth of work on the labelling page, kept so ``z`` can undo it and so
+    the stats can count it. The label change itself is a LabelEvent, linked here."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    image = models.ForeignKey("curation.Image", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=ActionKind.choices)
+    label_event = models.ForeignKey(
+        "curation.LabelEvent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    previous_subclass = models.ForeignKey(
+        "curation.SubClass", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    bad_reason = models.CharField(max_length=32, blank=True)
+    previous_bad_reason = models.CharField(max_length=32, blank=True)
+    opinion = models.ForeignKey(
+        "SecondOpinion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    undone_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["user", "-id"], condition=Q(undone_at__isnull=True), name="action_user_open"
+            )
+        ]
+
+
+class ExemplarKind(models.TextChoices):
+    GOOD = "good", "Good example"
+    BAD = "bad", "Bad example"
+
+
+class Exemplar(models.Model):
+    """An image pinned to a class's labelling standard as a good or bad example."""
+
+    label_class = models.ForeignKey(
+        "curation.LabelClass", on_delete=models.CASCADE, related_name="exemplars"
+    )
+    image = models.ForeignKey("curation.Image", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=ExemplarKind.choices)
+    note = models.CharField(max_length=300, blank=True)
+    pinned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["label_class", "image"], name="exemplar_unique_image")
+        ]
+
+
+class SavedFilter(models.Model):
+    """A named image filter (e.g. from bulk identification) usable as a labelling queue."""
+
+    name = models.CharField(max_length=200)
+    params = models.JSONField(default=dict)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+
+class OpinionStatus(models.TextChoices):
+    AGREED = "agreed", "Agreed"
+    OPEN = "open", "Disagreement to settle"
+    SETTLED = "settled", "Settled by a reviewer"
+    DOUBLE_CHECK = "double_check", "Sent to Double-check"
+
+
+class SecondOpinion(models.Model):
+    """A blind second label of an already labelled image, by another SME. Disagreements wait
+    for a reviewer; agreements feed the consistency figures."""
+
+    image = models.ForeignKey("curation.Image", on_delete=models.CASCADE, related_name="+")
+    first_subclass = models.ForeignKey(
+        "curation.SubClass", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    first_actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    second_subclass = models.ForeignKey(
+        "curation.SubClass", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    second_bad_reason = models.CharField(max_length=32, blank=True)
+    second_actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    agrees = models.BooleanField()
+    status = models.CharField(max_length=16, choices=OpinionStatus.choices)
+    settled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    settled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image", "second_actor"], name="secondopinion_one_per_image_and_sme"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "-id"], name="secondopinion_status"),
+        ]

@@ -1,0 +1,207 @@
+"""Labelling queues: which images an SME sees next, and in what order.
+
+A queue is named by a short spec that fits in a URL: ``inbox``, ``class:<id>`` (a class, holding
+classes included, for re-checking), ``subclass:<id>``, or ``filter:<id>`` (a saved filter).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Exists, Max, Min, OuterRef, QuerySet
+from django.utils import timezone
+
+from accounts.models import User
+from curation.models import Image, ImageStatus, LabelClass, SubClass
+from labelling.models import BadVerdict, Claim, LabellingAction, SavedFilter, SecondOpinion
+
+# The parameters a saved filter may hold, and the image lookup each maps to. Nothing else is
+# ever passed to the ORM.
+SAVED_FILTER_FIELDS = {
+    "label_class": "subclass__label_class_id",
+    "subclass": "subclass_id",
+    "source": "subclass__source",
+    "import_batch": "import_batch_id",
+}
+
+
+class QueueNotFound(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Queue:
+    spec: str
+    title: str
+    images: QuerySet[Image]
+    subclass_ids: tuple[int, ...] | None = None
+    # Second-opinion queues hide the current label and record an opinion instead of a label.
+    blind: bool = False
+
+    def size(self) -> int:
+        if self.subclass_ids is not None:
+            counts = SubClass.objects.filter(pk__in=self.subclass_ids).values_list(
+                "image_count", flat=True
+            )
+            return sum(counts)
+        return self.images.count()
+
+
+def queue_resolve(spec: str) -> Queue:
+    active = Image.objects.filter(status=ImageStatus.ACTIVE)
+    kind, _, ident = spec.partition(":")
+    if kind == "inbox" and not ident:
+        return Queue(spec, "Inbox", active.filter(subclass__isnull=True))
+    if kind == "second":
+        return _second_opinion_queue(spec, ident, active)
+    if not ident.isdigit():
+        raise QueueNotFound(f"Unknown queue {spec!r}.")
+    pk = int(ident)
+    if kind == "class":
+        label_class = LabelClass.objects.filter(pk=pk).first()
+        if label_class is None:
+            raise QueueNotFound(f"No class {pk}.")
+        subclass_ids = tuple(label_class.subclasses.values_list("pk", flat=True))
+        return Queue(
+            spec, label_class.name, active.filter(subclass_id__in=subclass_ids), subclass_ids
+        )
+    if kind == "subclass":
+        subclass = SubClass.objects.select_related("label_class").filter(pk=pk).first()
+        if subclass is None:
+            raise QueueNotFound(f"No sub-class {pk}.")
+        return Queue(spec, str(subclass), active.filter(subclass=subclass), (subclass.pk,))
+    if kind == "filter":
+        saved = SavedFilter.objects.filter(pk=pk).first()
+        if saved is None:
+            raise QueueNotFound(f"No saved filter {pk}.")
+        lookups = {
+            SAVED_FILTER_FIELDS[key]: value
+            for key, value in saved.params.items()
+            if key in SAVED_FILTER_FIELDS
+        }
+        if saved.params.get("labelled") is False:
+            lookups["subclass__isnull"] = True
+        return Queue(spec, saved.name, active.filter(**lookups))
+    raise QueueNotFound(f"Unknown queue {spec!r}.")
+
+
+# An image you acted on (labelled, confirmed, skipped, judged) stays out of your queues this
+# long, unless you undo: a re-check pass moves forward, and a skip does not bounce straight back.
+RECENT_ACTION_HOURS = 12
+
+
+def _second_opinion_queue(spec: str, ident: str, active: QuerySet[Image]) -> Queue:
+    labelled = active.filter(subclass__isnull=False, subclass__label_class__kind="normal")
+    if ident == "all":
+        normal = tuple(
+            SubClass.objects.filter(label_class__kind="normal").values_list("pk", flat=True)
+        )
+        return Queue(spec, "Second opinion: whole library", labelled, normal, blind=True)
+    if not ident.isdigit():
+        raise QueueNotFound(f"Unknown queue {spec!r}.")
+    label_class = LabelClass.objects.filter(pk=int(ident)).first()
+    if label_class is None:
+        raise QueueNotFound(f"No class {ident}.")
+    subclass_ids = tuple(label_class.subclasses.values_list("pk", flat=True))
+    return Queue(
+        spec,
+        f"Second opinion: {label_class.name}",
+        labelled.filter(subclass_id__in=subclass_ids),
+        subclass_ids,
+        blind=True,
+    )
+
+
+def _open_for(user: User, images: QuerySet[Image]) -> QuerySet[Image]:
+    """Leave out images another SME holds a live claim on, images already judged bad, and
+    images this SME acted on recently."""
+    now = timezone.now()
+    claimed_by_others = Claim.objects.filter(image=OuterRef("pk"), expires_at__gt=now).exclude(
+        user=user
+    )
+    judged_bad = BadVerdict.objects.filter(image=OuterRef("pk"))
+    acted_on = LabellingAction.objects.filter(
+        image=OuterRef("pk"),
+        user=user,
+        undone_at__isnull=True,
+        created_at__gt=now - timedelta(hours=RECENT_ACTION_HOURS),
+    )
+    return images.filter(~Exists(claimed_by_others), ~Exists(judged_bad), ~Exists(acted_on))
+
+
+def _active_model_id() -> int | None:
+    from inference.models import ModelVersion
+
+    return ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True).first()
+
+
+def queue_images(
+    *, queue: Queue, user: User, exclude_ids: Iterable[int] = (), limit: int
+) -> list[Image]:
+    """The next ``limit`` images of the queue for ``user``: least confident first where the
+    active model has predictions, then oldest first. ``exclude_ids`` are images the page
+    already holds."""
+    from inference.models import Prediction
+
+    candidates = _open_for(user, queue.images).exclude(id__in=list(exclude_ids))
+    candidates = candidates.select_related("subclass__label_class")
+    if queue.blind:
+        return _sample_for_second_opinion(candidates, user, limit)
+    picked: list[Image] = []
+    model_id = _active_model_id()
+    if model_id is not None:
+        picked = list(
+            candidates.filter(predictions__model_version_id=model_id).order_by(
+                "predictions__top1_score", "id"
+            )[:limit]
+        )
+        predicted = Prediction.objects.filter(image=OuterRef("pk"), model_version_id=model_id)
+        candidates = candidates.filter(~Exists(predicted))
+    if len(picked) < limit:
+        picked += list(candidates.order_by("id")[: limit - len(picked)])
+    return picked
+
+
+def _sample_for_second_opinion(candidates: QuerySet[Image], user: User, limit: int) -> list[Image]:
+    """A random sample of images someone else labelled and this SME has not judged yet.
+
+    Starts at a random id and walks the primary key (wrapping round), so it stays an index
+    scan on a large library."""
+    already = SecondOpinion.objects.filter(image=OuterRef("pk"), second_actor=user)
+    candidates = candidates.exclude(labelled_by=user).filter(~Exists(already))
+    bounds = Image.objects.aggregate(low=Min("id"), high=Max("id"))
+    if bounds["low"] is None:
+        return []
+    pivot = random.randint(bounds["low"], bounds["high"])
+    picked = list(candidates.filter(id__gte=pivot).order_by("id")[:limit])
+    if len(picked) < limit:
+        picked += list(candidates.filter(id__lt=pivot).order_by("id")[: limit - len(picked)])
+    return picked
+
+
+def queue_size(*, queue: Queue) -> int:
+    """Images in the queue, from counters and indexed counts (not excluding claims)."""
+    return queue.size()
+
+
+def queue_specs_overview() -> list[tuple[str, str, int]]:
+    """(spec, title, images) for the queues worth offering: the inbox and each holding class.
+    Counts come from indexes and the sub-class counters."""
+    inbox = Image.objects.filter(status=ImageStatus.ACTIVE, subclass__isnull=True).count()
+    rows = [("inbox", "Inbox", inbox)]
+    for label_class in LabelClass.objects.filter(kind="holding").prefetch_related("subclasses"):
+        count = sum(s.image_count for s in label_class.subclasses.all())
+        rows.append((f"class:{label_class.pk}", label_class.name, count))
+    return rows
+
+
+def claimed_by_someone_else(*, image_id: int, user: User) -> Claim | None:
+    return (
+        Claim.objects.filter(image_id=image_id, expires_at__gt=timezone.now())
+        .exclude(user=user)
+        .select_related("user")
+        .first()
+    )

@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.models import Role, User
+from curation.models import Image, LabelEvent, SubClass
+from curation.services.images import image_relabel
+from curation.services.taxonomy import class_create
+from labelling.models import BadVerdict, OpinionStatus, SecondOpinion
+from tests.factories import UserFactory
+
+QUEUE = "/api/v1/labelling/queue/"
+ACT = "/api/v1/labelling/actions/"
+
+
+@pytest.fixture
+def classes(db: None) -> tuple[SubClass, SubClass]:
+    robin = class_create(name="Robin", actor=None)
+    wren = class_create(name="Wren", actor=None)
+    return (
+        SubClass.objects.get(label_class=robin, is_default=True),
+        SubClass.objects.get(label_class=wren, is_default=True),
+    )
+
+
+@pytest.fixture
+def second(db: None) -> tuple[User, APIClient]:
+    user = UserFactory(username="sam", role=Role.LABELLER)
+    client = APIClient()
+    client.force_authenticate(user)
+    return user, client
+
+
+def _labelled(make_image: Callable[..., Image], subclass: SubClass, by: User) -> Image:
+    image = make_image()
+    return image_relabel(
+        image_id=image.pk,
+        subclass=subclass,
+        actor=by,
+        reason="labelling",
+        expected_version=image.version,
+    )
+
+
+def test_the_second_opinion_queue_hides_the_first_label_and_skips_your_own_work(
+    labeller: User,
+    second: tuple[User, APIClient],
+    classes: tuple[SubClass, SubClass],
+    make_image: Callable[..., Image],
+) -> None:
+    robin, _ = classes
+    theirs = _labelled(make_image, robin, labeller)
+    mine = _labelled(make_image, robin, second[0])
+    response = second[1].get(QUEUE, {"queue": "second:all", "count": 5})
+    assert response.status_code == 200
+    rows = response.json()["next"]
+    assert [row["id"] for row in rows] == [theirs.pk]
+    assert rows[0]["label"] is None and rows[0]["subclass_id"] is None
+    assert mine.pk not in [row["id"] for row in rows]
+
+
+def test_a_second_opinion_never_changes_the_image(
+    labeller: User,
+    second: tuple[User, APIClient],
+    classes: tuple[SubClass, SubClass],
+    make_image: Callable[..., Image],
+) -> None:
+    robin, wren = classes
+    image = _labelled(make_image, robin, labeller)
+    events_before = LabelEvent.objects.filter(image=image).count()
+    response = second[1].post(
+        ACT,
+        {
+            "queue": "second:all",
+            "image": image.pk,
+            "version": image.version,
+            "action": "label",
+            "subclass": wren.pk,
+        },
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    image.refresh_from_db()
+    assert image.subclass_id == robin.pk
+    assert LabelEvent.objects.filter(image=image).count() == events_before
+    opinion = SecondOpinion.objects.get(image=image)
+    assert (opinion.agrees, opinion.status) == (False, OpinionStatus.OPEN)
+
+
+def test_agreement_is_counted_per_class_and_per_labeller_pair(
+    api: APIClient,
+    labeller: User,
+    second: tuple[User, APIClient],
+    classes: tuple[SubClass, SubClass],
+    make_image: Callable[..., Image],
+) -> None:
+    robin, wren = classes
+    images = [_labelled(make_image, robin, labeller) for _ in range(4)]
+    for image, answer in zip(images, [robin, robin, robin, wren], strict=True):
+        second[1].post(
+            ACT,
+            {
+                "queue": "second:all",
+                "image": image.pk,
+                "version": 2,
+                "action": "label",
+                "subclass": answer.pk,
+            },
+            format="json",
+        )
+    body = api.get("/api/v1/labelling/agreement/").json()
+    assert body["open"] == 1
+    assert body["per_class"] == [
+        {
+            "class_id": robin.label_class_id,
+            "class_name": "Robin",
+            "opinions": 4,
+            "agreed": 3,
+            "agreement": 0.75,
+        }
+    ]
+    assert body["per_pair"][0] == {
+        "first": "lena",
+        "second": "sam",
+        "opinions": 4,
+        "agreed": 3,
+        "agreement": 0.75,
+    }
+
+
+def test_a_reviewer_settles_a_disagreement_in_favour_of_the_second_label(
+    labeller: User,
+    reviewer_api: APIClient,
+    second: tuple[User, APIClient],
+    classes: tuple[SubClass, SubClass],
+    make_image: Callable[..., Image],
+) -> None:
+    robin, wren = classes
+    image = _labelled(make_image, robin, labeller)
+    second[1].post(
+        ACT,
+        {
+            "queue": "second:all",
+            "image": image.pk,
+            "version": image.version,
+            "action": "label",
+            "subclass": wren.pk,
+        },
+        format="json",
+    )
+    listed = reviewer_api.get("/api/v1/labelling/second-opinions/?status=open").json()
+    assert [row["image"] for row in listed] == [image.pk]
+    settle = f"/api/v1/labelling/second-opinions/{listed[0]['id']}/settle/"
+    response = reviewer_api.post(settle, {"choice": "second"}, format="json")
+    assert response.status_code == 200
+    assert response.json()["status"] == "settled"
+    image.refresh_from_db()
+    assert image.subclass_id == wren.pk
+    assert "second opinion" in LabelEvent.objects.filter(image=image).latest("id").note
+    assert reviewer_api.post(settle, {"choice": "first"}, format="json").status_code == 409
+
+
+def test_a_bad_verdict_as_second_opinion_settled_second_marks_the_image_bad(
+    labeller: User,
+    reviewer_api: APIClient,
+    second: tuple[User, APIClient],
+    classes: tuple[SubClass, SubClass],
+    make_image: Callable[..., Image],
+) -> None:
+    robin, _ = classes
+    image = _labelled(make_image, robin, labeller)
+    second[1].post(
+        ACT,
+        {
+            "queue": "second:all",
+            "image": image.pk,
+            "version": image.version,
+            "action": "bad",
+            "bad_reason": "blurry",
+        },
+        format="json",
+    )
+    opinion = SecondOpinion.objects.get(image=image)
+    reviewer_api.post(
+        f"/api/v1/labelling/second-opinions/{opinion.pk}/settle/",
+        {"choice": "second"},
+        format="json",
+    )
+    assert BadVerdict.objects.get(image=image).reason == "blurry"
+
+
+def test_labellers_cannot_settle_disagreements(api: APIClient) -> None:
+    assert api.get("/api/v1/labelling/second-opinions/").status_code == 403
