@@ -3,6 +3,7 @@ from __future__ import annotations
 import django_filters
 
 from curation.models import Image, ImageStatus, Job, JobStatus, Source
+from labelling.models import BadReason
 
 
 class ImageFilter(django_filters.FilterSet):
@@ -19,6 +20,15 @@ class ImageFilter(django_filters.FilterSet):
     source = django_filters.ChoiceFilter(field_name="subclass__source", choices=Source.choices)
     import_batch = django_filters.NumberFilter(field_name="import_batch_id")
     sha256 = django_filters.CharFilter(field_name="sha256")
+    bad = django_filters.BooleanFilter(
+        field_name="bad_verdict",
+        lookup_expr="isnull",
+        exclude=True,
+        label="judged a bad image by an SME",
+    )
+    bad_reason = django_filters.ChoiceFilter(
+        field_name="bad_verdict__reason", choices=BadReason.choices
+    )
 
     class Meta:
         model = Image

@@ -23,7 +23,7 @@ from curation.models import (
 
 def image_list() -> QuerySet[Image]:
     return Image.objects.select_related(
-        "subclass__label_class", "labelled_by", "import_batch"
+        "subclass__label_class", "labelled_by", "import_batch", "bad_verdict"
     ).order_by("-id")
 
 

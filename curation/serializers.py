@@ -56,6 +56,7 @@ class ImageSerializer(serializers.ModelSerializer[Image]):
     )
     source = serializers.CharField(source="subclass.source", read_only=True, default=None)
     labelled_by = serializers.CharField(source="labelled_by.username", read_only=True, default=None)
+    bad_reason = serializers.SerializerMethodField()
     file_url = serializers.SerializerMethodField()
     thumbnail_url = serializers.SerializerMethodField()
 
@@ -83,6 +84,7 @@ class ImageSerializer(serializers.ModelSerializer[Image]):
             "labelled_at",
             "import_batch",
             "created_at",
+            "bad_reason",
             "file_url",
             "thumbnail_url",
         ]
@@ -91,6 +93,11 @@ class ImageSerializer(serializers.ModelSerializer[Image]):
     def _absolute(self, path: str) -> str:
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request else path
+
+    def get_bad_reason(self, obj: Image) -> str | None:
+        """The SME's bad-image verdict, if any (the image stays in the library)."""
+        verdict = getattr(obj, "bad_verdict", None)
+        return verdict.reason if verdict else None
 
     def get_file_url(self, obj: Image) -> str:
         return self._absolute(reverse("api:image-file", args=[obj.pk]))

@@ -230,3 +230,18 @@ def test_the_queue_payload_runs_a_fixed_number_of_queries(
         make_image()
     with django_assert_max_num_queries(14):
         _ids(api.get(QUEUE, {"count": 8}))
+
+
+def test_bad_images_are_filterable_in_the_image_list(
+    api: APIClient, make_image: Callable[..., Image]
+) -> None:
+    bad, good = make_image(), make_image()
+    api.post(
+        ACT, {"image": bad.pk, "version": 1, "action": "bad", "bad_reason": "blurry"}, format="json"
+    )
+    listed = api.get("/api/v1/images/", {"bad": "true"}).json()["results"]
+    assert [row["id"] for row in listed] == [bad.pk]
+    listed = api.get("/api/v1/images/", {"bad": "false"}).json()["results"]
+    assert [row["id"] for row in listed] == [good.pk]
+    listed = api.get("/api/v1/images/", {"bad_reason": "too_dark"}).json()["results"]
+    assert listed == []
