@@ -35,7 +35,11 @@ _RETRY = {
 
 @shared_task(name="curation.process_images", acks_late=True, **_RETRY)
 def process_images(image_ids: list[int]) -> int:
-    return thumbnails_make(image_ids=image_ids)
+    made = thumbnails_make(image_ids=image_ids)
+    from inference.services import suggestions_make  # top-k from the active model, if any
+
+    suggestions_make(image_ids=image_ids)
+    return made
 
 
 def enqueue_processing(image_ids: list[int]) -> None:
