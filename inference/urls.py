@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from inference import views
+
+app_name = "inference"
+
+urlpatterns = [
+    path("", views.model_list, name="models"),
+    path("upload/", views.model_upload, name="model-upload"),
+    path("v<int:number>/activate/", views.model_activate, name="model-activate"),
+    path("v<int:number>/edit/", views.model_edit, name="model-edit"),
+    path("v<int:number>/create-classes/", views.model_create_classes, name="model-create-classes"),
+    path("v<int:number>/unmatched/", views.model_unmatched, name="model-unmatched"),
+]

@@ -1,0 +1,165 @@
+"""The model registry page: versions, upload, activation, notes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, cast
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.models import User
+from inference.models import ModelVersion, OutputKind, ResizeMode
+from inference.preprocessing import PreprocessSpec
+from inference.services import (
+    label_classes_create,
+    model_version_activate,
+    model_version_register,
+    model_version_update,
+)
+from inference.validation import ModelRejected
+
+View = Callable[..., HttpResponse]
+
+
+def _user(request: HttpRequest) -> User:
+    return cast(User, request.user)
+
+
+def reviewer_required(view: View) -> View:
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not _user(request).is_reviewer:
+            raise PermissionDenied("This needs the reviewer role.")
+        return view(request, *args, **kwargs)
+
+    return cast(View, wrapped)
+
+
+@login_required
+@require_GET
+def model_list(request: HttpRequest) -> HttpResponse:
+    versions = (
+        ModelVersion.objects.select_related("uploaded_by")
+        .annotate(unmatched_count=Count("label_matches", filter=Q(label_matches__label_class=None)))
+        .order_by("-number")
+    )
+    return render(
+        request,
+        "inference/models.html",
+        {
+            "versions": versions,
+            "can_edit": _user(request).is_reviewer,
+            "resize_modes": ResizeMode.choices,
+            "output_kinds": OutputKind.choices,
+            "defaults": PreprocessSpec(),
+        },
+    )
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    parts = [p for p in text.replace(",", " ").split() if p]
+    try:
+        return tuple(float(p) for p in parts)
+    except ValueError:
+        raise ModelRejected(f"{text!r} is not a list of numbers") from None
+
+
+@reviewer_required
+@require_POST
+def model_upload(request: HttpRequest) -> HttpResponse:
+    onnx_file = request.FILES.get("onnx")
+    labels_file = request.FILES.get("labels")
+    if onnx_file is None or labels_file is None:
+        messages.error(request, "Choose an .onnx file and its label map (a JSON list).")
+        return redirect("inference:models")
+    post = request.POST
+    try:
+        try:
+            input_size = int(post.get("input_size") or 224)
+            scale = float(post.get("scale") or 1 / 255)
+        except ValueError:
+            raise ModelRejected("input size and scale must be numbers") from None
+        spec = PreprocessSpec(
+            input_size=input_size,
+            layout=post.get("layout") or "NCHW",
+            channel_order=post.get("channel_order") or "RGB",
+            scale=scale,
+            mean=_floats(post.get("mean", "")),
+            std=_floats(post.get("std", "")),
+            resize_mode=post.get("resize_mode") or ResizeMode.LETTERBOX,
+        )
+        registration = model_version_register(
+            onnx_data=onnx_file.read(),
+            labels=labels_file.read(),
+            name=post.get("name") or onnx_file.name.rsplit(".", 1)[0],
+            actor=_user(request),
+            spec=spec,
+            output_kind=post.get("output_kind") or OutputKind.LOGITS,
+            embedding_output=post.get("embedding_output", "").strip(),
+            notes=post.get("notes", ""),
+            activate=bool(post.get("activate")),
+            create_classes=bool(post.get("create_classes")),
+        )
+    except ModelRejected as exc:
+        messages.error(request, f"Model refused: {exc}")
+        return redirect("inference:models")
+    version = registration.version
+    text = f"Registered model v{version.number} ({len(version.label_map)} classes)."
+    if registration.created_classes:
+        text += f" Created {len(registration.created_classes)} classes."
+    if registration.unmatched:
+        text += f" {len(registration.unmatched)} label names match no class."
+    if version.is_active:
+        text += " It is active; suggestions are being recomputed (see Jobs)."
+    messages.success(request, text)
+    return redirect("inference:models")
+
+
+@reviewer_required
+@require_POST
+def model_activate(request: HttpRequest, number: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion, number=number)
+    job = model_version_activate(version=version, actor=_user(request))
+    if job is None:
+        messages.info(request, f"Model v{number} is active already.")
+    else:
+        messages.success(
+            request, f"Model v{number} is active; suggestions are being recomputed (job {job.pk})."
+        )
+    return redirect("inference:models")
+
+
+@reviewer_required
+@require_POST
+def model_edit(request: HttpRequest, number: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion, number=number)
+    model_version_update(
+        version=version, name=request.POST.get("name"), notes=request.POST.get("notes")
+    )
+    messages.success(request, f"Saved model v{number}.")
+    return redirect("inference:models")
+
+
+@reviewer_required
+@require_POST
+def model_create_classes(request: HttpRequest, number: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion, number=number)
+    created = label_classes_create(version=version, actor=_user(request))
+    messages.success(request, f"Created {len(created)} classes from model v{number}'s labels.")
+    return redirect("inference:models")
+
+
+@login_required
+@require_GET
+def model_unmatched(request: HttpRequest, number: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion, number=number)
+    names = version.label_matches.filter(label_class=None).values_list("name", flat=True)
+    return render(request, "inference/unmatched.html", {"version": version, "names": list(names)})
