@@ -23,6 +23,7 @@ from curation.models import Image, ImageStatus, Job, LabelClass
 from curation.services.jobs import job_create, job_enqueue
 from curation.services.taxonomy import TaxonomyError, class_create
 from inference.models import LabelMatch, ModelVersion, OutputKind, Prediction
+from inference.pipeline import decoded_batches
 from inference.preprocessing import PreprocessSpec, load_input
 from inference.runtime import TopK, run_batches, top_k
 from inference.validation import ModelRejected, label_map_parse, onnx_check
@@ -226,20 +227,14 @@ def predictions_make(*, image_ids: Iterable[int], version: ModelVersion | None =
     )
     spec = PreprocessSpec.of(version)
     written = 0
-    for start in range(0, len(images), BATCH_SIZE):
-        chunk = images[start : start + BATCH_SIZE]
-        loaded: list[tuple[Image, np.ndarray]] = []
-        for image in chunk:
-            sample = _load_image(image, spec)
-            if sample is not None:
-                loaded.append((image, sample))
-        if not loaded:
-            continue
-        probabilities = run_batches(version, [s for _, s in loaded], batch_size=BATCH_SIZE)
+    for batch in decoded_batches(
+        images, lambda image: _load_image(image, spec), batch_size=BATCH_SIZE
+    ):
+        probabilities = run_batches(version, [s for _, s in batch], batch_size=BATCH_SIZE)
         results = top_k(version, probabilities, k=STORED_TOP_K)
         rows = [
             _prediction_row(image, version, result)
-            for (image, _), result in zip(loaded, results, strict=True)
+            for (image, _), result in zip(batch, results, strict=True)
         ]
         created = Prediction.objects.bulk_create(rows, ignore_conflicts=True)
         written += len(created)

@@ -1,0 +1,128 @@
+"""Bulk-inference throughput of the EfficientNet-Lite0 backbone on 1920x1080 JPEGs.
+
+    python bench/inference.py [-n 256] [--batch 32] [--cores N]
+
+Builds the backbone in memory (as install_backbone does), makes N unique 1920x1080 JPEGs
+(crops and rescales of scikit-image's sample photos with noise, quality 90) in memory, then
+measures in the same run:
+
+* t_decode: draft-mode decode + letterbox + normalise of one image, one thread;
+* t_model: the model on pre-decoded tensors, per image, batches of ``--batch``, one thread;
+* the end-to-end rate of the production pipeline (``inference.pipeline.decoded_batches``
+  feeding one onnxruntime session, as ``predictions_make`` runs it), using all cores.
+
+On a CPU, decode and model compete for the same cores, so the ceiling is
+cores / (t_decode + t_model) images/s; the script prints that limit and the ratio reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.base"
+os.environ.setdefault("LOUPE_DATA_DIR", str(Path(tempfile.gettempdir()) / "loupe-bench-inference"))
+os.environ.setdefault("LOUPE_SECRET_KEY", "bench-only-secret-key-0123456789-0123456789-0123456789")
+sys.path.insert(0, str(ROOT))
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina", "camera")
+
+
+def make_jpegs(count: int) -> list[bytes]:
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    rng = np.random.default_rng(0)
+    photos = [Image.fromarray(getattr(data, name)()).convert("RGB") for name in PHOTOS]
+    out = []
+    for index in range(count):
+        photo = photos[index % len(photos)]
+        w, h = photo.size
+        crop = rng.uniform(0.6, 1.0)
+        cw, ch = int(w * crop), int(h * crop)
+        left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        image = photo.crop((left, top, left + cw, top + ch)).resize((1920, 1080))
+        pixels = np.asarray(image, np.int16) + rng.integers(-6, 7, (1080, 1920, 3))
+        buffer = io.BytesIO()
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+            buffer, format="JPEG", quality=90
+        )
+        out.append(buffer.getvalue())
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    import numpy as np
+    import onnxruntime as ort
+
+    from inference import backbone
+    from inference.pipeline import decoded_batches
+    from inference.preprocessing import load_input
+    from inference.runtime import session_options
+
+    model = backbone.build_from_package()
+    spec = backbone.SPEC
+    jpegs = make_jpegs(args.n)
+    print(f"{args.n} JPEGs 1920x1080, mean {statistics.mean(map(len, jpegs)) / 1024:.0f} KiB")
+    print(f"onnxruntime {ort.__version__}, {args.cores} cores, batch {args.batch}")
+
+    def load(data: bytes) -> np.ndarray:
+        return load_input(io.BytesIO(data), spec)
+
+    # Stage 1: decode + preprocess, one thread.
+    load(jpegs[0])
+    started = time.perf_counter()
+    samples = [load(data) for data in jpegs]
+    t_decode = (time.perf_counter() - started) / len(jpegs)
+
+    # Stage 2: the model alone, one thread, on the tensors decoded above.
+    single = ort.InferenceSession(
+        model, sess_options=session_options(threads=1), providers=["CPUExecutionProvider"]
+    )
+    batches = [np.stack(samples[i : i + args.batch]) for i in range(0, len(samples), args.batch)]
+    single.run(["logits"], {"image": batches[0]})
+    started = time.perf_counter()
+    for batch in batches:
+        single.run(["logits"], {"image": batch})
+    t_model = (time.perf_counter() - started) / len(samples)
+
+    # End to end: the production pipeline on all cores.
+    session = ort.InferenceSession(
+        model, sess_options=session_options(threads=args.cores), providers=["CPUExecutionProvider"]
+    )
+    session.run(["logits"], {"image": batches[0]})
+    started = time.perf_counter()
+    done = 0
+    for batch in decoded_batches(jpegs, load, batch_size=args.batch, workers=args.cores):
+        session.run(["logits"], {"image": np.stack([sample for _, sample in batch])})
+        done += len(batch)
+    elapsed = time.perf_counter() - started
+    rate = done / elapsed
+
+    limit = args.cores / (t_decode + t_model)
+    print(f"t_decode  {t_decode * 1000:7.2f} ms/image (draft decode + letterbox, 1 thread)")
+    print(f"t_model   {t_model * 1000:7.2f} ms/image ({1 / t_model:.0f} images/s, 1 thread)")
+    print(f"limit     {limit:7.1f} images/s  = {args.cores} / (t_decode + t_model)")
+    print(f"end2end   {rate:7.1f} images/s  ({done} images in {elapsed:.2f} s)")
+    print(f"ratio     {rate / limit:7.1%} of the limit")
+
+
+if __name__ == "__main__":
+    main()
