@@ -1,6 +1,11 @@
-// Image grids (class, inbox, trash): → next page, ← back, Enter opens the focused tile.
+// Image grids (class, inbox, trash): → next page, ← back; filters apply as they change.
 (function () {
   "use strict";
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+    select.addEventListener("change", function () {
+      select.form.submit();
+    });
+  });
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     var tag = (event.target.tagName || "").toLowerCase();

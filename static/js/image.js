@@ -51,11 +51,6 @@
         select.form.requestSubmit();
       }
     });
-    // Bring the current label into view in the list.
-    var current = select.options[select.selectedIndex];
-    if (current && current.scrollIntoView) {
-      select.scrollTop = Math.max(0, current.offsetTop - select.clientHeight / 2);
-    }
   }
 
   document.addEventListener("keydown", function (event) {

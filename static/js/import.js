@@ -31,8 +31,13 @@
     return checked ? checked.value : "inbox";
   }
 
+  // Page URLs come rendered for id 0 ("/images/0/"); API list URLs take the id appended.
   function urlFor(template, id) {
     return template.replace(/\/0\/$/, "/" + encodeURIComponent(id) + "/");
+  }
+
+  function detailUrl(listUrl, id) {
+    return listUrl + encodeURIComponent(id) + "/";
   }
 
   function refreshHint() {
@@ -217,7 +222,7 @@
   }
 
   function loadItems(batchId) {
-    var url = urlFor(form.dataset.importsUrl, batchId) + "items/?page_size=500";
+    var url = detailUrl(form.dataset.importsUrl, batchId) + "items/?page_size=500";
     function page(pageUrl, loaded) {
       return getJSON(pageUrl).then(function (data) {
         data.results.forEach(function (item) { addRow(item.name, item.outcome, item.reason, item.image); });
@@ -244,7 +249,7 @@
       var batchId = result.data.batch.id;
       addBatchLink(batchId);
       setProgress(0, "Waiting for a worker…");
-      return poll(urlFor(form.dataset.jobsUrl, result.data.job.id), batchId);
+      return poll(detailUrl(form.dataset.jobsUrl, result.data.job.id), batchId);
     });
   }
 

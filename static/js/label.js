@@ -32,6 +32,7 @@
 
   // Key press → next image on screen, in milliseconds; read by the browser test.
   window.__loupeTimings = [];
+  window.__loupePending = 0; // requests not yet answered; the browser test waits for 0
 
   function csrfToken() {
     var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -64,9 +65,15 @@
   // Requests run one at a time, in key-press order; ``build`` makes the request when its turn
   // comes, so it sees the prefetch as it is then.
   function enqueue(build) {
-    chain = chain.then(build).catch(function (error) {
-      toast("The server could not be reached (" + error.message + "). Check your connection.", "error");
-    });
+    window.__loupePending += 1;
+    chain = chain
+      .then(build)
+      .catch(function (error) {
+        toast("The server could not be reached (" + error.message + "). Check your connection.", "error");
+      })
+      .then(function () {
+        window.__loupePending -= 1;
+      });
     return chain;
   }
 
