@@ -27,6 +27,8 @@ def session_options(*, threads: int | None = None) -> Any:
     if threads:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Decoding threads share the cores: idle inference threads must sleep, not spin.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
