@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
@@ -213,6 +214,15 @@ class ArchiveImportSerializer(serializers.Serializer[Any]):
         default=False, help_text="put every file in the inbox, ignoring folders"
     )
     source = serializers.ChoiceField(choices=Source.choices, default=Source.REAL)
+
+    def validate_archive(self, value: Any) -> Any:
+        limit: int = settings.LOUPE_ZIP_MAX_BYTES
+        if value.size > limit:
+            raise serializers.ValidationError(
+                f"The archive is {value.size:,} bytes; the limit is {limit:,}. Split it into "
+                "smaller archives."
+            )
+        return value
 
 
 class JobSerializer(serializers.ModelSerializer[Job]):

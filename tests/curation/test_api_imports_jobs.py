@@ -315,3 +315,17 @@ def test_images_from_an_attempt_that_failed_late_still_get_thumbnails(
     assert len(images) == 2
     assert all(image.thumbnail_ready for image in images)
     assert all(default_storage.exists(image.thumbnail_name) for image in images)
+
+
+def test_an_archive_over_the_size_limit_is_a_400_and_stores_nothing(
+    api: APIClient, settings: Any, media_root: Path
+) -> None:
+    data = zip_bytes({"Robin/a.jpg": image_bytes(seed=3060)})
+    settings.LOUPE_ZIP_MAX_BYTES = len(data) - 1
+
+    response = post_archive(api, data)
+
+    assert response.status_code == 400
+    assert f"the limit is {len(data) - 1:,}" in response.json()["detail"]
+    assert not Job.objects.exists()
+    assert stored_archives(media_root) == []
