@@ -9,6 +9,7 @@ urlpatterns = [
     path("", include("curation.urls")),
     path("account/", include("accounts.urls")),
     path("label/", include("labelling.urls")),
+    path("models/", include("inference.urls")),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

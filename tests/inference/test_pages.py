@@ -11,7 +11,7 @@ from inference.preprocessing import PreprocessSpec
 from inference.services import model_version_register
 from tests.inference.onnx_models import labels, linear, to_bytes
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.inference.urls")]
+pytestmark = [pytest.mark.django_db]
 
 
 def signed_in(user: User) -> Client:
