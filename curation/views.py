@@ -243,6 +243,7 @@ def class_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "page": page,
             "base_query": urlencode(filters) + "&" if filters else "",
             "other_classes": other_classes,
+            "label_url": reverse("labelling:label", args=[f"class:{label_class.pk}"]),
         },
     )
 

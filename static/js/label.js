@@ -28,6 +28,9 @@
   var waitingSince = null; // key-press time while no image is ready to show
   var chain = Promise.resolve();
   var exhausted = false;
+  // Images answered on this page whose request has not been answered yet: a top-up computed
+  // before the server sees the answer must not hand them back, so requests name them as held.
+  var answered = {};
   var mode = "label"; // label | bad | help
 
   // Key press → next image on screen, in milliseconds; read by the browser test.
@@ -122,7 +125,7 @@
     return false;
   }
 
-  function heldIds() {
+  function onPageIds() {
     var ids = held.map(function (item) {
       return item.id;
     });
@@ -130,15 +133,19 @@
     return ids;
   }
 
+  function heldIds() {
+    return onPageIds().concat(Object.keys(answered).map(Number));
+  }
+
   function topUpCount() {
-    return Math.max(0, target - heldIds().length);
+    return Math.max(0, target - onPageIds().length);
   }
 
   function receive(data) {
     if (typeof data.remaining === "number") remainingEl.textContent = data.remaining.toLocaleString();
     var next = data.next || [];
     next.forEach(function (item) {
-      if (!isOnPage(item.id)) held.push(preload(item));
+      if (!isOnPage(item.id) && !answered[item.id]) held.push(preload(item));
     });
     exhausted = next.length === 0 && held.length === 0;
     if (!shown) showNext(waitingSince);
@@ -259,6 +266,7 @@
       return;
     }
     var item = shown;
+    answered[item.id] = true;
     showNext(t0, action);
     enqueue(function () {
       var body = {
@@ -271,6 +279,8 @@
       };
       for (var key in extra) body[key] = extra[key];
       return request("POST", config.urls.act, body).then(function (response) {
+        // From here on the server knows the answer and keeps the image out of top-ups itself.
+        delete answered[item.id];
         if (response.status === 200) {
           receive(response.data);
         } else if (response.status === 409) {
@@ -329,6 +339,7 @@
       return request("POST", config.urls.undo, {}).then(function (response) {
         if (response.status === 200) {
           var item = preload(response.data.image);
+          delete answered[item.id];
           held = held.filter(function (other) {
             return other.id !== item.id;
           });
