@@ -167,8 +167,13 @@ def measure(*, repeat: int, explain_all: bool) -> None:
         username="bench-admin",
         defaults={"role": Role.ADMIN, "is_staff": True, "is_superuser": True},
     )
-    client = Client()
-    client.force_login(user)
+    labeller, _ = User.objects.get_or_create(
+        username="bench-labeller", defaults={"role": Role.LABELLER}
+    )
+    admin_client = Client()
+    admin_client.force_login(user)
+    labeller_client = Client()
+    labeller_client.force_login(labeller)
 
     sizes = list(
         LabelClass.objects.filter(kind=ClassKind.NORMAL)
@@ -196,6 +201,7 @@ def measure(*, repeat: int, explain_all: bool) -> None:
         ("library search", "/?q=Species%2001"),
         ("class page, largest class", f"/classes/{largest}/"),
         ("class page, largest, 2nd page", None),
+        ("class page, largest, as labeller", f"/classes/{largest}/"),
         ("class page, median class", f"/classes/{median}/"),
         ("class page, largest, source=staged", f"/classes/{largest}/?source=staged"),
         ("inbox", "/inbox/"),
@@ -214,9 +220,11 @@ def measure(*, repeat: int, explain_all: bool) -> None:
     results = []
     with override_settings(STORAGES={**settings.STORAGES, "staticfiles": plain_static}):
         for label, url in pages:
+            # Reviewers see a "move to another class" form per sub-class; labellers do not.
+            client = labeller_client if "labeller" in label else admin_client
             if url is None:
                 # The second page of the largest class: the cursor is the last image shown.
-                first = client.get(f"/classes/{largest}/")
+                first = admin_client.get(f"/classes/{largest}/")
                 page = first.context["page"] if first.context else None
                 cursor = page.next_cursor if page is not None else None
                 url = f"/classes/{largest}/?before={cursor}" if cursor else f"/classes/{largest}/"
