@@ -32,6 +32,45 @@ class QueueNotFound(Exception):
     pass
 
 
+def saved_filter_images(params: dict[str, object], *, base: QuerySet[Image]) -> QuerySet[Image]:
+    """Images matching a saved filter's allow-listed parameters.
+
+    Besides the library fields, a filter may select on a model version's predictions:
+    ``model_version`` with ``predicted_class`` (a library class, through the version's label
+    matches) or ``predicted_index`` (a label-map position), and ``score_min`` / ``score_max`` on
+    the top score. ``labelled`` false keeps only inbox images, true only labelled ones.
+    """
+    from inference.models import LabelMatch
+
+    lookups: dict[str, object] = {
+        SAVED_FILTER_FIELDS[key]: value
+        for key, value in params.items()
+        if key in SAVED_FILTER_FIELDS
+    }
+    if params.get("labelled") is False:
+        lookups["subclass__isnull"] = True
+    elif params.get("labelled") is True:
+        lookups["subclass__isnull"] = False
+    images = base.filter(**lookups)
+    model_version = params.get("model_version")
+    if model_version is None:
+        return images
+    predicted: dict[str, object] = {"predictions__model_version_id": model_version}
+    if "predicted_index" in params:
+        predicted["predictions__top1_index"] = params["predicted_index"]
+    elif "predicted_class" in params:
+        predicted["predictions__top1_index__in"] = list(
+            LabelMatch.objects.filter(
+                model_version_id=model_version, label_class_id=params["predicted_class"]
+            ).values_list("index", flat=True)
+        )
+    if "score_min" in params:
+        predicted["predictions__top1_score__gte"] = params["score_min"]
+    if "score_max" in params:
+        predicted["predictions__top1_score__lte"] = params["score_max"]
+    return images.filter(**predicted)
+
+
 @dataclass(frozen=True)
 class Queue:
     spec: str
@@ -77,14 +116,7 @@ def queue_resolve(spec: str) -> Queue:
         saved = SavedFilter.objects.filter(pk=pk).first()
         if saved is None:
             raise QueueNotFound(f"No saved filter {pk}.")
-        lookups = {
-            SAVED_FILTER_FIELDS[key]: value
-            for key, value in saved.params.items()
-            if key in SAVED_FILTER_FIELDS
-        }
-        if saved.params.get("labelled") is False:
-            lookups["subclass__isnull"] = True
-        return Queue(spec, saved.name, active.filter(**lookups))
+        return Queue(spec, saved.name, saved_filter_images(saved.params, base=active))
     raise QueueNotFound(f"Unknown queue {spec!r}.")
 
 

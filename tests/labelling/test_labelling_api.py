@@ -245,3 +245,45 @@ def test_bad_images_are_filterable_in_the_image_list(
     assert [row["id"] for row in listed] == [good.pk]
     listed = api.get("/api/v1/images/", {"bad_reason": "too_dark"}).json()["results"]
     assert listed == []
+
+
+def test_a_saved_filter_on_predicted_class_and_score_range_is_a_queue(
+    api: APIClient, robin: SubClass, make_image: Callable[..., Image]
+) -> None:
+    from labelling.models import SavedFilter
+
+    low, high, other = make_image(), make_image(), make_image()
+    model = ModelVersion.objects.create(
+        number=1,
+        name="m",
+        onnx_file="models/x.onnx",
+        sha256="0" * 64,
+        file_size=1,
+        label_map=["Robin", "Wren"],
+        input_name="x",
+        output_name="y",
+    )
+    LabelMatch.objects.create(
+        model_version=model, index=0, name="Robin", label_class=robin.label_class
+    )
+    for image, index, score in ((low, 0, 0.3), (high, 0, 0.95), (other, 1, 0.5)):
+        Prediction.objects.create(
+            image=image,
+            model_version=model,
+            class_indices=[index, 1 - index],
+            class_names=["Robin", "Wren"],
+            scores=[score, 1 - score],
+            top1_index=index,
+            top1_score=score,
+        )
+    saved = SavedFilter.objects.create(
+        name="Robin, unsure",
+        params={
+            "model_version": model.pk,
+            "predicted_class": robin.label_class_id,
+            "score_min": 0.2,
+            "score_max": 0.6,
+            "labelled": False,
+        },
+    )
+    assert _ids(api.get(QUEUE, {"queue": f"filter:{saved.pk}", "count": 5})) == [low.pk]
