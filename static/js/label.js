@@ -26,6 +26,7 @@
   var shown = null; // the image payload on screen
   var held = []; // prefetched payloads after it, each with .el (a decoding <img>)
   var waitingSince = null; // key-press time while no image is ready to show
+  var waitingAction = null;
   var chain = Promise.resolve();
   var exhausted = false;
   // Images answered on this page whose request has not been answered yet: a top-up computed
@@ -148,7 +149,7 @@
       if (!isOnPage(item.id) && !answered[item.id]) held.push(preload(item));
     });
     exhausted = next.length === 0 && held.length === 0;
-    if (!shown) showNext(waitingSince);
+    if (!shown) showNext(waitingSince, waitingAction);
   }
 
   function record(t0, item, action) {
@@ -197,6 +198,7 @@
       placeholder.textContent = "Loading the next image…";
       viewer.replaceChildren(placeholder);
       waitingSince = t0 === undefined ? null : t0;
+      waitingAction = action || null;
     }
   }
 
