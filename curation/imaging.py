@@ -166,3 +166,54 @@ def make_thumbnail(stream: IO[bytes], *, size: int) -> bytes:
     # A fresh save with no exif/icc arguments carries no metadata over.
     image.save(out, format="JPEG", quality=85, optimize=True)
     return out.getvalue()
+
+
+# Smallest side the analysis decode keeps: pHash works on 32x32 and the quality metrics on a
+# ~128-pixel grey image, so a JPEG only needs decoding at the DCT scale that still covers that.
+ANALYSIS_MIN_SIDE = 128
+
+
+@dataclass(frozen=True)
+class AnalysisDecode:
+    """A reduced, oriented decode for hashing and quality metrics.
+
+    ``image`` is mode ``L`` (``grey_only``) or ``YCbCr`` (luma first, so hashes see the same
+    grey either way); ``mode`` names how it was decoded: ``draft-1/N`` when a JPEG was decoded
+    at 1/N scale by DCT scaling, ``full`` otherwise.
+    """
+
+    image: PILImage.Image
+    mode: str
+
+
+def open_for_analysis(stream: IO[bytes], *, grey_only: bool = False) -> AnalysisDecode:
+    """Decode for perceptual hashing and quality lint, as cheaply as the result allows.
+
+    JPEGs decode in Pillow's draft mode: libjpeg scales the DCT down (1/2, 1/4, 1/8) so the
+    smallest side stays at least ``ANALYSIS_MIN_SIDE``, and outputs luma (plus chroma unless
+    ``grey_only``) without a colour conversion. Other formats decode fully. EXIF orientation
+    is applied, so a rotated copy of a photo hashes like the photo.
+    """
+    image = _open(stream)
+    target = "L" if grey_only else "YCbCr"
+    mode = "full"
+    try:
+        if image.format == "JPEG":
+            width, height = image.size
+            # draft() keeps the requested box inside the result; ask for the shorter side only.
+            scale = min(width, height) / ANALYSIS_MIN_SIDE
+            box = (max(1, int(width / scale)), max(1, int(height / scale))) if scale > 1 else None
+            if box is not None and image.mode in ("RGB", "YCbCr", "L"):
+                image.draft(target if image.mode != "L" else "L", box)
+                reduced = width // image.size[0] if image.size[0] else 1
+                if reduced > 1:
+                    mode = f"draft-1/{reduced}"
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("RGBA", "LA", "P", "PA", "I;16", "I", "F", "CMYK", "1"):
+            image = _flatten(image) if image.mode != "1" else image.convert("L")
+        if image.mode != target:
+            image = image.convert(target)
+        image.load()
+        return AnalysisDecode(image=image, mode=mode)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise _decoding_error(exc) from None

@@ -306,3 +306,123 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
+class ImageFeatures(models.Model):
+    """Perceptual hashes and quality metrics of one image, computed by the worker after import
+    (or by ``find_duplicates`` for images that predate it). ``phash`` is null when the pixels
+    could not be read; ``error`` says why."""
+
+    image = models.OneToOneField(
+        Image, primary_key=True, on_delete=models.CASCADE, related_name="features"
+    )
+    # 64-bit hashes stored signed, so PostgreSQL's bigint (and its indexes) can hold them.
+    phash = models.BigIntegerField(null=True, blank=True)
+    dhash = models.BigIntegerField(null=True, blank=True)
+    # The pHash cut in three (22 + 21 + 21 bits) for the multi-index near-duplicate lookup: two
+    # hashes within k bits agree within floor(k/3) bits on at least one part (pigeonhole).
+    phash_part0 = models.IntegerField(null=True, blank=True)
+    phash_part1 = models.IntegerField(null=True, blank=True)
+    phash_part2 = models.IntegerField(null=True, blank=True)
+    # How the pixels were decoded for the hash: "draft-1/8" (JPEG DCT scaling) or "full".
+    decode_mode = models.CharField(max_length=16, blank=True)
+
+    brightness_p05 = models.FloatField(null=True, blank=True)
+    brightness_p50 = models.FloatField(null=True, blank=True)
+    brightness_p95 = models.FloatField(null=True, blank=True)
+    contrast = models.FloatField(null=True, blank=True, help_text="standard deviation of grey")
+    sharpness = models.FloatField(
+        null=True, blank=True, help_text="variance of the Laplacian on a 256-pixel grey image"
+    )
+    entropy = models.FloatField(null=True, blank=True, help_text="bits per pixel of grey")
+    colourfulness = models.FloatField(null=True, blank=True, help_text="mean chroma distance")
+    is_grayscale = models.BooleanField(default=False)
+    aspect_ratio = models.FloatField(null=True, blank=True, help_text="width / height")
+    megapixels = models.FloatField(null=True, blank=True)
+
+    error = models.CharField(max_length=500, blank=True)
+    computed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "image features"
+        indexes = [
+            models.Index(fields=["phash_part0"], name="features_phash_part0"),
+            models.Index(fields=["phash_part1"], name="features_phash_part1"),
+            models.Index(fields=["phash_part2"], name="features_phash_part2"),
+            # Quality filters and "worst images" lists order by these.
+            models.Index(fields=["brightness_p50"], name="features_brightness"),
+            models.Index(fields=["sharpness"], name="features_sharpness"),
+            models.Index(fields=["entropy"], name="features_entropy"),
+            models.Index(fields=["aspect_ratio"], name="features_aspect_ratio"),
+            models.Index(fields=["megapixels"], name="features_megapixels"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Features of image {self.image_id}"
+
+
+class DuplicateStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    RESOLVED = "resolved", "Resolved"
+    DISMISSED = "dismissed", "Not duplicates"
+
+
+class DuplicateGroup(models.Model):
+    """Images whose pHashes are connected within ``max_distance`` bits (a connected component
+    of the near-duplicate graph), waiting for or past review."""
+
+    status = models.CharField(
+        max_length=16, choices=DuplicateStatus.choices, default=DuplicateStatus.OPEN
+    )
+    max_distance = models.PositiveSmallIntegerField()
+    size = models.PositiveIntegerField(default=0)
+    keeper = models.ForeignKey(
+        Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["status", "id"], name="duplicategroup_status_id")]
+
+    def __str__(self) -> str:
+        return f"Duplicate group {self.pk} ({self.size} images, {self.status})"
+
+
+class DuplicateMember(models.Model):
+    group = models.ForeignKey(DuplicateGroup, on_delete=models.CASCADE, related_name="members")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="duplicate_members")
+    # Bits to the nearest other member of the group.
+    distance = models.PositiveSmallIntegerField(default=0)
+    # Mirrors the group's status being open, so the database holds "one open group per image".
+    is_open = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["group", "image"], name="duplicatemember_unique"),
+            models.UniqueConstraint(
+                fields=["image"], condition=Q(is_open=True), name="duplicatemember_one_open"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Image {self.image_id} in duplicate group {self.group_id}"
+
+
+class QualityBaseline(models.Model):
+    """The library's quality thresholds: robust statistics of each metric (median and MAD),
+    recomputed by a job, with per-library overrides that win over the adaptive values.
+    A single row (pk 1)."""
+
+    stats = models.JSONField(default=dict, blank=True)
+    overrides = models.JSONField(default=dict, blank=True)
+    image_count = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Quality baseline ({self.image_count} images)"

@@ -20,6 +20,7 @@ from curation.services.processing import (
     orphans_sweep,
     thumbnails_make,
 )
+from curation.tasks_duplicates import features_and_duplicates_make
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ _RETRY = {
 @shared_task(name="curation.process_images", acks_late=True, **_RETRY)
 def process_images(image_ids: list[int]) -> int:
     made = thumbnails_make(image_ids=image_ids)
+    features_and_duplicates_make(image_ids=image_ids)  # pHash, lint, on-import duplicate check
     from inference.services import suggestions_make  # top-k from the active model, if any
 
     suggestions_make(image_ids=image_ids)

@@ -1,0 +1,105 @@
+"""Perceptual hashes (64-bit pHash and dHash, with imagehash) and quality metrics, computed in
+the worker after import from one reduced decode of each original."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+import imagehash
+import numpy as np
+from django.core.files.storage import default_storage
+from django.db import transaction
+from PIL import Image as PILImage
+
+from curation.hamming import part_values, signed_of
+from curation.imaging import ImageRejected, open_for_analysis
+from curation.models import Image, ImageFeatures
+from curation.services.quality import quality_metrics
+
+logger = logging.getLogger(__name__)
+
+# The stored pHash is cut in this many parts for the database lookup (see ImageFeatures).
+PHASH_PARTS = 3
+
+
+def hash_value(bits: imagehash.ImageHash) -> int:
+    """An 8x8 imagehash as an unsigned 64-bit integer, first bit most significant (the same
+    order as ``str(hash)``)."""
+    return int.from_bytes(np.packbits(bits.hash.ravel()).tobytes(), "big")
+
+
+@dataclass(frozen=True)
+class Hashes:
+    phash: int  # unsigned 64-bit
+    dhash: int
+    decode_mode: str
+
+
+def hashes_of(grey: PILImage.Image, *, decode_mode: str) -> Hashes:
+    return Hashes(
+        phash=hash_value(imagehash.phash(grey)),
+        dhash=hash_value(imagehash.dhash(grey)),
+        decode_mode=decode_mode,
+    )
+
+
+def image_hashes(stream: IO[bytes]) -> Hashes:
+    """pHash and dHash of an image file, decoded as cheaply as the hash allows."""
+    decoded = open_for_analysis(stream, grey_only=True)
+    return hashes_of(decoded.image, decode_mode=decoded.mode)
+
+
+def analyse(stream: IO[bytes], *, width: int, height: int) -> dict[str, Any]:
+    """Hashes and quality metrics from one decode, as ``ImageFeatures`` field values."""
+    decoded = open_for_analysis(stream)
+    luma = decoded.image.getchannel(0)
+    hashes = hashes_of(luma, decode_mode=decoded.mode)
+    parts = part_values(hashes.phash, PHASH_PARTS)
+    return {
+        "phash": signed_of(hashes.phash),
+        "dhash": signed_of(hashes.dhash),
+        "phash_part0": parts[0],
+        "phash_part1": parts[1],
+        "phash_part2": parts[2],
+        "decode_mode": decoded.mode,
+        **quality_metrics(pixels=decoded.image, width=width, height=height),
+    }
+
+
+def features_make(
+    *, image_ids: list[int], progress: Callable[[int], None] | None = None
+) -> list[int]:
+    """Compute hashes and quality metrics for the images among ``image_ids`` that have none.
+    Idempotent: a second run (or a redelivered task) skips them. Returns the ids computed,
+    unreadable ones included (their row records the error, so nobody retries them forever)."""
+    pending = Image.objects.filter(pk__in=image_ids, features__isnull=True).only(
+        "pk", "sha256", "extension", "width", "height"
+    )
+    rows = []
+    for image in pending:
+        try:
+            with default_storage.open(image.storage_name, "rb") as original:
+                values = analyse(original, width=image.width, height=image.height)
+            rows.append(ImageFeatures(image=image, **values))
+        except FileNotFoundError:
+            # The original may still be arriving on shared storage: try again later.
+            logger.error("Image %s: original %s is missing", image.pk, image.storage_name)
+        except ImageRejected as exc:
+            logger.error("Image %s: cannot hash: %s", image.pk, exc)
+            rows.append(ImageFeatures(image=image, error=str(exc)[:500]))
+        if progress is not None:
+            progress(1)
+    with transaction.atomic():
+        ImageFeatures.objects.bulk_create(rows, ignore_conflicts=True)
+    return [row.image_id for row in rows]
+
+
+def images_missing_features(*, after_id: int = 0, limit: int) -> list[int]:
+    return list(
+        Image.objects.filter(features__isnull=True, pk__gt=after_id)
+        .order_by("id")
+        .values_list("pk", flat=True)[:limit]
+    )

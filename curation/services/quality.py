@@ -1,0 +1,186 @@
+"""Quality lint: metrics of one image's pixels, and flags from thresholds adapted to the
+library (robust z-scores: median and MAD of each metric over the library)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from curation.models import ImageFeatures, ImageStatus, QualityBaseline
+
+# The grey image sharpness is measured on: a fixed size, so the variance of the Laplacian
+# compares across resolutions (a sharp 24-megapixel photo and a sharp thumbnail score alike).
+SHARPNESS_SIDE = 256
+# Below this mean chroma distance (0-255 scale) an image counts as greyscale.
+GRAYSCALE_CHROMA = 3.0
+
+
+def quality_metrics(*, pixels: PILImage.Image, width: int, height: int) -> dict[str, Any]:
+    """Metrics of a decoded image (mode ``L`` or ``YCbCr``, as ``open_for_analysis`` returns);
+    ``width`` and ``height`` are the original's."""
+    if pixels.mode == "YCbCr":
+        luma, blue, red = pixels.split()
+        chroma = np.hypot(
+            np.asarray(blue, dtype=np.float32) - 128.0, np.asarray(red, dtype=np.float32) - 128.0
+        )
+        colourfulness = float(chroma.mean())
+    else:
+        luma, colourfulness = pixels.convert("L"), 0.0
+    grey = np.asarray(luma, dtype=np.float32)
+    p05, p50, p95 = (float(v) for v in np.percentile(grey, [5, 50, 95]))
+    histogram = np.bincount(np.asarray(luma, dtype=np.uint8).ravel(), minlength=256)
+    probabilities = histogram[histogram > 0] / histogram.sum()
+    entropy = float(-(probabilities * np.log2(probabilities)).sum())
+    return {
+        "brightness_p05": p05,
+        "brightness_p50": p50,
+        "brightness_p95": p95,
+        "contrast": float(grey.std()),
+        "sharpness": _sharpness(luma),
+        "entropy": entropy,
+        "colourfulness": colourfulness,
+        "is_grayscale": colourfulness < GRAYSCALE_CHROMA,
+        "aspect_ratio": width / height,
+        "megapixels": width * height / 1_000_000,
+    }
+
+
+def _sharpness(luma: PILImage.Image) -> float:
+    """Variance of the 4-neighbour Laplacian of the grey image scaled to SHARPNESS_SIDE."""
+    scale = SHARPNESS_SIDE / max(luma.size)
+    size = (max(3, round(luma.width * scale)), max(3, round(luma.height * scale)))
+    grey = np.asarray(luma.resize(size, PILImage.Resampling.BILINEAR), dtype=np.float32)
+    laplacian = (
+        grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4 * grey[1:-1, 1:-1]
+    )
+    return float(laplacian.var())
+
+
+# --- Adaptive thresholds ---------------------------------------------------------------------
+
+# flag -> (metric, side, robust z-score beyond which it is raised, absolute floor/ceiling that
+# always raises it). The absolute limits catch what a library full of dark images would call
+# normal; the z-scores adapt to what this library's images usually look like.
+FLAGS: dict[str, tuple[str, str, float, float | None]] = {
+    "too_dark": ("brightness_p50", "low", 3.0, 20.0),
+    "too_bright": ("brightness_p50", "high", 3.0, 235.0),
+    "blurry": ("log_sharpness", "low", 3.0, None),
+    "low_information": ("entropy", "low", 3.5, 2.0),
+    "odd_aspect_ratio": ("log_aspect_ratio", "both", 4.0, None),
+    "small": ("log_megapixels", "low", 3.5, None),
+}
+FLAG_LABELS = {
+    "too_dark": "Too dark",
+    "too_bright": "Too bright",
+    "blurry": "Blurry",
+    "low_information": "Low information",
+    "odd_aspect_ratio": "Odd aspect ratio",
+    "small": "Small",
+}
+# MAD to standard deviation for normal data.
+MAD_SCALE = 1.4826
+
+
+def _metric_column(values: dict[str, np.ndarray], metric: str) -> np.ndarray:
+    if metric.startswith("log_"):
+        return np.log(np.maximum(values[metric[4:]], 1e-6))
+    return values[metric]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    flag: str
+    metric: str  # a features field
+    low: float | None  # raised below this value of the field
+    high: float | None  # raised above this value of the field
+
+
+def thresholds_from(values: dict[str, np.ndarray], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The statistics and thresholds of each flag for the metric arrays given (same length)."""
+    stats: dict[str, Any] = {}
+    for flag, (metric, side, z, absolute) in FLAGS.items():
+        column = _metric_column(values, metric)
+        column = column[np.isfinite(column)]
+        if len(column) == 0:
+            continue
+        median = float(np.median(column))
+        spread = float(np.median(np.abs(column - median))) * MAD_SCALE or 1e-6
+        field = metric.removeprefix("log_")
+        is_log = metric.startswith("log_")
+
+        def back(value: float, is_log: bool = is_log) -> float:
+            return float(np.exp(value)) if is_log else value
+
+        low = back(median - z * spread) if side in ("low", "both") else None
+        high = back(median + z * spread) if side in ("high", "both") else None
+        if absolute is not None and side == "low":
+            low = max(low or absolute, absolute)
+        if absolute is not None and side == "high":
+            high = min(high or absolute, absolute)
+        override = overrides.get(flag, {})
+        low = override.get("low", low)
+        high = override.get("high", high)
+        stats[flag] = {
+            "field": field,
+            "median": back(median),
+            "robust_sd": spread,
+            "z": z,
+            "low": low,
+            "high": high,
+        }
+    return stats
+
+
+@transaction.atomic
+def quality_baseline_update(*, overrides: dict[str, Any] | None = None) -> QualityBaseline:
+    """Recompute the library's thresholds from the metrics of every active image (a job's
+    work at scale: it reads one column set of the whole library)."""
+    fields = sorted({FLAGS[f][0].removeprefix("log_") for f in FLAGS})
+    rows = ImageFeatures.objects.filter(
+        image__status=ImageStatus.ACTIVE, phash__isnull=False
+    ).values_list(*fields)
+    matrix = np.array(list(rows), dtype=np.float64).reshape(-1, len(fields))
+    values = {name: matrix[:, i] for i, name in enumerate(fields)}
+    baseline, _ = QualityBaseline.objects.select_for_update().get_or_create(pk=1)
+    if overrides is not None:
+        baseline.overrides = overrides
+    baseline.stats = thresholds_from(values, baseline.overrides) if len(matrix) else {}
+    baseline.image_count = len(matrix)
+    baseline.computed_at = timezone.now()
+    baseline.save()
+    return baseline
+
+
+def quality_flags(*, features: ImageFeatures, stats: dict[str, Any]) -> list[str]:
+    """The flags raised for one image's features under the baseline's thresholds."""
+    raised = []
+    for flag, rule in stats.items():
+        value = getattr(features, rule["field"], None)
+        if value is None:
+            continue
+        if (rule["low"] is not None and value < rule["low"]) or (
+            rule["high"] is not None and value > rule["high"]
+        ):
+            raised.append(flag)
+    return raised
+
+
+def flag_q(*, flag: str, stats: dict[str, Any]) -> Q | None:
+    """A filter on ``Image`` for the images a flag is raised on (for image lists); ``None``
+    when the baseline has no threshold for it yet."""
+    rule = stats.get(flag)
+    if rule is None:
+        return None
+    field = f"features__{rule['field']}"
+    condition = Q(pk__in=[])
+    if rule["low"] is not None:
+        condition |= Q(**{f"{field}__lt": rule["low"]})
+    if rule["high"] is not None:
+        condition |= Q(**{f"{field}__gt": rule["high"]})
+    return condition
