@@ -299,14 +299,15 @@ def main() -> None:
     print("\nimport_library on a fresh database (subprocess, --json):")
     print(
         f"  {'database':<10} {'files':>6} {'created':>8} {'import s':>9} {'images/s':>9} "
-        f"{'wall s':>7} {'vs bound':>8}"
+        f"{'wall s':>7} {'vs bound':>8} {'CPU ms/image':>13}"
     )
     for kind in args.db.split(","):
         result = run_import(kind, tree, args.workers)
         rate = float(result["files_per_second"] or 0)
         print(
             f"  {kind:<10} {result['files']:>6} {result['created']:>8} {result['seconds']:>9} "
-            f"{rate:>9.1f} {result['wall_seconds']:>7} {rate / bound:>8.2f}"
+            f"{rate:>9.1f} {result['wall_seconds']:>7} {rate / bound:>8.2f} "
+            f"{result['cpu_ms_per_image']:>13}"
         )
     print(
         "  (images/s counts the import itself; wall s adds Django start-up and migrations "
