@@ -19,7 +19,15 @@ from rest_framework.response import Response
 from accounts.permissions import IsLabeller, IsReviewer
 from curation import selectors
 from curation.filters import ImageFilter, JobFilter
-from curation.models import Image, ImportKind, ImportOutcome, LabelClass, LabelReason, SubClass
+from curation.models import (
+    Image,
+    ImportBatch,
+    ImportKind,
+    ImportOutcome,
+    LabelClass,
+    LabelReason,
+    SubClass,
+)
 from curation.serializers import (
     ArchiveImportSerializer,
     ImageRelabelSerializer,
@@ -95,11 +103,19 @@ class ImageViewSet(
         serializer = ImageUploadSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         subclass = serializer.validated_data.get("subclass")
-        batch = import_batch_create(
-            kind=ImportKind.UPLOAD,
-            name=", ".join(f.name for f in files[:3]) + (" …" if len(files) > 3 else ""),
-            actor=request.user,
-        )
+        batch_id = serializer.validated_data.get("batch")
+        if batch_id is not None:
+            batch = ImportBatch.objects.filter(
+                pk=batch_id, kind=ImportKind.UPLOAD, created_by=request.user
+            ).first()
+            if batch is None:
+                raise ValidationError({"batch": [f"No upload batch {batch_id} of yours."]})
+        else:
+            batch = import_batch_create(
+                kind=ImportKind.UPLOAD,
+                name=", ".join(f.name for f in files[:3]) + (" …" if len(files) > 3 else ""),
+                actor=request.user,
+            )
         results = upload_import(
             files=[(f.name, f) for f in files],
             destination=Destination(subclass=subclass, from_folders=False),

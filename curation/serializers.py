@@ -124,6 +124,11 @@ class ImageUploadSerializer(serializers.Serializer[Any]):
         allow_null=True,
         help_text="class id: files go to its default sub-class",
     )
+    batch = serializers.IntegerField(
+        required=False,
+        help_text="add these files to an earlier upload batch of yours (one report for an "
+        "upload sent in several requests)",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         subclass = attrs.get("subclass")

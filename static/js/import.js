@@ -164,6 +164,7 @@
     var totalBytes = files.reduce(function (sum, f) { return sum + f.size; }, 0) || 1;
     var doneBytes = 0;
     var subclass = destination() === "subclass" ? subclassSelect.value : "";
+    var batchId = null;  // later parts join the first part's batch: one report per upload
 
     function next(index) {
       if (index >= chunks.length) {
@@ -176,6 +177,7 @@
       var body = new FormData();
       chunk.forEach(function (file) { body.append("files", file, file.name); });
       if (subclass) body.append("subclass", subclass);
+      if (batchId) body.append("batch", batchId);
       var label = chunks.length > 1 ? "Uploading part " + (index + 1) + " of " + chunks.length + "…" : "Uploading…";
       setProgress(doneBytes / totalBytes, label);
       return send(form.dataset.imagesUrl, body, function (loaded) {
@@ -186,7 +188,8 @@
           result.data.files.forEach(function (item) {
             addRow(item.name, item.outcome, item.reason, item.image ? item.image.id : null);
           });
-          addBatchLink(result.data.batch);
+          if (!batchId) addBatchLink(result.data.batch);
+          batchId = result.data.batch;
         } else {
           throw new Error(problem(result));
         }

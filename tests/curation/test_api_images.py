@@ -537,3 +537,26 @@ def test_the_image_list_runs_the_same_queries_for_5_or_40_images(
     with django_assert_max_num_queries(len(small.captured_queries)):
         assert len(api.get(IMAGES).json()["results"]) == 40
     assert len(small.captured_queries) <= 4
+
+
+def test_an_upload_sent_in_several_requests_can_share_one_batch(
+    api: APIClient, reviewer_api: APIClient
+) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from curation.models import ImportBatch
+    from tests.factories import image_bytes
+
+    def upload(client: APIClient, seed: int, **extra: object) -> dict:
+        file = SimpleUploadedFile(f"{seed}.jpg", image_bytes(seed=seed), "image/jpeg")
+        return client.post("/api/v1/images/", {"files": [file], **extra}, format="multipart").json()
+
+    first = upload(api, 9001)
+    second = upload(api, 9002, batch=first["batch"])
+    assert second["batch"] == first["batch"]
+    batch = ImportBatch.objects.get(pk=first["batch"])
+    assert batch.created_count == 2
+    assert batch.items.count() == 2
+    # Someone else's batch cannot be joined.
+    refused = upload(reviewer_api, 9003, batch=first["batch"])
+    assert "No upload batch" in refused["detail"]
