@@ -10,6 +10,7 @@ from curation.apis import (
     LabelClassViewSet,
     SubClassViewSet,
 )
+from curation.apis_duplicates import DuplicateGroupViewSet
 from inference.apis import ModelVersionViewSet, PredictViewSet
 from labelling.urls_api import urlpatterns as labelling_api_urls
 
@@ -21,6 +22,7 @@ router.register("imports", ImportViewSet, basename="import")
 router.register("classes", LabelClassViewSet, basename="class")
 router.register("subclasses", SubClassViewSet, basename="subclass")
 router.register("jobs", JobViewSet, basename="job")
+router.register("duplicates", DuplicateGroupViewSet, basename="duplicate")
 router.register("tokens", TokenViewSet, basename="token")
 router.register("models", ModelVersionViewSet, basename="model-version")
 router.register("predict", PredictViewSet, basename="predict")

@@ -1,0 +1,160 @@
+"""REST API for near-duplicate groups: list and review them, start a full scan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.permissions import IsLabeller, IsReviewer
+from curation.models import DuplicateGroup, DuplicateMember, DuplicateStatus
+from curation.selectors_duplicates import duplicate_groups, group_images
+from curation.serializers import ImageSerializer, JobSerializer
+from curation.services.duplicates import (
+    DuplicateReviewError,
+    default_max_distance,
+    duplicate_group_dismiss,
+    duplicate_group_resolve,
+    suggested_keeper,
+)
+from curation.services.jobs import job_create, job_enqueue
+
+FIND_DUPLICATES_JOB = "curation.find_duplicates"
+
+
+class DuplicateMemberSerializer(serializers.ModelSerializer[DuplicateMember]):
+    image = ImageSerializer(read_only=True)
+    sharpness = serializers.FloatField(source="image.features.sharpness", default=None)
+    phash = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DuplicateMember
+        fields = ["image", "distance", "sharpness", "phash"]
+
+    def get_phash(self, member: DuplicateMember) -> str | None:
+        features = getattr(member.image, "features", None)
+        if features is None or features.phash is None:
+            return None
+        return f"{features.phash & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+class DuplicateGroupSerializer(serializers.ModelSerializer[DuplicateGroup]):
+    members = DuplicateMemberSerializer(many=True, read_only=True)
+    suggested_keeper = serializers.SerializerMethodField()
+    resolved_by = serializers.CharField(source="resolved_by.username", default=None)
+
+    class Meta:
+        model = DuplicateGroup
+        fields = [
+            "id",
+            "status",
+            "max_distance",
+            "size",
+            "members",
+            "suggested_keeper",
+            "keeper",
+            "created_at",
+            "resolved_at",
+            "resolved_by",
+        ]
+
+    def get_suggested_keeper(self, group: DuplicateGroup) -> int | None:
+        keeper = suggested_keeper(group_images(group))
+        return keeper.pk if keeper else None
+
+
+class ResolveSerializer(serializers.Serializer[Any]):
+    keeper = serializers.IntegerField(help_text="id of the image to keep")
+
+
+class ScanSerializer(serializers.Serializer[Any]):
+    max_distance = serializers.IntegerField(min_value=0, max_value=32, required=False)
+
+
+class GroupPagination(CursorPagination):
+    ordering = "id"
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class DuplicateGroupViewSet(viewsets.ReadOnlyModelViewSet):
+    """Near-duplicate groups (pHash within ``max_distance`` bits, connected components).
+    ``?status=open`` (default), ``resolved`` or ``dismissed``. Reviewers resolve a group by
+    naming the keeper (the others go to the trash as duplicates) or dismiss it as not
+    duplicates; ``POST scan/`` starts a full scan as a job."""
+
+    serializer_class = DuplicateGroupSerializer
+    pagination_class = GroupPagination
+
+    def get_queryset(self) -> Any:
+        wanted = self.request.query_params.get("status", DuplicateStatus.OPEN)
+        if wanted not in DuplicateStatus.values:
+            wanted = DuplicateStatus.OPEN
+        if self.action != "list":
+            return duplicate_groups(status=None).select_related("resolved_by")
+        return duplicate_groups(status=wanted).select_related("resolved_by")
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("list", "retrieve"):
+            return [IsLabeller()]
+        return [IsReviewer()]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("status", str, enum=DuplicateStatus.values)],
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    def _reply(self, group_id: int) -> Response:
+        fresh = duplicate_groups(status=None).get(pk=group_id)
+        return Response(DuplicateGroupSerializer(fresh, context={"request": self.request}).data)
+
+    @extend_schema(request=ResolveSerializer, responses={200: DuplicateGroupSerializer, 409: dict})
+    @action(detail=True, methods=["post"])
+    def resolve(self, request: Request, pk: str | None = None) -> Response:
+        group = self.get_object()
+        serializer = ResolveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            duplicate_group_resolve(
+                group_id=group.pk, keeper_id=serializer.validated_data["keeper"], actor=request.user
+            )
+        except DuplicateReviewError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return self._reply(group.pk)
+
+    @extend_schema(request=None, responses={200: DuplicateGroupSerializer, 409: dict})
+    @action(detail=True, methods=["post"])
+    def dismiss(self, request: Request, pk: str | None = None) -> Response:
+        group = self.get_object()
+        try:
+            duplicate_group_dismiss(group_id=group.pk, actor=request.user)
+        except DuplicateReviewError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return self._reply(group.pk)
+
+    @extend_schema(request=ScanSerializer, responses={202: JobSerializer})
+    @action(detail=False, methods=["post"])
+    def scan(self, request: Request) -> Response:
+        serializer = ScanSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        max_distance = serializer.validated_data.get("max_distance", default_max_distance())
+        job = duplicates_scan_job_start(actor=request.user, max_distance=max_distance)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+def duplicates_scan_job_start(*, actor: Any, max_distance: int) -> Any:
+    """Create the full-scan job and send it once the row commits."""
+    with transaction.atomic():
+        job = job_create(
+            kind=FIND_DUPLICATES_JOB, actor=actor, params={"max_distance": max_distance}, total=3
+        )
+        job_enqueue(job=job)
+    return job

@@ -1,0 +1,254 @@
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+
+from accounts.models import User
+from curation.hamming import brute_force_pairs, pairs_within, signed_of
+from curation.models import (
+    DuplicateGroup,
+    DuplicateStatus,
+    Image,
+    ImageFeatures,
+    ImageStatus,
+    ImportKind,
+    LabelEvent,
+    LabelReason,
+    SubClass,
+)
+from curation.services.duplicates import (
+    DEFAULT_MAX_DISTANCE,
+    duplicate_group_dismiss,
+    duplicate_group_resolve,
+    duplicates_scan,
+    near_images,
+    suggested_keeper,
+)
+from curation.services.images import file_inspect, image_import, import_batch_create
+from curation.tasks_duplicates import features_and_duplicates_make
+from tests.curation.duplicate_photos import DISTINCT, EDITS, PHOTOS, jpeg, photo
+from tests.factories import SubClassFactory
+
+Add = Callable[..., Image]
+
+
+@pytest.fixture
+def add(db: None) -> Add:
+    """Import image bytes into the library and hash them, as the worker would."""
+
+    def add_image(data: bytes, subclass: SubClass | None = None, *, hashed: bool = True) -> Image:
+        batch = import_batch_create(kind=ImportKind.UPLOAD, name="test", actor=None)
+        result = image_import(
+            inspection=file_inspect(data=data, name="photo.jpg"),
+            content=io.BytesIO(data),
+            subclass=subclass,
+            actor=None,
+            batch=batch,
+        )
+        assert result.image is not None, result.reason
+        if hashed:
+            features_and_duplicates_make(image_ids=[result.image.pk])
+        return result.image
+
+    return add_image
+
+
+def _open_groups() -> list[set[int]]:
+    return [
+        {m.image_id for m in group.members.all()}
+        for group in DuplicateGroup.objects.filter(status=DuplicateStatus.OPEN).prefetch_related(
+            "members"
+        )
+    ]
+
+
+def test_planted_near_duplicates_of_real_photos_are_grouped_at_the_default_threshold(
+    add: Add,
+) -> None:
+    expected = []
+    for name in PHOTOS:
+        original = photo(name)
+        ids = {add(jpeg(original), hashed=False).pk}
+        ids |= {add(edit(original), hashed=False).pk for edit in EDITS.values()}
+        expected.append(ids)
+    distinct = {add(jpeg(photo(name)), hashed=False).pk for name in DISTINCT}
+
+    call_command("find_duplicates", "--json", stdout=io.StringIO())
+
+    groups = _open_groups()
+    assert sorted(map(sorted, groups)) == sorted(map(sorted, expected))
+    assert not distinct & set().union(*groups)
+    assert DuplicateGroup.objects.first().max_distance == DEFAULT_MAX_DISTANCE
+
+
+def test_each_new_image_is_checked_against_the_library_on_import(add: Add) -> None:
+    original = photo("astronaut")
+    first = add(jpeg(original))
+    add(jpeg(photo("coffee")))
+    assert _open_groups() == []
+
+    copy = add(EDITS["rotated"](original))
+
+    assert _open_groups() == [{first.pk, copy.pk}]
+    features = ImageFeatures.objects.get(image=copy)
+    assert (
+        features.phash is not None and features.decode_mode == "draft-1/4"
+    )  # 512 px JPEG: DCT-scaled to 128
+
+
+def test_find_duplicates_prints_groups_with_ids_hashes_and_distances(add: Add) -> None:
+    original = photo("camera")
+    a = add(jpeg(original), hashed=False)
+    b = add(EDITS["brightened"](original), hashed=False)
+    out = io.StringIO()
+
+    call_command("find_duplicates", "--json", "--max-distance", "6", stdout=out)
+
+    report = json.loads(out.getvalue())
+    assert report["max_distance"] == 6
+    (group,) = report["duplicate_groups"]
+    by_id = {image["id"]: image for image in group["images"]}
+    assert set(by_id) == {a.pk, b.pk}
+    assert by_id[a.pk]["sha256"] == a.sha256
+    assert by_id[a.pk]["distances"][str(b.pk)] == by_id[a.pk]["nearest_distance"] <= 6
+
+
+def _random_hashes(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    hashes = rng.integers(0, 2**64 - 1, size=n, dtype=np.uint64, endpoint=True)
+    # Near pairs at every distance up to 14 bits, and a few exact copies.
+    for i in range(n // 20):
+        value = int(hashes[i])
+        for bit in rng.choice(64, size=int(rng.integers(0, 15)), replace=False):
+            value ^= 1 << int(bit)
+        hashes[n - 1 - i] = value
+    hashes[100:104] = hashes[7]
+    return hashes
+
+
+@pytest.mark.parametrize("max_distance", [0, 3, 8, 10, 13])
+def test_the_index_returns_exactly_what_brute_force_returns(max_distance: int) -> None:
+    hashes = _random_hashes(6000, seed=max_distance)
+
+    found = pairs_within(hashes, max_distance)
+    expected = brute_force_pairs(hashes, max_distance)
+
+    assert len(expected[0]) > 0
+    for got, want in zip(found, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_the_database_lookup_returns_exactly_what_brute_force_returns(db: None) -> None:
+    hashes = _random_hashes(400, seed=42)
+    images = Image.objects.bulk_create(
+        Image(
+            sha256=f"{i:064x}",
+            extension="jpg",
+            content_type="image/jpeg",
+            format="JPEG",
+            width=10,
+            height=10,
+            file_size=1,
+        )
+        for i in range(len(hashes))
+    )
+    from curation.hamming import part_values
+
+    ImageFeatures.objects.bulk_create(
+        ImageFeatures(
+            image=image,
+            phash=signed_of(int(h)),
+            phash_part0=part_values(int(h), 3)[0],
+            phash_part1=part_values(int(h), 3)[1],
+            phash_part2=part_values(int(h), 3)[2],
+        )
+        for image, h in zip(images, hashes, strict=True)
+    )
+    for query in range(0, 400, 7):
+        got = near_images(phash=int(hashes[query]), max_distance=8, exclude_id=images[query].pk)
+        distances = [bin(int(hashes[query]) ^ int(h)).count("1") for h in hashes]
+        want = sorted(
+            ((images[i].pk, d) for i, d in enumerate(distances) if d <= 8 and i != query),
+            key=lambda item: (item[1], item[0]),
+        )
+        assert got == want
+
+
+def _group_of(*images: Image) -> DuplicateGroup:
+    group = DuplicateGroup.objects.get(members__image=images[0], status=DuplicateStatus.OPEN)
+    assert {m.image_id for m in group.members.all()} == {i.pk for i in images}
+    return group
+
+
+def test_the_suggested_keeper_has_the_highest_resolution_and_takes_the_label(
+    add: Add, reviewer: User
+) -> None:
+    original = photo("coins")
+    subclass = SubClassFactory()
+    small_labelled = add(jpeg(original.resize((192, 151))), subclass)
+    large_unlabelled = add(jpeg(original))
+    group = _group_of(small_labelled, large_unlabelled)
+    members = list(
+        Image.objects.filter(duplicate_members__group=group).select_related("subclass", "features")
+    )
+    keeper = suggested_keeper(members)
+    assert keeper is not None and keeper.pk == large_unlabelled.pk
+
+    duplicate_group_resolve(group_id=group.pk, keeper_id=keeper.pk, actor=reviewer)
+
+    large_unlabelled.refresh_from_db()
+    small_labelled.refresh_from_db()
+    assert large_unlabelled.subclass_id == subclass.pk
+    assert large_unlabelled.status == ImageStatus.ACTIVE
+    assert small_labelled.status == ImageStatus.TRASHED
+    assert small_labelled.trashed_reason == f"duplicate of image {large_unlabelled.pk}"
+    relabel = LabelEvent.objects.get(image=large_unlabelled, reason=LabelReason.DUPLICATE)
+    assert relabel.to_subclass_id == subclass.pk and relabel.actor == reviewer
+    trash = LabelEvent.objects.get(image=small_labelled, reason=LabelReason.DUPLICATE)
+    assert trash.to_status == ImageStatus.TRASHED
+    group.refresh_from_db()
+    assert group.status == DuplicateStatus.RESOLVED and group.keeper_id == large_unlabelled.pk
+    subclass.refresh_from_db()
+    assert subclass.image_count == 1
+
+
+def test_not_duplicates_dismisses_the_group_for_good(add: Add, reviewer: User) -> None:
+    original = photo("clock")
+    a = add(jpeg(original))
+    b = add(EDITS["cropped"](original))
+    group = _group_of(a, b)
+
+    duplicate_group_dismiss(group_id=group.pk, actor=reviewer)
+    duplicates_scan()
+    features_and_duplicates_make(image_ids=[a.pk, b.pk])
+
+    assert _open_groups() == []
+    group.refresh_from_db()
+    assert group.status == DuplicateStatus.DISMISSED
+
+
+def test_the_api_lists_groups_and_resolves_one(add: Add, reviewer_api: Any, api: Any) -> None:
+    original = photo("astronaut")
+    a = add(jpeg(original))
+    b = add(EDITS["watermarked"](original))
+    group = _group_of(a, b)
+
+    listing = api.get("/api/v1/duplicates/")
+    assert listing.status_code == 200
+    (row,) = listing.json()["results"]
+    assert {m["image"]["id"] for m in row["members"]} == {a.pk, b.pk}
+    assert row["suggested_keeper"] in (a.pk, b.pk)
+
+    forbidden = api.post(f"/api/v1/duplicates/{group.pk}/resolve/", {"keeper": a.pk})
+    assert forbidden.status_code == 403
+    done = reviewer_api.post(f"/api/v1/duplicates/{group.pk}/resolve/", {"keeper": a.pk})
+    assert done.status_code == 200, done.content
+    assert done.json()["status"] == "resolved"
+    again = reviewer_api.post(f"/api/v1/duplicates/{group.pk}/resolve/", {"keeper": a.pk})
+    assert again.status_code == 409
