@@ -95,7 +95,9 @@ class ImageViewSet(
         # A plain dict of the fields we read: copying request.data would deep-copy the uploads,
         # which fails for those spilled to temporary files.
         data: dict[str, Any] = {
-            key: request.data.get(key) for key in ("subclass", "label_class") if key in request.data
+            key: request.data.get(key)
+            for key in ("subclass", "label_class", "batch")
+            if key in request.data
         }
         if "class" in request.data and "label_class" not in data:
             data["label_class"] = request.data.get("class")
