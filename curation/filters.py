@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-import django_filters
+from typing import Any
 
-from curation.models import Image, ImageStatus, Job, JobStatus, Source
+import django_filters
+from django.db.models import QuerySet
+
+from curation.models import Image, ImageStatus, Job, JobStatus, Source, SubClass
 from labelling.models import BadReason
 
 
@@ -33,6 +36,15 @@ class ImageFilter(django_filters.FilterSet):
     class Meta:
         model = Image
         fields: list[str] = []
+
+    def filter_label_class(self, queryset: QuerySet[Image], name: str, value: int) -> Any:
+        # The class's sub-class ids first: filtering through the join hides from PostgreSQL that
+        # the (subclass, status, -id) index already yields the rows newest first, and a large
+        # class then gets sorted in full.
+        subclass_ids = list(
+            SubClass.objects.filter(label_class_id=value).values_list("pk", flat=True)
+        )
+        return queryset.filter(subclass_id__in=subclass_ids)
 
 
 class JobFilter(django_filters.FilterSet):
