@@ -28,3 +28,5 @@ router.register("models", ModelVersionViewSet, basename="model-version")
 router.register("predict", PredictViewSet, basename="predict")
 
 urlpatterns = router.urls + labelling_api_urls
+from inference.apis_identify import IdentificationViewSet
+router.register("identifications", IdentificationViewSet, basename="identification")

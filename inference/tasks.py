@@ -8,6 +8,7 @@ from celery import shared_task
 
 from curation.models import Job
 from curation.services.jobs import job_progress, job_run
+from inference.bulk import IDENTIFY_KIND, Scope, identification_run
 from inference.models import ModelVersion
 from inference.services import RECOMPUTE_KIND, predictions_recompute
 
@@ -26,6 +27,26 @@ def recompute_predictions(job_id: int) -> None:
             "model_version": version.number,
             "message": f"{result['written']} suggestions from v{version.number} "
             f"over {result['images']} images",
+        }
+
+    job_run(job_id=job_id, work=work)
+
+
+@shared_task(name=IDENTIFY_KIND, acks_late=True)
+def identify_images(job_id: int) -> None:
+    def work(job: Job) -> dict[str, Any]:
+        version = ModelVersion.objects.get(pk=job.params["model_version_id"])
+        scope = Scope.from_params(job.params.get("scope", {}))
+
+        def progress(done: int, total: int) -> None:
+            job_progress(job_id=job.pk, done=done, total=total, message=f"{done} of {total} images")
+
+        result = identification_run(version=version, scope=scope, progress=progress)
+        return {
+            **result,
+            "model_version": version.number,
+            "message": f"{result['written']} new predictions from v{version.number} "
+            f"over {scope.describe()}",
         }
 
     job_run(job_id=job_id, work=work)
