@@ -223,7 +223,13 @@ def class_detail(request: HttpRequest, pk: int) -> HttpResponse:
     user = _user(request)
     other_classes: Any = []
     if user.is_reviewer:
-        other_classes = LabelClass.objects.exclude(pk=label_class.pk).only("pk", "name")
+        # Names only, rendered once as a datalist: a select per sub-class meant thousands of
+        # options on every class page of a large library.
+        other_classes = list(
+            LabelClass.objects.exclude(pk=label_class.pk)
+            .order_by("name")
+            .values_list("name", flat=True)
+        )
     filters: dict[str, Any] = {}
     if chosen is not None:
         filters["subclass"] = chosen.pk
@@ -274,10 +280,15 @@ def subclass_new(request: HttpRequest, pk: int) -> HttpResponse:
 def subclass_move_to(request: HttpRequest, pk: int) -> HttpResponse:
     subclass = get_object_or_404(SubClass.objects.select_related("label_class"), pk=pk)
     from_class = subclass.label_class
+    target_name = " ".join(request.POST.get("to_class_name", "").split())
     target_id = _positive_int(request.POST.get("to_class"))
-    target = LabelClass.objects.filter(pk=target_id).first() if target_id else None
+    if target_name:
+        target = LabelClass.objects.filter(name__iexact=target_name).first()
+    else:
+        target = LabelClass.objects.filter(pk=target_id).first() if target_id else None
     if target is None:
-        messages.error(request, "Choose the class to move the sub-class to.")
+        wanted = f"No class named “{target_name}”. " if target_name else ""
+        messages.error(request, f"{wanted}Choose the class to move the sub-class to.")
         return redirect("curation:class", pk=from_class.pk)
     try:
         moved = subclass_move(subclass=subclass, to_class=target, actor=_user(request))

@@ -39,6 +39,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 class LabelClassFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = LabelClass
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"Class {n}")
 

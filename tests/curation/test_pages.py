@@ -623,3 +623,28 @@ def test_pages_run_the_same_queries_for_a_small_and_a_larger_library(
     with django_assert_max_num_queries(small_count):
         reviewer_client.get(url(large))
     assert small_count <= 14
+
+
+def test_a_reviewer_moves_a_sub_class_by_typing_the_target_class_name(
+    client: Client, reviewer: User
+) -> None:
+    from curation.services.taxonomy import class_create, subclass_create
+
+    robin = class_create(name="Robin", actor=None)
+    wren = class_create(name="Wren", actor=None)
+    juvenile = subclass_create(label_class=robin, name="juvenile", actor=None)
+    client.force_login(reviewer)
+    page = client.get(reverse("curation:class", args=[robin.pk])).content.decode()
+    assert '<datalist id="move-targets"><option value="Wren">' in page
+    response = client.post(
+        reverse("curation:subclass-move", args=[juvenile.pk]), {"to_class_name": "  wren "}
+    )
+    assert response.status_code == 302
+    juvenile.refresh_from_db()
+    assert juvenile.label_class_id == wren.pk
+    response = client.post(
+        reverse("curation:subclass-move", args=[juvenile.pk]),
+        {"to_class_name": "Owl"},
+        follow=True,
+    )
+    assert "No class named “Owl”" in response.content.decode()
