@@ -70,7 +70,7 @@ def _sharpness(luma: PILImage.Image) -> float:
 FLAGS: dict[str, tuple[str, str, float, float | None]] = {
     "too_dark": ("brightness_p50", "low", 3.0, 20.0),
     "too_bright": ("brightness_p50", "high", 3.0, 235.0),
-    "blurry": ("log_sharpness", "low", 3.0, None),
+    "blurry": ("log_sharpness", "low", 3.0, 3.0),
     "low_information": ("entropy", "low", 3.5, 2.0),
     "odd_aspect_ratio": ("log_aspect_ratio", "both", 4.0, None),
     "small": ("log_megapixels", "low", 3.5, None),

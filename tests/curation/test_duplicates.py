@@ -252,3 +252,32 @@ def test_the_api_lists_groups_and_resolves_one(add: Add, reviewer_api: Any, api:
     assert done.json()["status"] == "resolved"
     again = reviewer_api.post(f"/api/v1/duplicates/{group.pk}/resolve/", {"keeper": a.pk})
     assert again.status_code == 409
+
+
+@pytest.mark.urls("tests.curation.urls_with_duplicates")
+def test_the_review_page_shows_a_group_side_by_side_and_keeps_the_chosen_image(
+    add: Add, reviewer: User, client: Any
+) -> None:
+    original = photo("astronaut")
+    small = add(jpeg(original.resize((256, 256))))
+    large = add(EDITS["re-encoded"](original))
+    group = _group_of(small, large)
+    client.force_login(reviewer)
+
+    page = client.get("/duplicates/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "suggested keeper" in html and "512 \u00d7 512" in html and "256 \u00d7 256" in html
+    assert "0 of 1 group reviewed" in html
+
+    response = client.post(f"/duplicates/{group.pk}/resolve", {"keeper": small.pk})
+    assert response.status_code == 302
+    large.refresh_from_db()
+    assert large.status == ImageStatus.TRASHED
+    assert "No open duplicate groups" in client.get(response["Location"]).content.decode()
+
+
+@pytest.mark.urls("tests.curation.urls_with_duplicates")
+def test_labellers_cannot_review_duplicates(labeller: User, client: Any) -> None:
+    client.force_login(labeller)
+    assert client.get("/duplicates/").status_code == 403
