@@ -31,17 +31,19 @@ from labelling.services import (
     skip_image,
     undo_last,
 )
-from labelling.suggestions import suggestions_for
+from labelling.suggestions import active_model_id, suggestions_for
 
 PREFETCH_MAX = 20
 
 
-def _payload(images: list[Image], *, blind: bool = False) -> list[dict[str, Any]]:
+def _payload(
+    images: list[Image], *, model_id: int | None, blind: bool = False
+) -> list[dict[str, Any]]:
     """What the page needs to show each image, suggestions included (bounded queries). A blind
-    payload (second opinion) leaves out the current label and verdict."""
+    payload (second opinion) leaves out the current label and verdict. Queues never hand out
+    images judged bad, so only an undone image can carry a verdict (looked up one at a time)."""
     ids = [image.pk for image in images]
-    suggestions = suggestions_for(image_ids=ids)
-    bad = dict(BadVerdict.objects.filter(image_id__in=ids).values_list("image_id", "reason"))
+    suggestions = suggestions_for(image_ids=ids, model_id=model_id)
     rows = []
     for image in images:
         subclass = None if blind else image.subclass
@@ -56,11 +58,16 @@ def _payload(images: list[Image], *, blind: bool = False) -> list[dict[str, Any]
                 "subclass_id": subclass.pk if subclass else None,
                 "label": str(subclass) if subclass else None,
                 "class_id": subclass.label_class_id if subclass else None,
-                "bad_reason": None if blind else bad.get(image.pk),
+                "bad_reason": None if blind else _verdict(image),
                 "suggestions": [s.as_dict() for s in suggestions.get(image.pk, [])],
             }
         )
     return rows
+
+
+def _verdict(image: Image) -> str | None:
+    verdict = getattr(image, "_verdict", None)
+    return verdict.reason if verdict else None
 
 
 def _queue(spec: str) -> Queue:
@@ -71,9 +78,15 @@ def _queue(spec: str) -> Queue:
 
 
 def _next(request: Request, queue: Queue, holding: list[int], count: int) -> dict[str, Any]:
-    images = queue_images(queue=queue, user=request.user, exclude_ids=holding, limit=count)
+    model_id = active_model_id()
+    images = queue_images(
+        queue=queue, user=request.user, exclude_ids=holding, limit=count, model_id=model_id
+    )
     claims_take(user=request.user, image_ids=[image.pk for image in images])
-    return {"next": _payload(images, blind=queue.blind), "remaining": queue.size()}
+    return {
+        "next": _payload(images, blind=queue.blind, model_id=model_id),
+        "remaining": queue.size(),
+    }
 
 
 class QueueQuery(serializers.Serializer[Any]):
@@ -133,8 +146,6 @@ class ActionView(APIView):
         args = data.validated_data
         user = request.user
         image_id = args["image"]
-        if not Image.objects.filter(pk=image_id).exists():
-            raise NotFound(f"No image {image_id}.")
         queue = _queue(args["queue"])
         try:
             if queue.blind and args["action"] != ActionKind.SKIP:
@@ -178,6 +189,8 @@ class ActionView(APIView):
                 {"detail": str(exc), "claimed_by": exc.claim.user.username},
                 status=status.HTTP_409_CONFLICT,
             )
+        except Image.DoesNotExist:
+            raise NotFound(f"No image {image_id}.") from None
         except ValueError as exc:
             raise ValidationError({"detail": [str(exc)]}) from None
         holding = [*args["holding"], image_id]
@@ -219,10 +232,11 @@ class UndoView(APIView):
         except ClaimConflict as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         image = Image.objects.select_related("subclass__label_class").get(pk=action.image_id)
+        image._verdict = BadVerdict.objects.filter(image=image).first()  # type: ignore[attr-defined]
         return Response(
             {
                 "undone": {"id": action.pk, "kind": action.kind, "at": timezone.now()},
-                "image": _payload([image])[0],
+                "image": _payload([image], model_id=active_model_id())[0],
             }
         )
 

@@ -164,18 +164,17 @@ def _open_for(user: User, images: QuerySet[Image]) -> QuerySet[Image]:
     return images.filter(~Exists(claimed_by_others), ~Exists(judged_bad), ~Exists(acted_on))
 
 
-def _active_model_id() -> int | None:
-    from inference.models import ModelVersion
-
-    return ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True).first()
-
-
 def queue_images(
-    *, queue: Queue, user: User, exclude_ids: Iterable[int] = (), limit: int
+    *,
+    queue: Queue,
+    user: User,
+    exclude_ids: Iterable[int] = (),
+    limit: int,
+    model_id: int | None,
 ) -> list[Image]:
     """The next ``limit`` images of the queue for ``user``: least confident first where the
-    active model has predictions, then oldest first. ``exclude_ids`` are images the page
-    already holds."""
+    model (the active one) has predictions, then oldest first. ``exclude_ids`` are images the
+    page already holds."""
     from inference.models import Prediction
 
     candidates = _open_for(user, queue.images).exclude(id__in=list(exclude_ids))
@@ -183,7 +182,6 @@ def queue_images(
     if queue.blind:
         return _sample_for_second_opinion(candidates, user, limit)
     picked: list[Image] = []
-    model_id = _active_model_id()
     if model_id is not None:
         picked = list(
             candidates.filter(predictions__model_version_id=model_id).order_by(

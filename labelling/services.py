@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from curation.models import ClassKind, Image, ImageStatus, LabelClass, LabelReason, SubClass
-from curation.services.images import image_relabel
+from curation.services.images import image_relabel, image_relabel_recorded
 from labelling.models import (
     ActionKind,
     BadReason,
@@ -45,22 +45,21 @@ def _claim_seconds() -> int:
 def claims_take(*, user: User, image_ids: list[int]) -> None:
     """Claim images for ``user``: they leave other SMEs' queues until the claim expires.
 
-    An expired claim of someone else's is taken over; a live one is left as it is.
+    Pass only images nobody else holds a live claim on (the queues never offer those, and undo
+    checks first).
     """
     if not image_ids:
         return
-    now = timezone.now()
-    expires = now + timedelta(seconds=_claim_seconds())
-    with transaction.atomic():
-        Claim.objects.filter(image_id__in=image_ids).filter(user=user).update(expires_at=expires)
-        Claim.objects.filter(image_id__in=image_ids, expires_at__lte=now).exclude(user=user).update(
-            user=user, expires_at=expires
-        )
-        held = set(Claim.objects.filter(image_id__in=image_ids).values_list("image_id", flat=True))
-        Claim.objects.bulk_create(
-            [Claim(image_id=i, user=user, expires_at=expires) for i in image_ids if i not in held],
-            ignore_conflicts=True,
-        )
+    expires = timezone.now() + timedelta(seconds=_claim_seconds())
+    # One upsert. The queue never offers an image someone else holds a live claim on, so this
+    # only renews the user's own claims or takes over expired ones; two SMEs racing for the same
+    # image both see it, and the second label gets a version conflict instead of overwriting.
+    Claim.objects.bulk_create(
+        [Claim(image_id=i, user=user, expires_at=expires) for i in image_ids],
+        update_conflicts=True,
+        unique_fields=["image"],
+        update_fields=["user", "expires_at"],
+    )
 
 
 def _release(user: User, image_id: int) -> None:
@@ -95,18 +94,20 @@ def label_image(
 ) -> LabellingAction:
     """Label (or send to a holding class) an image shown on the labelling page."""
     _guard(user, image_id)
-    previous = Image.objects.values_list("subclass_id", flat=True).get(pk=image_id)
-    image = image_relabel(
+    change = image_relabel_recorded(
         image_id=image_id,
         subclass=subclass,
         actor=user,
         reason=LabelReason.LABELLING,
         expected_version=expected_version,
     )
-    event = image.label_events.order_by("-id").first() if previous != subclass.pk else None
     _release(user, image_id)
     return LabellingAction.objects.create(
-        user=user, image=image, kind=kind, label_event=event, previous_subclass_id=previous
+        user=user,
+        image=change.image,
+        kind=kind,
+        label_event=change.event,
+        previous_subclass_id=change.previous_subclass_id,
     )
 
 
@@ -140,6 +141,8 @@ def mark_bad(*, user: User, image_id: int, reason: str, expected_version: int) -
 
 def skip_image(*, user: User, image_id: int) -> LabellingAction:
     """Pass on an image: the claim is released so another SME may take it."""
+    if not Image.objects.filter(pk=image_id).exists():
+        raise Image.DoesNotExist(f"No image {image_id}.")
     _release(user, image_id)
     return LabellingAction.objects.create(user=user, image_id=image_id, kind=ActionKind.SKIP)
 

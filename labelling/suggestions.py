@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from curation.models import SubClass
-from inference.models import LabelMatch, ModelVersion, Prediction
+from inference.models import ModelVersion, Prediction
 
 SHOWN = 3
 
@@ -21,42 +21,41 @@ class Suggestion:
         return asdict(self)
 
 
-def suggestions_for(*, image_ids: list[int]) -> dict[int, list[Suggestion]]:
-    """Top-3 per image from the active model version, in three queries whatever the count.
-    Names the model has but the library lacks come back with no class, shown but not
-    assignable."""
-    model = ModelVersion.objects.filter(is_active=True).only("pk").first()
-    if model is None or not image_ids:
+def active_model_id() -> int | None:
+    return ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True).first()
+
+
+def suggestions_for(*, image_ids: list[int], model_id: int | None) -> dict[int, list[Suggestion]]:
+    """Top-3 per image from a model version (the active one: ``active_model_id()``), in two
+    queries whatever the count. Names the model has but the library lacks come back with no
+    class: shown, not assignable."""
+    if model_id is None or not image_ids:
         return {}
     predictions = list(
-        Prediction.objects.filter(model_version=model, image_id__in=image_ids).only(
+        Prediction.objects.filter(model_version_id=model_id, image_id__in=image_ids).only(
             "image_id", "class_indices", "class_names", "scores"
         )
     )
     indices = {i for p in predictions for i in p.class_indices[:SHOWN]}
-    class_of = dict(
-        LabelMatch.objects.filter(
-            model_version=model, index__in=indices, label_class__isnull=False
-        ).values_list("index", "label_class_id")
-    )
-    default_subclass = dict(
-        SubClass.objects.filter(
-            label_class_id__in=set(class_of.values()), is_default=True
-        ).values_list("label_class_id", "pk")
-    )
+    # Label-map index -> (class, its default sub-class), through the version's label matches.
+    targets = {
+        index: (class_id, subclass_id)
+        for index, class_id, subclass_id in SubClass.objects.filter(
+            is_default=True,
+            label_class__model_labels__model_version_id=model_id,
+            label_class__model_labels__index__in=indices,
+        ).values_list("label_class__model_labels__index", "label_class_id", "pk")
+    }
     result: dict[int, list[Suggestion]] = {}
     for prediction in predictions:
         rows = []
         for index, name, score in list(
             zip(prediction.class_indices, prediction.class_names, prediction.scores, strict=False)
         )[:SHOWN]:
-            class_id = class_of.get(index)
+            class_id, subclass_id = targets.get(index, (None, None))
             rows.append(
                 Suggestion(
-                    name=name,
-                    score=float(score),
-                    class_id=class_id,
-                    subclass_id=default_subclass.get(class_id) if class_id else None,
+                    name=name, score=float(score), class_id=class_id, subclass_id=subclass_id
                 )
             )
         result[prediction.image_id] = rows

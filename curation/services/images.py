@@ -268,8 +268,15 @@ def _move_count(old: SubClass | int | None, new: SubClass | int | None) -> None:
         SubClass.objects.filter(pk=new_id).update(image_count=F("image_count") + 1)
 
 
+@dataclass(frozen=True)
+class Relabelled:
+    image: Image
+    event: LabelEvent | None  # None when the image already had that sub-class
+    previous_subclass_id: int | None
+
+
 @transaction.atomic
-def image_relabel(
+def image_relabel_recorded(
     *,
     image_id: int,
     subclass: SubClass | None,
@@ -277,19 +284,16 @@ def image_relabel(
     reason: str,
     expected_version: int | None,
     note: str = "",
-) -> Image:
-    """Give the image a sub-class (``None`` sends it back to the inbox).
-
-    ``expected_version`` is the version the caller last saw; a different current version raises
-    ``VersionConflict`` so nobody silently overwrites someone else's label.
-    """
+) -> Relabelled:
+    """``image_relabel``, also returning the label event it wrote and the previous sub-class,
+    for callers that keep their own record of the change (the labelling page's undo)."""
     image = _locked(image_id, expected_version)
     if image.status != ImageStatus.ACTIVE:
         raise ImageStateError(f"Image {image.pk} is in the trash; restore it before relabelling.")
     old_subclass_id = image.subclass_id
     if old_subclass_id == (subclass.pk if subclass else None):
-        return image
-    LabelEvent.objects.create(
+        return Relabelled(image, None, old_subclass_id)
+    event = LabelEvent.objects.create(
         image=image,
         actor=actor,
         reason=reason,
@@ -305,7 +309,31 @@ def image_relabel(
     image.labelled_at = timezone.now() if subclass else None
     image.version += 1
     image.save(update_fields=["subclass", "labelled_by", "labelled_at", "version"])
-    return image
+    return Relabelled(image, event, old_subclass_id)
+
+
+def image_relabel(
+    *,
+    image_id: int,
+    subclass: SubClass | None,
+    actor: User | None,
+    reason: str,
+    expected_version: int | None,
+    note: str = "",
+) -> Image:
+    """Give the image a sub-class (``None`` sends it back to the inbox).
+
+    ``expected_version`` is the version the caller last saw; a different current version raises
+    ``VersionConflict`` so nobody silently overwrites someone else's label.
+    """
+    return image_relabel_recorded(
+        image_id=image_id,
+        subclass=subclass,
+        actor=actor,
+        reason=reason,
+        expected_version=expected_version,
+        note=note,
+    ).image
 
 
 @transaction.atomic
