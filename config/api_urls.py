@@ -12,6 +12,7 @@ from curation.apis import (
 )
 from curation.apis_duplicates import DuplicateGroupViewSet
 from inference.apis import ModelVersionViewSet, PredictViewSet
+from inference.apis_identify import IdentificationViewSet
 from labelling.urls_api import urlpatterns as labelling_api_urls
 
 app_name = "api"
@@ -26,7 +27,6 @@ router.register("duplicates", DuplicateGroupViewSet, basename="duplicate")
 router.register("tokens", TokenViewSet, basename="token")
 router.register("models", ModelVersionViewSet, basename="model-version")
 router.register("predict", PredictViewSet, basename="predict")
+router.register("identifications", IdentificationViewSet, basename="identification")
 
 urlpatterns = router.urls + labelling_api_urls
-from inference.apis_identify import IdentificationViewSet
-router.register("identifications", IdentificationViewSet, basename="identification")

@@ -238,6 +238,12 @@ class ResultRow:
     image: Image
     predicted: PredictedClass
 
+    @property
+    def runners_up(self) -> list[tuple[str, float]]:
+        """The model's second and third guesses, by label-map name."""
+        p = self.prediction
+        return list(zip(p.class_names[1:3], p.scores[1:3], strict=False))
+
 
 @dataclass(frozen=True)
 class ResultsPage:

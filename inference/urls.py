@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from inference import views
+from inference import views, views_identify
 
 app_name = "inference"
 
@@ -13,4 +13,9 @@ urlpatterns = [
     path("v<int:number>/edit/", views.model_edit, name="model-edit"),
     path("v<int:number>/create-classes/", views.model_create_classes, name="model-create-classes"),
     path("v<int:number>/unmatched/", views.model_unmatched, name="model-unmatched"),
+    path("identify/", views_identify.identify, name="identify"),
+    path("identify/run/", views_identify.identify_run, name="identify-run"),
+    path("identify/label/", views_identify.identify_label, name="identify-label"),
+    path("identify/trash/", views_identify.identify_trash, name="identify-trash"),
+    path("identify/queue/", views_identify.identify_queue, name="identify-queue"),
 ]

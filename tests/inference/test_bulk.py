@@ -3,6 +3,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from curation.models import (
@@ -31,6 +34,7 @@ from inference.models import ModelVersion, Prediction
 from inference.preprocessing import PreprocessSpec
 from inference.services import model_version_register, predictions_make
 from inference.tasks import identify_images
+from labelling.models import SavedFilter
 from labelling.queues import queue_resolve
 from tests.inference.onnx_models import labels, linear, to_bytes
 
@@ -275,3 +279,102 @@ def test_results_sent_to_a_queue_become_a_labelling_queue_of_the_same_images(
     assert set(queue.images.values_list("pk", flat=True)) == set(shown(filters))
     assert set(shown(filters)) == {inbox[3].pk, inbox[5].pk}
     assert saved.name.startswith(f"v{version.number}: inbox")
+
+
+# --- The page -------------------------------------------------------------------------------
+
+
+def signed_in(user: object) -> Client:
+    client = Client()
+    client.force_login(user)  # type: ignore[arg-type]
+    return client
+
+
+def test_the_page_shows_filtered_results_and_its_query_count_stays_fixed(
+    library: dict, reviewer: object, django_assert_max_num_queries: Callable[..., object]
+) -> None:
+    version, inbox = library["version"], library["inbox"]
+    client = signed_in(reviewer)
+    url = f"/models/identify/?v={version.number}&scope=inbox&cls={library['sparrow'].pk}&max=0.6"
+    page = client.get(url)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert f'value="{inbox[3].pk}:1"' in text and f'value="{inbox[5].pk}:1"' in text
+    assert f'value="{inbox[2].pk}:1"' not in text  # 0.95 is above the range
+    assert "Look-alikes of Sparrow" in text
+
+    listing = f"/models/identify/?v={version.number}&scope=library&rare=100&sort=class"
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(listing).status_code == 200
+    for _ in range(30):  # more predictions of a rare class: the same queries
+        predicted(_new_image(), version, 1, 0.4)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        big = client.get(listing)
+    # Sparrow (40 in the library) and Robin (2): 3 + 3 inbox and library results, 30 new.
+    assert big.content.decode().count('name="image"') == 36
+    assert len(few.captured_queries) <= 14
+
+
+_counter = iter(range(10_000, 20_000))
+
+
+def _new_image() -> Image:
+    return Image.objects.create(
+        sha256=f"{next(_counter):064d}",
+        extension="jpg",
+        content_type="image/jpeg",
+        format="JPEG",
+        width=8,
+        height=8,
+        file_size=1,
+    )
+
+
+def test_labellers_cannot_bulk_label_or_bulk_trash(library: dict, labeller: object) -> None:
+    inbox = library["inbox"]
+    client = signed_in(labeller)
+    target = library["robin"].subclasses.get()
+    label = client.post(
+        "/models/identify/label/", {"image": [f"{inbox[0].pk}:1"], "subclass": target.pk}
+    )
+    trash = client.post("/models/identify/trash/", {"image": [f"{inbox[0].pk}:1"], "note": "x"})
+    run_page = client.post("/models/identify/run/", {"scope": "inbox"})
+    assert (label.status_code, trash.status_code, run_page.status_code) == (403, 403, 403)
+    assert not LabelEvent.objects.filter(reason=LabelReason.BULK).exists()
+    assert "Label as" not in client.get("/models/identify/").content.decode()
+
+
+def test_a_reviewer_labels_and_trashes_from_the_page(library: dict, reviewer: object) -> None:
+    inbox = library["inbox"]
+    client = signed_in(reviewer)
+    target = library["robin"].subclasses.get()
+    back = "v=1&scope=inbox&sort=lowest"
+    response = client.post(
+        "/models/identify/label/",
+        {"image": [f"{inbox[0].pk}:1", f"{inbox[1].pk}:7"], "subclass": target.pk, "back": back},
+    )
+    assert response.status_code == 302
+    assert response["Location"] == f"/models/identify/?{back}"
+    assert LabelEvent.objects.filter(reason=LabelReason.BULK, to_subclass=target).count() == 1
+    message = str(next(iter(client.get(response["Location"]).context["messages"])))
+    assert "Labelled as Robin / default: 1 image; skipped 1 (1 changed since you looked)" in message
+
+    client.post("/models/identify/trash/", {"image": [f"{inbox[2].pk}:1"], "note": "a leaf"})
+    assert Image.objects.get(pk=inbox[2].pk).status == ImageStatus.TRASHED
+
+
+def test_a_labeller_sends_the_results_to_a_labelling_queue(library: dict, labeller: object) -> None:
+    version = library["version"]
+    client = signed_in(labeller)
+    back = f"v={version.number}&scope=inbox&cls={library['robin'].pk}&max=0.5"
+    response = client.post("/models/identify/queue/", {"back": back, "name": "Maybe robins"})
+    saved = SavedFilter.objects.get()
+    assert saved.name == "Maybe robins"
+    assert saved.params == {
+        "labelled": False,
+        "model_version": version.pk,
+        "predicted_class": library["robin"].pk,
+        "score_max": 0.5,
+    }
+    page = client.get(response["Location"]).content.decode()
+    assert f"/label/filter:{saved.pk}/" in page
