@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce
 
 
 class ClassKind(models.TextChoices):
@@ -17,6 +18,10 @@ class Source(models.TextChoices):
 
 
 DEFAULT_SUBCLASS_NAME = "default"
+
+# Sorts after every probability: images the active model has not scored come last in
+# least-confident-first order.
+UNSCORED = 2.0
 
 
 class LabelClass(models.Model):
@@ -112,8 +117,14 @@ class Image(models.Model):
     # escaped on output.
     original_filename = models.CharField(max_length=255, blank=True)
 
+    # No index of its own: image_subclass_status_id starts with it.
     subclass = models.ForeignKey(
-        SubClass, null=True, blank=True, on_delete=models.PROTECT, related_name="images"
+        SubClass,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="images",
+        db_index=False,
     )
     labelled_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -133,6 +144,9 @@ class Image(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     thumbnail_ready = models.BooleanField(default=False)
+    # The active model's top-1 score for this image, kept with the predictions so that the
+    # labelling queues can walk "least confident first" on an index.
+    suggestion_score = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -144,6 +158,13 @@ class Image(models.Model):
                 fields=["id"],
                 condition=Q(subclass__isnull=True, status="active"),
                 name="image_inbox",
+            ),
+            # Inbox labelling queue: least confident first, then oldest (unscored last).
+            models.Index(
+                Coalesce("suggestion_score", Value(UNSCORED)),
+                "id",
+                condition=Q(subclass__isnull=True, status="active"),
+                name="image_inbox_by_score",
             ),
             models.Index(fields=["-trashed_at"], condition=Q(status="trashed"), name="image_trash"),
             models.Index(
@@ -287,6 +308,9 @@ class Job(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Refreshed with every progress report; a running job whose heartbeat has gone stale lost
+    # its worker and may be claimed again.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -426,3 +450,13 @@ class QualityBaseline(models.Model):
 
     def __str__(self) -> str:
         return f"Quality baseline ({self.image_count} images)"
+
+
+class LibraryCounter(models.Model):
+    """Counts kept by the services in the same transaction as the change, for numbers every
+    page shows (the inbox) that would otherwise be a count over a large part of the library."""
+
+    INBOX = "inbox"
+
+    name = models.CharField(max_length=32, primary_key=True)
+    value = models.BigIntegerField(default=0)

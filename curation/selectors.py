@@ -27,6 +27,13 @@ def image_list() -> QuerySet[Image]:
     ).order_by("-id")
 
 
+def inbox_count() -> int:
+    """Active unlabelled images, from the counter the services keep."""
+    from curation.services.images import inbox_count as counted
+
+    return counted()
+
+
 def inbox_images() -> QuerySet[Image]:
     return Image.objects.filter(subclass__isnull=True, status=ImageStatus.ACTIVE).order_by("id")
 
@@ -92,7 +99,7 @@ def library_totals() -> LibraryTotals:
     labelled = sum(v or 0 for v in per_source.values())
     return LibraryTotals(
         labelled=labelled,
-        inbox=inbox_images().count(),
+        inbox=inbox_count(),
         trashed=Image.objects.filter(status=ImageStatus.TRASHED).count(),
         classes=LabelClass.objects.filter(kind=ClassKind.NORMAL).count(),
         by_source={s.value: per_source.get(s.value) or 0 for s in Source},

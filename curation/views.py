@@ -318,7 +318,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "curation/inbox.html",
-        {"page": page, "inbox_count": selectors.inbox_images().count()},
+        {"page": page, "inbox_count": selectors.inbox_count()},
     )
 
 

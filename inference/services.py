@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
 from accounts.models import User
@@ -238,7 +238,18 @@ def predictions_make(*, image_ids: Iterable[int], version: ModelVersion | None =
         ]
         created = Prediction.objects.bulk_create(rows, ignore_conflicts=True)
         written += len(created)
+    if version.is_active:
+        suggestion_scores_sync(image_ids=ids, version=version)
     return written
+
+
+def suggestion_scores_sync(*, image_ids: list[int], version: ModelVersion) -> int:
+    """Copy ``version``'s top-1 score onto the images (None where it has no prediction), so the
+    labelling queues can order by confidence on an index. Call for the active version."""
+    top1 = Prediction.objects.filter(model_version=version, image=OuterRef("pk")).values(
+        "top1_score"
+    )[:1]
+    return Image.objects.filter(pk__in=image_ids).update(suggestion_score=Subquery(top1))
 
 
 def _load_image(image: Image, spec: PreprocessSpec) -> np.ndarray | None:

@@ -79,9 +79,7 @@ def _queue(spec: str) -> Queue:
 
 def _next(request: Request, queue: Queue, holding: list[int], count: int) -> dict[str, Any]:
     model_id = active_model_id()
-    images = queue_images(
-        queue=queue, user=request.user, exclude_ids=holding, limit=count, model_id=model_id
-    )
+    images = queue_images(queue=queue, user=request.user, exclude_ids=holding, limit=count)
     claims_take(user=request.user, image_ids=[image.pk for image in images])
     return {
         "next": _payload(images, blind=queue.blind, model_id=model_id),

@@ -11,11 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Exists, Max, Min, OuterRef, QuerySet
+from django.db.models import Exists, Max, Min, OuterRef, QuerySet, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
-from curation.models import Image, ImageStatus, LabelClass, SubClass
+from curation.models import UNSCORED, Image, ImageStatus, LabelClass, SubClass
+from curation.services.images import inbox_count
 from labelling.models import BadVerdict, Claim, LabellingAction, SavedFilter, SecondOpinion
 
 # The parameters a saved filter may hold, and the image lookup each maps to. Nothing else is
@@ -79,8 +81,11 @@ class Queue:
     subclass_ids: tuple[int, ...] | None = None
     # Second-opinion queues hide the current label and record an opinion instead of a label.
     blind: bool = False
+    inbox: bool = False
 
     def size(self) -> int:
+        if self.inbox:
+            return inbox_count()
         if self.subclass_ids is not None:
             counts = SubClass.objects.filter(pk__in=self.subclass_ids).values_list(
                 "image_count", flat=True
@@ -93,7 +98,7 @@ def queue_resolve(spec: str) -> Queue:
     active = Image.objects.filter(status=ImageStatus.ACTIVE)
     kind, _, ident = spec.partition(":")
     if kind == "inbox" and not ident:
-        return Queue(spec, "Inbox", active.filter(subclass__isnull=True))
+        return Queue(spec, "Inbox", active.filter(subclass__isnull=True), inbox=True)
     if kind == "second":
         return _second_opinion_queue(spec, ident, active)
     if not ident.isdigit():
@@ -170,29 +175,19 @@ def queue_images(
     user: User,
     exclude_ids: Iterable[int] = (),
     limit: int,
-    model_id: int | None,
 ) -> list[Image]:
     """The next ``limit`` images of the queue for ``user``: least confident first where the
-    model (the active one) has predictions, then oldest first. ``exclude_ids`` are images the
-    page already holds."""
-    from inference.models import Prediction
+    active model has scored them, then oldest first. ``exclude_ids`` are images the page
+    already holds."""
 
     candidates = _open_for(user, queue.images).exclude(id__in=list(exclude_ids))
     candidates = candidates.select_related("subclass__label_class")
     if queue.blind:
         return _sample_for_second_opinion(candidates, user, limit)
-    picked: list[Image] = []
-    if model_id is not None:
-        picked = list(
-            candidates.filter(predictions__model_version_id=model_id).order_by(
-                "predictions__top1_score", "id"
-            )[:limit]
-        )
-        predicted = Prediction.objects.filter(image=OuterRef("pk"), model_version_id=model_id)
-        candidates = candidates.filter(~Exists(predicted))
-    if len(picked) < limit:
-        picked += list(candidates.order_by("id")[: limit - len(picked)])
-    return picked
+    # Least confident first: Image.suggestion_score is the active model's top-1 score, kept with
+    # its predictions, and the inbox has an index in exactly this order.
+    ordered = candidates.order_by(Coalesce("suggestion_score", Value(UNSCORED)), "id")
+    return list(ordered[:limit])
 
 
 def _sample_for_second_opinion(candidates: QuerySet[Image], user: User, limit: int) -> list[Image]:
@@ -220,8 +215,7 @@ def queue_size(*, queue: Queue) -> int:
 def queue_specs_overview() -> list[tuple[str, str, int]]:
     """(spec, title, images) for the queues worth offering: the inbox and each holding class.
     Counts come from indexes and the sub-class counters."""
-    inbox = Image.objects.filter(status=ImageStatus.ACTIVE, subclass__isnull=True).count()
-    rows = [("inbox", "Inbox", inbox)]
+    rows = [("inbox", "Inbox", inbox_count())]
     for label_class in LabelClass.objects.filter(kind="holding").prefetch_related("subclasses"):
         count = sum(s.image_count for s in label_class.subclasses.all())
         rows.append((f"class:{label_class.pk}", label_class.name, count))

@@ -157,6 +157,13 @@ LOUPE_ZIP_MAX_RATIO = env_int("LOUPE_ZIP_MAX_RATIO", 100, minimum=1)
 # flight, so the sweeper leaves it alone.
 LOUPE_ORPHAN_GRACE_SECONDS = env_int("LOUPE_ORPHAN_GRACE_SECONDS", 6 * 3600)
 LOUPE_PROCESS_CHUNK = env_int("LOUPE_PROCESS_CHUNK", 200, minimum=1)
+# A running job that has reported no progress for this long lost its worker and may be claimed
+# again by a redelivered task.
+LOUPE_JOB_STALE_SECONDS = env_int("LOUPE_JOB_STALE_SECONDS", 600, minimum=30)
+# Near-duplicates: largest Hamming distance between 64-bit pHashes (see README for the choice).
+LOUPE_DUPLICATE_MAX_DISTANCE = env_int("LOUPE_DUPLICATE_MAX_DISTANCE", 8, minimum=0)
+# How long an image shown to one SME stays out of other SMEs' queues.
+LOUPE_CLAIM_SECONDS = env_int("LOUPE_CLAIM_SECONDS", 600, minimum=10)
 
 # --- Celery ---------------------------------------------------------------------------------
 # Embedded default: kombu's filesystem transport under LOUPE_DATA_DIR, no server needed.

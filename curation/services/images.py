@@ -21,6 +21,7 @@ from curation.models import (
     ImportOutcome,
     LabelEvent,
     LabelReason,
+    LibraryCounter,
     SubClass,
 )
 from curation.storage import store_original
@@ -152,6 +153,7 @@ def _record(
         for image in created
         if image.subclass is not None
     )
+    _inbox_moved(sum(1 for image in created if image.subclass_id is None))
     per_subclass = Counter(image.subclass_id for image in created if image.subclass_id)
     for subclass_id, n in per_subclass.items():
         SubClass.objects.filter(pk=subclass_id).update(image_count=F("image_count") + n)
@@ -224,6 +226,29 @@ def import_batch_create(
     *, kind: str, name: str, actor: User | None, job_id: int | None = None
 ) -> ImportBatch:
     return ImportBatch.objects.create(kind=kind, name=name[:500], created_by=actor, job_id=job_id)
+
+
+def _inbox_moved(delta: int) -> None:
+    """Adjust the inbox counter; call inside the transaction that makes the change."""
+    if delta:
+        LibraryCounter.objects.filter(name=LibraryCounter.INBOX).update(value=F("value") + delta)
+
+
+def _inbox_delta(old_subclass_id: int | None, new: SubClass | None) -> int:
+    if old_subclass_id is None and new is not None:
+        return -1
+    if old_subclass_id is not None and new is None:
+        return 1
+    return 0
+
+
+def inbox_count() -> int:
+    value = (
+        LibraryCounter.objects.filter(name=LibraryCounter.INBOX)
+        .values_list("value", flat=True)
+        .first()
+    )
+    return int(value or 0)
 
 
 class VersionConflict(Exception):
@@ -304,6 +329,7 @@ def image_relabel_recorded(
         to_status=image.status,
     )
     _move_count(old_subclass_id, subclass)
+    _inbox_moved(_inbox_delta(old_subclass_id, subclass))
     image.subclass = subclass
     image.labelled_by = actor if subclass else None
     image.labelled_at = timezone.now() if subclass else None
@@ -362,6 +388,8 @@ def image_trash(
     )
     if image.subclass_id is not None:
         SubClass.objects.filter(pk=image.subclass_id).update(image_count=F("image_count") - 1)
+    else:
+        _inbox_moved(-1)
     image.status = ImageStatus.TRASHED
     image.trashed_reason = note[:500]
     image.trashed_at = timezone.now()
@@ -389,6 +417,8 @@ def image_restore(
     )
     if image.subclass_id is not None:
         SubClass.objects.filter(pk=image.subclass_id).update(image_count=F("image_count") + 1)
+    else:
+        _inbox_moved(1)
     image.status = ImageStatus.ACTIVE
     image.trashed_reason = ""
     image.trashed_at = None
@@ -398,7 +428,10 @@ def image_restore(
 
 
 def subclass_counts_rebuild() -> int:
-    """Recount every sub-class's active images (after bulk loads that bypass the services)."""
+    """Recount every sub-class's active images and the inbox (after bulk loads that bypass the
+    services)."""
+    inbox = Image.objects.filter(subclass__isnull=True, status=ImageStatus.ACTIVE).count()
+    LibraryCounter.objects.update_or_create(name=LibraryCounter.INBOX, defaults={"value": inbox})
     from django.db.models import Count, Q
 
     updated = 0

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import traceback
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -18,16 +20,28 @@ def job_create(
     return Job.objects.create(kind=kind, created_by=actor, params=params or {}, total=total)
 
 
+def _stale_before() -> Any:
+    return timezone.now() - timedelta(seconds=settings.LOUPE_JOB_STALE_SECONDS)
+
+
 def job_claim(*, job_id: int) -> bool:
-    """Mark the job running. A job left ``running`` by a worker that died may be claimed again
-    (the task was redelivered); a finished one never is. Returns whether this caller may run it.
+    """Mark the job running. Returns whether this caller may run it.
+
+    A queued job is claimed once. A running job is claimed again only when its heartbeat has
+    gone stale, which means its worker died (the task was redelivered); a running job with a
+    live heartbeat, and a finished one, never are, so a duplicate delivery does nothing.
     """
+    now = timezone.now()
+    claimable = Q(status=JobStatus.QUEUED) | Q(
+        status=JobStatus.RUNNING, heartbeat_at__lt=_stale_before()
+    )
     claimed = (
         Job.objects.filter(pk=job_id, attempts__lt=MAX_JOB_ATTEMPTS)
-        .filter(Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING))
+        .filter(claimable)
         .update(
             status=JobStatus.RUNNING,
-            started_at=timezone.now(),
+            started_at=now,
+            heartbeat_at=now,
             attempts=F("attempts") + 1,
             error="",
         )
@@ -36,7 +50,8 @@ def job_claim(*, job_id: int) -> bool:
 
 
 def job_progress(*, job_id: int, done: int, total: int | None = None, message: str = "") -> None:
-    fields: dict[str, Any] = {"done": done}
+    """Record progress; it also proves the job's worker is alive."""
+    fields: dict[str, Any] = {"done": done, "heartbeat_at": timezone.now()}
     if total is not None:
         fields["total"] = total
     if message:

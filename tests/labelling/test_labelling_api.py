@@ -215,6 +215,9 @@ def test_suggestions_come_from_the_active_model_and_order_the_queue_least_confid
             top1_index=0,
             top1_score=scores[0],
         )
+    from inference.services import suggestion_scores_sync
+
+    suggestion_scores_sync(image_ids=[confident.pk, unsure.pk, unpredicted.pk], version=model)
     response = api.get(QUEUE, {"count": 3})
     assert _ids(response) == [unsure.pk, confident.pk, unpredicted.pk]
     first = response.json()["next"][0]["suggestions"]

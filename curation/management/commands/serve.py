@@ -39,15 +39,23 @@ class Command(BaseCommand):
 
         bin_dir = os.path.dirname(sys.executable)
         worker = [
-            os.path.join(bin_dir, "celery"), "-A", "config", "worker", "--beat",
-            "--loglevel=INFO", f"--concurrency={options['worker_concurrency']}",
+            os.path.join(bin_dir, "celery"),
+            "-A",
+            "config",
+            "worker",
+            "--beat",
+            "--loglevel=INFO",
+            f"--concurrency={options['worker_concurrency']}",
             f"--schedule={settings.CELERY_BEAT_SCHEDULE_FILENAME}",
         ]
         web = [
-            os.path.join(bin_dir, "gunicorn"), "config.wsgi:application",
+            os.path.join(bin_dir, "gunicorn"),
+            "config.wsgi:application",
             f"--bind={options['host']}:{options['port']}",
-            f"--workers={options['web_workers']}", "--threads=4",
-            "--access-logfile=-", "--timeout=120",
+            f"--workers={options['web_workers']}",
+            "--threads=4",
+            "--access-logfile=-",
+            "--timeout=120",
         ]
         processes = [subprocess.Popen(worker), subprocess.Popen(web)]
         self.stdout.write(
