@@ -350,7 +350,7 @@ def duplicate_group_resolve(*, group_id: int, keeper_id: int, actor: User | None
     has none (a label event, reason ``duplicate``)."""
     group = _open_group(group_id)
     images = list(
-        Image.objects.select_for_update()
+        Image.objects.select_for_update(of=("self",))
         .filter(duplicate_members__group=group)
         .select_related("subclass", "features")
     )

@@ -254,7 +254,6 @@ def test_the_api_lists_groups_and_resolves_one(add: Add, reviewer_api: Any, api:
     assert again.status_code == 409
 
 
-@pytest.mark.urls("tests.curation.urls_with_duplicates")
 def test_the_review_page_shows_a_group_side_by_side_and_keeps_the_chosen_image(
     add: Add, reviewer: User, client: Any
 ) -> None:
@@ -277,7 +276,6 @@ def test_the_review_page_shows_a_group_side_by_side_and_keeps_the_chosen_image(
     assert "No open duplicate groups" in client.get(response["Location"]).content.decode()
 
 
-@pytest.mark.urls("tests.curation.urls_with_duplicates")
 def test_labellers_cannot_review_duplicates(labeller: User, client: Any) -> None:
     client.force_login(labeller)
     assert client.get("/duplicates/").status_code == 403
