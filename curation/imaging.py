@@ -90,7 +90,9 @@ def decode_image(stream: IO[bytes]) -> DecodedImage:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
             if fmt == "JPEG":
-                image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                # Greyscale at 1/8 scale: every entropy-coded byte is still read (so truncation
+                # shows), with no colour conversion.
+                image.draft("L", (max(1, width // 8), max(1, height // 8)))
             image.load()
             frames = getattr(image, "n_frames", 1)
             if frames > 1:

@@ -24,7 +24,7 @@ from curation.models import (
     LibraryCounter,
     SubClass,
 )
-from curation.storage import store_original
+from curation.storage import storage_sync, store_original
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,8 @@ def images_record(
     duplicate of that image, never a second row. If another import commits one of these hashes
     meanwhile, the chunk is retried once, now seeing it as a duplicate.
     """
+    if any(p.inspection.decoded is not None for p in pending):
+        storage_sync()
     try:
         return _record(pending, actor, batch)
     except IntegrityError:
