@@ -135,6 +135,13 @@ def populate(*, images: int, classes: int) -> None:
             WHERE s.id = c.subclass_id
             """
         )
+        cursor.execute(
+            """
+            UPDATE curation_librarycounter SET value = (
+                SELECT count(*) FROM curation_image WHERE status = 'active' AND subclass_id IS NULL
+            ) WHERE name = 'inbox'
+            """
+        )
     # Outside a transaction: VACUUM sets the visibility map (index-only counts), ANALYZE the
     # statistics the planner needs.
     with connection.cursor() as cursor:
@@ -279,7 +286,12 @@ def main() -> None:
     import django
 
     django.setup()
-    if not args.reuse:
+    if args.reuse:
+        # A kept database may predate the latest migrations (they keep its counters right).
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+    else:
         populate(images=args.images, classes=args.classes)
     measure(repeat=args.repeat, explain_all=args.explain_all)
     print(f"load average: {os.getloadavg()}")

@@ -12,9 +12,7 @@ from labelling.models import BadReason
 class ImageFilter(django_filters.FilterSet):
     """The only filters the image list accepts: no free-form lookups through relations."""
 
-    label_class = django_filters.NumberFilter(
-        field_name="subclass__label_class_id", label="class id"
-    )
+    label_class = django_filters.NumberFilter(method="filter_label_class", label="class id")
     subclass = django_filters.NumberFilter(field_name="subclass_id")
     status = django_filters.ChoiceFilter(choices=ImageStatus.choices)
     labelled = django_filters.BooleanFilter(
