@@ -132,6 +132,24 @@ def populate(*, images: int, classes: int) -> None:
             WHERE s.id = c.subclass_id
             """
         )
+        # What the services keep with each change: the inbox counter, and each image's top-1
+        # score under the active model (the queue's least-confident-first order).
+        cursor.execute(
+            """
+            UPDATE curation_librarycounter SET value = (
+                SELECT count(*) FROM curation_image WHERE status = 'active' AND subclass_id IS NULL
+            ) WHERE name = 'inbox'
+            """
+        )
+        cursor.execute(
+            """
+            UPDATE curation_image i SET suggestion_score = p.top1_score
+            FROM inference_prediction p
+            WHERE p.image_id = i.id AND p.model_version_id = %s
+            """,
+            [model.pk],
+        )
+    with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
     print(f"populated in {time.monotonic() - started:.0f} s", flush=True)
 
