@@ -11,6 +11,14 @@ urlpatterns = [
     path("stats/", views.stats_page, name="stats"),
     path("standards/<int:pk>/", views.standards_page, name="standards"),
     path("standards/<int:pk>/panel", views.standards_panel, name="standards-panel"),
+    path("standards/pin/", views.exemplar_pin_form, name="exemplar-pin"),
+    path("second-opinions/", views.second_opinions_page, name="second-opinions"),
+    path(
+        "second-opinions/<int:pk>/settle/",
+        views.second_opinion_settle_form,
+        name="second-opinion-settle",
+    ),
+    path("second-opinions/agreement/", views.agreement_page, name="agreement"),
     # Queue specs: inbox, class:<id>, subclass:<id>, filter:<id>.
     path("<str:spec>/", views.label_page, name="label"),
 ]

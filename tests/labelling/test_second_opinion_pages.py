@@ -1,0 +1,338 @@
+"""The reviewer's second-opinion pages (settle disagreements, agreement rates) and pinning an
+image as an exemplar from its image page."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts.models import Role, User
+from curation.models import Image, LabelClass, LabelEvent, SubClass
+from curation.services.images import image_relabel
+from curation.services.taxonomy import class_create
+from labelling.models import BadVerdict, OpinionStatus, SecondOpinion
+from labelling.services import second_opinion_give
+from tests.factories import UserFactory
+
+PAGE = "/label/second-opinions/"
+AGREEMENT = "/label/second-opinions/agreement/"
+PIN = "/label/standards/pin/"
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def _settle_url(opinion: SecondOpinion) -> str:
+    return f"/label/second-opinions/{opinion.pk}/settle/"
+
+
+def _default(label_class: LabelClass) -> SubClass:
+    return SubClass.objects.get(label_class=label_class, is_default=True)
+
+
+@pytest.fixture
+def robin(db: None) -> SubClass:
+    return _default(class_create(name="Robin", actor=None))
+
+
+@pytest.fixture
+def wren(db: None) -> SubClass:
+    return _default(class_create(name="Wren", actor=None))
+
+
+@pytest.fixture
+def sam(db: None) -> User:
+    return UserFactory(username="sam", role=Role.LABELLER)
+
+
+@pytest.fixture
+def as_reviewer(client: Client, reviewer: User) -> Client:
+    client.force_login(reviewer)
+    return client
+
+
+@pytest.fixture
+def as_labeller(client: Client, labeller: User) -> Client:
+    client.force_login(labeller)
+    return client
+
+
+def _labelled(make_image: Callable[..., Image], subclass: SubClass, by: User) -> Image:
+    image = make_image()
+    return image_relabel(
+        image_id=image.pk, subclass=subclass, actor=by, reason="labelling", expected_version=1
+    )
+
+
+def _opinion(
+    image: Image, by: User, subclass: SubClass | None, bad_reason: str = ""
+) -> SecondOpinion:
+    action = second_opinion_give(
+        user=by, image_id=image.pk, subclass=subclass, bad_reason=bad_reason
+    )
+    return SecondOpinion.objects.get(pk=action.opinion_id)
+
+
+def _table(response: Any, table_id: str) -> list[list[str]]:
+    """The body rows of a table as lists of cell texts."""
+    page = response.content.decode()
+    match = re.search(rf'<table id="{table_id}">.*?<tbody>(.*?)</tbody>', page, re.S)
+    assert match, f"no table #{table_id}"
+    rows = []
+    for row in re.findall(r"<tr>(.*?)</tr>", match.group(1), re.S):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        rows.append([(html.unescape(re.sub(r"<[^>]+>", " ", c)).split() or [""])[0] for c in cells])
+    return rows
+
+
+# --- The review page --------------------------------------------------------------------------
+
+
+def test_a_reviewer_sees_each_open_disagreement_with_both_labels_and_who_gave_them(
+    as_reviewer: Client,
+    labeller: User,
+    sam: User,
+    robin: SubClass,
+    wren: SubClass,
+    make_image: Callable[..., Image],
+) -> None:
+    disputed = _labelled(make_image, robin, labeller)
+    agreed = _labelled(make_image, robin, labeller)
+    _opinion(disputed, sam, wren)
+    _opinion(agreed, sam, robin)
+
+    response = as_reviewer.get(PAGE)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert f"Image {disputed.pk}</h2>" in page
+    assert f"Image {agreed.pk}</h2>" not in page
+    item = page[page.index(f'id="opinion-{SecondOpinion.objects.get(image=disputed).pk}"') :]
+    item = item[: item.index("</article>")]
+    assert "Robin" in item and "by lena" in item
+    assert "Wren" in item and "by sam, blind" in item
+    assert 'data-open="1"' in page
+
+
+def test_labellers_cannot_open_or_use_the_review_pages(
+    as_labeller: Client,
+    labeller: User,
+    sam: User,
+    robin: SubClass,
+    wren: SubClass,
+    make_image: Callable[..., Image],
+) -> None:
+    opinion = _opinion(_labelled(make_image, robin, labeller), sam, wren)
+    assert as_labeller.get(PAGE).status_code == 403
+    assert as_labeller.get(AGREEMENT).status_code == 403
+    assert as_labeller.post(_settle_url(opinion), {"choice": "second"}).status_code == 403
+    opinion.refresh_from_db()
+    assert opinion.status == OpinionStatus.OPEN
+    assert "Second opinions</a>" not in as_labeller.get("/label/").content.decode()
+
+
+def test_taking_the_second_opinion_relabels_the_image_and_it_moves_to_recently_settled(
+    as_reviewer: Client,
+    reviewer: User,
+    labeller: User,
+    sam: User,
+    robin: SubClass,
+    wren: SubClass,
+    make_image: Callable[..., Image],
+) -> None:
+    image = _labelled(make_image, robin, labeller)
+    opinion = _opinion(image, sam, wren)
+
+    response = as_reviewer.post(_settle_url(opinion), {"choice": "second"}, follow=True)
+
+    image.refresh_from_db()
+    assert image.subclass_id == wren.pk
+    event = LabelEvent.objects.filter(image=image).latest("id")
+    assert (event.from_subclass_id, event.to_subclass_id, event.actor_id) == (
+        robin.pk,
+        wren.pk,
+        reviewer.pk,
+    )
+    assert f"Image {image.pk} relabelled “Wren”." in response.content.decode()
+    assert f"Image {image.pk}</h2>" not in response.content.decode()
+    assert "No disagreements to settle." in response.content.decode()
+    settled = as_reviewer.get(PAGE, {"tab": "settled"})
+    assert _table(settled, "settled") == [[str(image.pk), "Robin", "Wren", "settled", "Wren"]]
+
+
+def test_keeping_the_first_label_writes_no_label_event(
+    as_reviewer: Client,
+    labeller: User,
+    sam: User,
+    robin: SubClass,
+    wren: SubClass,
+    make_image: Callable[..., Image],
+) -> None:
+    image = _labelled(make_image, robin, labeller)
+    opinion = _opinion(image, sam, wren)
+    events = LabelEvent.objects.filter(image=image).count()
+
+    as_reviewer.post(_settle_url(opinion), {"choice": "first"})
+
+    image.refresh_from_db()
+    opinion.refresh_from_db()
+    assert image.subclass_id == robin.pk
+    assert LabelEvent.objects.filter(image=image).count() == events
+    assert opinion.status == OpinionStatus.SETTLED
+
+
+def test_a_bad_image_second_opinion_taken_from_the_page_records_the_verdict(
+    as_reviewer: Client,
+    labeller: User,
+    sam: User,
+    robin: SubClass,
+    make_image: Callable[..., Image],
+) -> None:
+    image = _labelled(make_image, robin, labeller)
+    opinion = _opinion(image, sam, None, bad_reason="too_dark")
+    assert "Too dark" in as_reviewer.get(PAGE).content.decode()
+
+    as_reviewer.post(_settle_url(opinion), {"choice": "second"})
+
+    assert BadVerdict.objects.get(image=image).reason == "too_dark"
+    image.refresh_from_db()
+    assert image.subclass_id == robin.pk
+
+
+def test_the_page_script_settles_with_json_and_learns_how_many_are_left(
+    as_reviewer: Client,
+    labeller: User,
+    sam: User,
+    robin: SubClass,
+    wren: SubClass,
+    make_image: Callable[..., Image],
+) -> None:
+    first = _opinion(_labelled(make_image, robin, labeller), sam, wren)
+    _opinion(_labelled(make_image, robin, labeller), sam, wren)
+
+    response = as_reviewer.post(
+        _settle_url(first), {"choice": "double_check"}, HTTP_ACCEPT="application/json"
+    )
+
+    assert response.status_code == 200
+    assert response.json()["open"] == 1
+    first.refresh_from_db()
+    assert first.status == OpinionStatus.DOUBLE_CHECK
+    again = as_reviewer.post(
+        _settle_url(first), {"choice": "first"}, HTTP_ACCEPT="application/json"
+    )
+    assert again.status_code == 409
+    assert "already" in again.json()["message"]
+
+
+def test_an_unknown_choice_changes_nothing(
+    as_reviewer: Client,
+    labeller: User,
+    sam: User,
+    robin: SubClass,
+    wren: SubClass,
+    make_image: Callable[..., Image],
+) -> None:
+    opinion = _opinion(_labelled(make_image, robin, labeller), sam, wren)
+    response = as_reviewer.post(_settle_url(opinion), {"choice": "both"}, follow=True)
+    assert "Choose one of" in response.content.decode()
+    opinion.refresh_from_db()
+    assert opinion.status == OpinionStatus.OPEN
+
+
+def test_the_review_page_reads_a_bounded_number_of_rows(
+    as_reviewer: Client,
+    labeller: User,
+    sam: User,
+    robin: SubClass,
+    wren: SubClass,
+    make_image: Callable[..., Image],
+    django_assert_max_num_queries: Any,
+) -> None:
+    for _ in range(12):
+        _opinion(_labelled(make_image, robin, labeller), sam, wren)
+    with django_assert_max_num_queries(6):
+        response = as_reviewer.get(PAGE)
+    assert response.content.decode().count('class="so-item card"') == 12
+    for opinion in SecondOpinion.objects.all()[:6]:
+        as_reviewer.post(_settle_url(opinion), {"choice": "first"})
+    with django_assert_max_num_queries(6):
+        response = as_reviewer.get(PAGE, {"tab": "settled"})
+    assert len(_table(response, "settled")) == 6
+
+
+# --- Agreement ----------------------------------------------------------------------------
+
+
+def test_agreement_tables_match_a_hand_count(
+    as_reviewer: Client,
+    labeller: User,
+    sam: User,
+    robin: SubClass,
+    wren: SubClass,
+    make_image: Callable[..., Image],
+    django_assert_max_num_queries: Any,
+) -> None:
+    # lena labels 3 Robins and a Wren; sam agrees on 2 Robins and the Wren, says Wren once.
+    for answer in (robin, robin, wren):
+        _opinion(_labelled(make_image, robin, labeller), sam, answer)
+    _opinion(_labelled(make_image, wren, labeller), sam, wren)
+    # sam labels a Robin; lena disagrees.
+    _opinion(_labelled(make_image, robin, sam), labeller, wren)
+
+    with django_assert_max_num_queries(6):
+        response = as_reviewer.get(AGREEMENT)
+
+    assert response.status_code == 200
+    # Robin: 4 opinions, 2 agree. Wren: 1 of 1.
+    assert _table(response, "agreement-per-class") == [
+        ["Robin", "4", "2", "50%"],
+        ["Wren", "1", "1", "100%"],
+    ]
+    assert _table(response, "agreement-per-pair") == [
+        ["lena", "sam", "4", "3", "75%"],
+        ["sam", "lena", "1", "0", "0%"],
+    ]
+    page = response.content.decode()
+    assert 'id="agreement-overall">60%' in page  # 3 of 5
+    # The chart puts the least consistent first and says its numbers beside each bar.
+    chart = page[page.index("<svg") : page.index("</svg>")]
+    assert chart.index("Robin") < chart.index("Wren")
+    assert "50% <tspan" in chart and "2 of 4" in chart
+
+
+def test_the_queue_picker_and_stats_link_reviewers_to_the_disagreements(
+    as_reviewer: Client,
+    labeller: User,
+    sam: User,
+    robin: SubClass,
+    wren: SubClass,
+    make_image: Callable[..., Image],
+) -> None:
+    _opinion(_labelled(make_image, robin, labeller), sam, wren)
+    picker = as_reviewer.get("/label/").content.decode()
+    assert 'id="second-opinions-card"' in picker
+    assert f'href="/label/second:{robin.label_class_id}/"' in picker
+    stats = as_reviewer.get("/label/stats/").content.decode()
+    assert 'href="/label/second-opinions/agreement/"' in stats
+    assert re.search(r'id="stat-open-opinions">.*?<div class="value">1</div>', stats, re.S)
+
+
+def test_hostile_class_and_user_names_stay_escaped(
+    as_reviewer: Client,
+    make_image: Callable[..., Image],
+    robin: SubClass,
+) -> None:
+    hostile = _default(class_create(name=HOSTILE, actor=None))
+    first = UserFactory(username="x<b>y", role=Role.LABELLER)
+    second = UserFactory(username="z<i>w", role=Role.LABELLER)
+    image = _labelled(make_image, hostile, first)
+    _opinion(image, second, robin)
+    for path in (PAGE, AGREEMENT, f"/images/{image.pk}/"):
+        page = as_reviewer.get(path).content.decode()
+        assert "<img src=x onerror" not in page, path
+        assert "x<b>y" not in page and "z<i>w" not in page, path
+    assert "&lt;img src=x onerror=alert(1)&gt;" in as_reviewer.get(AGREEMENT).content.decode()
