@@ -6,6 +6,7 @@ import django_filters
 from django.db.models import QuerySet
 
 from curation.models import Image, ImageStatus, Job, JobStatus, Source, SubClass
+from curation.services.quality import QUALITY_FILTERS, quality_filter, quality_thresholds
 from labelling.models import BadReason
 
 
@@ -30,10 +31,18 @@ class ImageFilter(django_filters.FilterSet):
     bad_reason = django_filters.ChoiceFilter(
         field_name="bad_verdict__reason", choices=BadReason.choices
     )
+    quality = django_filters.ChoiceFilter(
+        method="filter_quality",
+        choices=list(QUALITY_FILTERS.items()),
+        label="quality flag raised under the library's current thresholds",
+    )
 
     class Meta:
         model = Image
         fields: list[str] = []
+
+    def filter_quality(self, queryset: QuerySet[Image], name: str, value: str) -> Any:
+        return quality_filter(queryset, flag=value, stats=quality_thresholds())
 
     def filter_label_class(self, queryset: QuerySet[Image], name: str, value: int) -> Any:
         # The class's sub-class ids first: filtering through the join hides from PostgreSQL that

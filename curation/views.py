@@ -41,8 +41,15 @@ from curation.services.images import (
     image_restore,
     image_trash,
 )
+from curation.services.quality import (
+    GRAYSCALE,
+    QUALITY_FILTERS,
+    quality_filter,
+    quality_thresholds,
+)
 from curation.services.taxonomy import TaxonomyError, class_create, subclass_create, subclass_move
 from curation.serving import image_file_response
+from labelling.standards import exemplars_of_image
 
 CLASSES_PER_PAGE = 100
 IMAGES_PER_PAGE = 60
@@ -86,6 +93,30 @@ def _redirect_back(request: HttpRequest, fallback: str) -> HttpResponse:
     return redirect(fallback)
 
 
+def _quality_choice(request: HttpRequest) -> str:
+    """The ``?quality=`` flag asked for, when it is one the lists offer."""
+    flag = request.GET.get("quality", "")
+    return flag if flag in QUALITY_FILTERS else ""
+
+
+def _quality_filtered(images: QuerySet[Image], flag: str) -> tuple[QuerySet[Image], bool]:
+    """``images`` narrowed to a quality flag (one query for the thresholds), and whether the
+    library has a threshold for it yet."""
+    if not flag:
+        return images, True
+    stats = quality_thresholds() if flag != GRAYSCALE else {}
+    return quality_filter(images, flag=flag, stats=stats), flag == GRAYSCALE or flag in stats
+
+
+def _quality_context(flag: str, ready: bool) -> dict[str, Any]:
+    return {
+        "quality": flag,
+        "quality_label": QUALITY_FILTERS.get(flag, ""),
+        "quality_choices": list(QUALITY_FILTERS.items()),
+        "quality_ready": ready,
+    }
+
+
 # --- Keyset pages ---------------------------------------------------------------------------
 
 
@@ -113,9 +144,10 @@ def keyset_page(
     )
 
 
-def _trash_page(*, cursor: int | None) -> KeysetPage:
-    """The trash is ordered by when things were trashed; the cursor is the last image shown."""
-    queryset = selectors.trash_images()
+def _trash_page(*, cursor: int | None, quality: str = "") -> tuple[KeysetPage, bool]:
+    """The trash is ordered by when things were trashed; the cursor is the last image shown.
+    Also returns whether the quality flag asked for has a threshold yet."""
+    queryset, ready = _quality_filtered(selectors.trash_images(), quality)
     if cursor is not None:
         anchor = Image.objects.filter(pk=cursor, status=ImageStatus.TRASHED).first()
         if anchor is not None and anchor.trashed_at is not None:
@@ -125,9 +157,10 @@ def _trash_page(*, cursor: int | None) -> KeysetPage:
     rows = list(queryset[: IMAGES_PER_PAGE + 1])
     has_more = len(rows) > IMAGES_PER_PAGE
     rows = rows[:IMAGES_PER_PAGE]
-    return KeysetPage(
+    page = KeysetPage(
         items=rows, next_cursor=rows[-1].pk if has_more else None, is_first=cursor is None
     )
+    return page, ready
 
 
 # --- Library --------------------------------------------------------------------------------
@@ -214,8 +247,13 @@ def class_detail(request: HttpRequest, pk: int) -> HttpResponse:
         for s in subclasses
         if (chosen is None or s.pk == chosen.pk) and (not source or s.source == source)
     ]
-    page = keyset_page(
+    quality = _quality_choice(request)
+    images, quality_ready = _quality_filtered(
         selectors.class_images(label_class=label_class, subclass=chosen, source=source or None),
+        quality,
+    )
+    page = keyset_page(
+        images,
         cursor=_positive_int(request.GET.get("before")),
         size=IMAGES_PER_PAGE,
         descending=True,
@@ -235,6 +273,9 @@ def class_detail(request: HttpRequest, pk: int) -> HttpResponse:
         filters["subclass"] = chosen.pk
     if source:
         filters["source"] = source
+    base_query_without_quality = urlencode(filters)
+    if quality:
+        filters["quality"] = quality
     return render(
         request,
         "curation/class_detail.html",
@@ -248,8 +289,10 @@ def class_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "shown_count": sum(s.image_count for s in shown),
             "page": page,
             "base_query": urlencode(filters) + "&" if filters else "",
+            "base_query_without_quality": base_query_without_quality,
             "other_classes": other_classes,
             "label_url": reverse("labelling:label", args=[f"class:{label_class.pk}"]),
+            **_quality_context(quality, quality_ready),
         },
     )
 
@@ -309,8 +352,10 @@ def subclass_move_to(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
+    quality = _quality_choice(request)
+    images, quality_ready = _quality_filtered(selectors.inbox_images(), quality)
     page = keyset_page(
-        selectors.inbox_images(),
+        images,
         cursor=_positive_int(request.GET.get("after")),
         size=IMAGES_PER_PAGE,
         descending=False,
@@ -318,20 +363,30 @@ def inbox(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "curation/inbox.html",
-        {"page": page, "inbox_count": selectors.inbox_count()},
+        {
+            "page": page,
+            "inbox_count": selectors.inbox_count(),
+            "base_query": urlencode({"quality": quality}) + "&" if quality else "",
+            **_quality_context(quality, quality_ready),
+        },
     )
 
 
 @login_required
 @require_GET
 def trash(request: HttpRequest) -> HttpResponse:
-    page = _trash_page(cursor=_positive_int(request.GET.get("before")))
+    quality = _quality_choice(request)
+    page, quality_ready = _trash_page(
+        cursor=_positive_int(request.GET.get("before")), quality=quality
+    )
     return render(
         request,
         "curation/trash.html",
         {
             "page": page,
             "trash_count": Image.objects.filter(status=ImageStatus.TRASHED).count(),
+            "base_query": urlencode({"quality": quality}) + "&" if quality else "",
+            **_quality_context(quality, quality_ready),
         },
     )
 
@@ -377,6 +432,8 @@ def _image_page(
             "conflict": conflict,
             "previous_id": previous_id,
             "next_id": next_id,
+            # Where the image is pinned as a labelling exemplar (one query).
+            "pins": exemplars_of_image(image_id=image.pk),
         },
         status=status,
     )

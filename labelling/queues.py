@@ -18,6 +18,7 @@ from django.utils import timezone
 from accounts.models import User
 from curation.models import UNSCORED, Image, ImageStatus, LabelClass, SubClass
 from curation.services.images import inbox_count
+from curation.services.quality import QUALITY_FILTERS, quality_filter, quality_thresholds
 from labelling.models import BadVerdict, Claim, LabellingAction, SavedFilter, SecondOpinion
 
 # The parameters a saved filter may hold, and the image lookup each maps to. Nothing else is
@@ -41,6 +42,7 @@ def saved_filter_images(params: dict[str, object], *, base: QuerySet[Image]) -> 
     ``model_version`` with ``predicted_class`` (a library class, through the version's label
     matches) or ``predicted_index`` (a label-map position), and ``score_min`` / ``score_max`` on
     the top score. ``labelled`` false keeps only inbox images, true only labelled ones.
+    ``quality`` keeps the images a quality flag is raised on (``QUALITY_FILTERS``).
     """
     from inference.models import LabelMatch
 
@@ -54,6 +56,9 @@ def saved_filter_images(params: dict[str, object], *, base: QuerySet[Image]) -> 
     elif params.get("labelled") is True:
         lookups["subclass__isnull"] = False
     images = base.filter(**lookups)
+    quality = params.get("quality")
+    if isinstance(quality, str) and quality in QUALITY_FILTERS:
+        images = quality_filter(images, flag=quality, stats=quality_thresholds())
     model_version = params.get("model_version")
     if model_version is None:
         return images

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from curation.models import ImageFeatures, ImageStatus, QualityBaseline
+from curation.models import Image, ImageFeatures, ImageStatus, QualityBaseline
 
 # The grey image sharpness is measured on: a fixed size, so the variance of the Laplacian
 # compares across resolutions (a sharp 24-megapixel photo and a sharp thumbnail score alike).
@@ -83,6 +83,10 @@ FLAG_LABELS = {
     "odd_aspect_ratio": "Odd aspect ratio",
     "small": "Small",
 }
+# What image lists can filter on: every flag, plus greyscale (a property of the pixels, not
+# a threshold, so it needs no baseline).
+GRAYSCALE = "grayscale"
+QUALITY_FILTERS = {**FLAG_LABELS, GRAYSCALE: "Grayscale"}
 # MAD to standard deviation for normal data.
 MAD_SCALE = 1.4826
 
@@ -172,8 +176,10 @@ def quality_flags(*, features: ImageFeatures, stats: dict[str, Any]) -> list[str
 
 
 def flag_q(*, flag: str, stats: dict[str, Any]) -> Q | None:
-    """A filter on ``Image`` for the images a flag is raised on (for image lists); ``None``
-    when the baseline has no threshold for it yet."""
+    """A filter on ``Image`` for the images a flag (or ``grayscale``) is raised on (for image
+    lists); ``None`` when the baseline has no threshold for it yet."""
+    if flag == GRAYSCALE:
+        return Q(features__is_grayscale=True)
     rule = stats.get(flag)
     if rule is None:
         return None
@@ -184,3 +190,17 @@ def flag_q(*, flag: str, stats: dict[str, Any]) -> Q | None:
     if rule["high"] is not None:
         condition |= Q(**{f"{field}__gt": rule["high"]})
     return condition
+
+
+def quality_thresholds() -> dict[str, Any]:
+    """The library's current thresholds by flag, in one query; empty before the first
+    baseline. Read once per request and pass to ``quality_filter``."""
+    stats = QualityBaseline.objects.filter(pk=1).values_list("stats", flat=True).first()
+    return stats or {}
+
+
+def quality_filter(images: QuerySet[Image], *, flag: str, stats: dict[str, Any]) -> QuerySet[Image]:
+    """``images`` narrowed to those ``flag`` is raised on; none while the flag has no
+    threshold yet. ``flag`` must be one of ``QUALITY_FILTERS``."""
+    condition = flag_q(flag=flag, stats=stats)
+    return images.none() if condition is None else images.filter(condition)

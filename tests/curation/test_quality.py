@@ -1,15 +1,27 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 from PIL import ImageEnhance, ImageFilter
+from rest_framework.test import APIClient
 
-from curation.models import Image, ImageFeatures, ImportKind
+from accounts.models import User
+from curation.models import Image, ImageFeatures, ImportKind, LabelClass, LabelReason, SubClass
 from curation.services.hashing import features_make
-from curation.services.images import file_inspect, image_import, import_batch_create
+from curation.services.images import (
+    file_inspect,
+    image_import,
+    image_relabel,
+    image_trash,
+    import_batch_create,
+)
 from curation.services.quality import flag_q, quality_baseline_update, quality_flags
 from tests.curation.duplicate_photos import DISTINCT, PHOTOS, jpeg, photo
+from tests.factories import LabelClassFactory
 
 
 def _add(data: bytes) -> Image:
@@ -81,3 +93,158 @@ def test_metrics_describe_the_pixels(library: dict[str, Image]) -> None:
     assert camera.aspect_ratio == 1.0 and camera.megapixels == pytest.approx(0.262, abs=0.001)
     assert 0 < camera.entropy <= 8
     assert camera.brightness_p05 <= camera.brightness_p50 <= camera.brightness_p95
+
+
+# --- Quality filters on the image lists ------------------------------------------------------
+
+PLANTED = {"too_dark": "dark", "too_bright": "bright", "blurry": "blurry"}
+
+
+def _shown_ids(response: Any) -> set[int]:
+    assert response.status_code == 200
+    return {image.pk for image in response.context["page"].items}
+
+
+@pytest.fixture
+def birds(library: dict[str, Image]) -> LabelClass:
+    """A class holding every image of the library, with the baseline computed."""
+    label_class = LabelClassFactory(name="Birds")
+    default = SubClass.objects.get(label_class=label_class)
+    for image in library.values():
+        image_relabel(
+            image_id=image.pk,
+            subclass=default,
+            actor=None,
+            reason=LabelReason.LABELLING,
+            expected_version=None,
+        )
+    quality_baseline_update()
+    return label_class
+
+
+@pytest.mark.parametrize("flag", PLANTED)
+def test_the_class_page_shows_only_the_planted_images_a_flag_names(
+    client: Client, labeller: User, library: dict[str, Image], birds: LabelClass, flag: str
+) -> None:
+    client.force_login(labeller)
+
+    shown = _shown_ids(client.get(reverse("curation:class", args=[birds.pk]), {"quality": flag}))
+
+    assert library[PLANTED[flag]].pk in shown
+    assert library["coffee"].pk not in shown
+    # Dark enough to show no detail, the dark image may count as blurry too; nothing else.
+    assert shown <= {library["dark"].pk, library[PLANTED[flag]].pk}
+
+
+def test_the_class_page_keeps_the_quality_filter_across_pages(
+    client: Client, labeller: User, library: dict[str, Image], birds: LabelClass
+) -> None:
+    client.force_login(labeller)
+    url = reverse("curation:class", args=[birds.pk])
+
+    page = client.get(url, {"quality": "blurry"})
+
+    assert b'name="quality"' in page.content
+    assert b'<option value="blurry" selected>' in page.content
+    assert page.context["base_query"] == "quality=blurry&"
+
+
+@pytest.mark.parametrize("flag", PLANTED)
+def test_the_inbox_shows_only_the_planted_images_a_flag_names(
+    client: Client, labeller: User, library: dict[str, Image], flag: str
+) -> None:
+    quality_baseline_update()
+    client.force_login(labeller)
+
+    shown = _shown_ids(client.get(reverse("curation:inbox"), {"quality": flag}))
+
+    assert library[PLANTED[flag]].pk in shown
+    assert shown <= {library["dark"].pk, library[PLANTED[flag]].pk}
+
+
+def test_the_trash_filters_by_quality_too(
+    client: Client, labeller: User, library: dict[str, Image]
+) -> None:
+    quality_baseline_update()
+    for name in ("bright", "coffee"):
+        image_trash(image_id=library[name].pk, actor=None, note="test")
+    client.force_login(labeller)
+
+    shown = _shown_ids(client.get(reverse("curation:trash"), {"quality": "too_bright"}))
+
+    assert shown == {library["bright"].pk}
+
+
+def test_the_inbox_says_when_a_flag_has_no_threshold_yet(
+    client: Client, labeller: User, library: dict[str, Image]
+) -> None:
+    client.force_login(labeller)
+
+    response = client.get(reverse("curation:inbox"), {"quality": "blurry"})
+
+    assert _shown_ids(response) == set()
+    assert b"has no threshold yet" in response.content
+
+
+def test_an_unknown_quality_value_is_ignored_by_the_pages(
+    client: Client, labeller: User, library: dict[str, Image]
+) -> None:
+    client.force_login(labeller)
+
+    response = client.get(reverse("curation:inbox"), {"quality": "features__sharpness__lt"})
+
+    assert len(_shown_ids(response)) == len(library)
+
+
+@pytest.mark.parametrize("flag", PLANTED)
+def test_the_image_api_filters_by_a_quality_flag(
+    api: APIClient, library: dict[str, Image], flag: str
+) -> None:
+    quality_baseline_update()
+
+    response = api.get("/api/v1/images/", {"quality": flag})
+
+    assert response.status_code == 200
+    ids = {row["id"] for row in response.json()["results"]}
+    assert library[PLANTED[flag]].pk in ids
+    assert ids <= {library["dark"].pk, library[PLANTED[flag]].pk}
+
+
+def test_the_image_api_filters_greyscale_images(api: APIClient, library: dict[str, Image]) -> None:
+    response = api.get("/api/v1/images/", {"quality": "grayscale"})
+
+    ids = {row["id"] for row in response.json()["results"]}
+    assert library["camera"].pk in ids and library["coffee"].pk not in ids
+
+
+def test_the_image_api_rejects_a_quality_value_it_does_not_offer(
+    api: APIClient, library: dict[str, Image]
+) -> None:
+    response = api.get("/api/v1/images/", {"quality": "sharpness"})
+
+    assert response.status_code == 400
+    assert "quality" in response.json()["errors"]
+
+
+def test_quality_filtered_lists_read_the_thresholds_once(
+    client: Client,
+    labeller: User,
+    library: dict[str, Image],
+    birds: LabelClass,
+    django_assert_max_num_queries: Any,
+) -> None:
+    client.force_login(labeller)
+    url = reverse("curation:class", args=[birds.pk])
+    plain = _count_queries(client, url)
+
+    with django_assert_max_num_queries(plain + 1):
+        client.get(url, {"quality": "blurry"})
+
+
+def _count_queries(client: Client, url: str) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as context:
+        assert client.get(url).status_code == 200
+    return len(context.captured_queries)
