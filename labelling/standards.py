@@ -80,3 +80,12 @@ def standards_for(*, label_class: LabelClass, limit: int | None = EXEMPLARS_SHOW
     if limit is not None:
         good, bad = good[:limit], bad[:limit]
     return StandardsView(label_class=label_class, good=list(good), bad=list(bad))
+
+
+PINS_SHOWN_PER_IMAGE = 50
+
+
+def exemplars_of_image(*, image_id: int) -> list[Exemplar]:
+    """Where the image is pinned as an exemplar, for its image page (one query)."""
+    pins = Exemplar.objects.filter(image_id=image_id).select_related("label_class")
+    return list(pins.order_by("label_class__name", "id")[:PINS_SHOWN_PER_IMAGE])

@@ -15,7 +15,7 @@ from accounts.models import Role, User
 from curation.models import Image, LabelClass, LabelEvent, SubClass
 from curation.services.images import image_relabel
 from curation.services.taxonomy import class_create
-from labelling.models import BadVerdict, OpinionStatus, SecondOpinion
+from labelling.models import BadVerdict, Exemplar, OpinionStatus, SecondOpinion
 from labelling.services import second_opinion_give
 from tests.factories import UserFactory
 
@@ -336,3 +336,104 @@ def test_hostile_class_and_user_names_stay_escaped(
         assert "<img src=x onerror" not in page, path
         assert "x<b>y" not in page and "z<i>w" not in page, path
     assert "&lt;img src=x onerror=alert(1)&gt;" in as_reviewer.get(AGREEMENT).content.decode()
+
+
+# --- Pin as exemplar from the image page ------------------------------------------------------
+
+
+def test_a_reviewer_pins_an_image_from_its_page_and_the_page_says_so(
+    as_reviewer: Client, robin: SubClass, wren: SubClass, make_image: Callable[..., Image]
+) -> None:
+    image = make_image(robin)
+    page = as_reviewer.get(f"/images/{image.pk}/").content.decode()
+    form = page[page.index('id="pin-form"') :]
+    form = form[: form.index("</form>")]
+    assert f'value="{robin.label_class_id}" selected' in form  # the image's class by default
+    assert f'name="next" value="/images/{image.pk}/"' in form
+
+    response = as_reviewer.post(
+        PIN,
+        {
+            "class": wren.label_class_id,
+            "image": image.pk,
+            "kind": "bad",
+            "next": f"/images/{image.pk}/",
+        },
+        follow=True,
+    )
+
+    assert response.redirect_chain[-1][0] == f"/images/{image.pk}/"
+    exemplar = Exemplar.objects.get(image=image)
+    assert (exemplar.label_class_id, exemplar.kind) == (wren.label_class_id, "bad")
+    page = response.content.decode()
+    assert f"Image {image.pk} pinned as a bad example of “Wren”." in page
+    pinned = page[page.index('id="pins"') :]
+    assert "Bad example" in pinned[: pinned.index("</ul>")]
+    assert f'href="/label/standards/{wren.label_class_id}/"' in pinned
+
+
+def test_unpinning_from_the_image_page_comes_back_to_it(
+    as_reviewer: Client, reviewer: User, robin: SubClass, make_image: Callable[..., Image]
+) -> None:
+    image = make_image(robin)
+    exemplar = Exemplar.objects.create(
+        label_class_id=robin.label_class_id, image=image, kind="good", pinned_by=reviewer
+    )
+    response = as_reviewer.post(
+        f"/label/standards/{robin.label_class_id}/",
+        {"op": "unpin", "exemplar": exemplar.pk, "next": f"/images/{image.pk}/"},
+    )
+    assert response["Location"] == f"/images/{image.pk}/"
+    assert not Exemplar.objects.filter(image=image).exists()
+
+
+def test_the_pin_form_never_redirects_off_site(
+    as_reviewer: Client, robin: SubClass, make_image: Callable[..., Image]
+) -> None:
+    image = make_image(robin)
+    response = as_reviewer.post(
+        PIN,
+        {
+            "class": robin.label_class_id,
+            "image": image.pk,
+            "kind": "good",
+            "next": "https://evil.example/",
+        },
+    )
+    assert response["Location"] == f"/label/standards/{robin.label_class_id}/"
+
+
+def test_labellers_see_pins_but_cannot_pin(
+    as_labeller: Client, reviewer: User, robin: SubClass, make_image: Callable[..., Image]
+) -> None:
+    image = make_image(robin)
+    Exemplar.objects.create(
+        label_class_id=robin.label_class_id, image=image, kind="good", pinned_by=reviewer
+    )
+    page = as_labeller.get(f"/images/{image.pk}/").content.decode()
+    assert 'id="pin-form"' not in page
+    assert "Good example" in page
+    response = as_labeller.post(
+        PIN, {"class": robin.label_class_id, "image": image.pk, "kind": "bad"}
+    )
+    assert response.status_code == 403
+    assert Exemplar.objects.get(image=image).kind == "good"
+
+
+def test_the_image_page_reads_its_pins_in_a_bounded_number_of_queries(
+    as_reviewer: Client,
+    reviewer: User,
+    robin: SubClass,
+    make_image: Callable[..., Image],
+    django_assert_max_num_queries: Any,
+) -> None:
+    image = make_image(robin)
+    for index in range(8):
+        label_class = class_create(name=f"Class {index}", actor=None)
+        Exemplar.objects.create(label_class=label_class, image=image, kind="good")
+    client_page = as_reviewer.get(f"/images/{image.pk}/")  # warm caches (session, content types)
+    assert client_page.status_code == 200
+    with django_assert_max_num_queries(15):
+        page = as_reviewer.get(f"/images/{image.pk}/").content.decode()
+    pins = page[page.index('id="pins"') :]
+    assert pins[: pins.index("</ul>")].count("<li") == 8
