@@ -226,12 +226,28 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ImageStatusEnum": "curation.models.ImageStatus",
+        "JobStatusEnum": "curation.models.JobStatus",
+        "ClassKindEnum": "curation.models.ClassKind",
+        "SourceEnum": "curation.models.Source",
+    },
 }
 
 # --- Security -------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("LOUPE_SECURE_COOKIES", False)
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Served over HTTPS (directly or behind a proxy that sets X-Forwarded-Proto): secure cookies,
+# redirects to HTTPS and HSTS.
+HTTPS = env_bool("LOUPE_HTTPS", False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = env_int("LOUPE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+# Both reach beyond Loupe's own host name, so they are the deployer's decision.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("LOUPE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("LOUPE_HSTS_PRELOAD", False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
