@@ -47,6 +47,7 @@ from curation.serializers import (
 from curation.services.images import image_relabel, image_restore, image_trash, import_batch_create
 from curation.services.imports import Destination, archive_inspect, upload_import
 from curation.services.jobs import job_create, job_enqueue
+from curation.services.processing import ARCHIVES_PREFIX
 from curation.services.taxonomy import (
     class_create,
     class_delete,
@@ -240,7 +241,7 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         if not members:
             raise ValidationError({"archive": ["The archive holds no files."]})
         upload.seek(0)
-        name = default_storage.save(f"imports/{uuid.uuid4().hex}.zip", upload)
+        name = default_storage.save(f"{ARCHIVES_PREFIX}/{uuid.uuid4().hex}.zip", upload)
         subclass = serializer.validated_data.get("subclass")
         inbox = serializer.validated_data["inbox"]
         with transaction.atomic():

@@ -11,10 +11,13 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from curation.imaging import ImageRejected, make_thumbnail
-from curation.models import Image
+from curation.models import Image, Job, JobStatus
 from curation.storage import ORIGINALS_PREFIX, THUMBNAILS_PREFIX
 
 logger = logging.getLogger(__name__)
+
+
+ARCHIVES_PREFIX = "imports"
 
 
 def thumbnails_make(*, image_ids: list[int]) -> int:
@@ -125,4 +128,27 @@ def orphans_sweep(*, grace_seconds: int | None = None, dry_run: bool = False) ->
                     result.removed.append(name)
                     if not dry_run:
                         default_storage.delete(name)
+    _sweep_archives(result, grace_seconds=grace_seconds, now=now, dry_run=dry_run)
     return result
+
+
+def _sweep_archives(result: SweepResult, *, grace_seconds: int, now: float, dry_run: bool) -> None:
+    """Uploaded zip archives outlive their job only when the upload failed half-way or the job
+    failed for good; keep any that a queued or running job still needs."""
+    try:
+        _, files = default_storage.listdir(ARCHIVES_PREFIX)
+    except FileNotFoundError:
+        return
+    pending = Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+    needed = {params.get("archive") for params in pending.values_list("params", flat=True)}
+    for filename in sorted(files):
+        name = f"{ARCHIVES_PREFIX}/{filename}"
+        result.scanned += 1
+        if name in needed:
+            continue
+        if not _is_old(name, grace_seconds, now):
+            result.kept_young += 1
+            continue
+        result.removed.append(name)
+        if not dry_run:
+            default_storage.delete(name)

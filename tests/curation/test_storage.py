@@ -181,3 +181,27 @@ def test_sweep_orphans_honours_the_grace_period_option(media_root: Path) -> None
 
     assert json.loads(out.getvalue())["removed"] == 1
     assert not path.exists()
+
+
+def test_the_sweeper_removes_an_old_orphaned_archive_but_keeps_one_a_queued_job_needs(
+    media_root: Path,
+) -> None:
+    import os
+    import time
+
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from curation.services.jobs import job_create
+    from curation.services.processing import orphans_sweep
+
+    orphan = default_storage.save("imports/orphan.zip", ContentFile(b"PK"))
+    needed = default_storage.save("imports/needed.zip", ContentFile(b"PK"))
+    job_create(kind="curation.import_archive", actor=None, params={"archive": needed})
+    old = time.time() - 7 * 24 * 3600
+    for name in (orphan, needed):
+        os.utime(default_storage.path(name), (old, old))
+    result = orphans_sweep(grace_seconds=3600)
+    assert orphan in result.removed
+    assert not default_storage.exists(orphan)
+    assert default_storage.exists(needed)
