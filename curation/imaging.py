@@ -134,15 +134,27 @@ def _verify_png_chunks(image: PILImage.Image) -> None:
         raise _decoding_error(exc) from None
 
 
-def open_for_pixels(stream: IO[bytes], *, max_side: int | None = None) -> PILImage.Image:
+def open_for_pixels(
+    stream: IO[bytes], *, max_side: int | None = None, cover_short_side: bool = False
+) -> PILImage.Image:
     """Decode to an RGB image with EXIF orientation applied and no metadata kept.
 
-    ``max_side`` lets JPEG decode at a reduced scale when only a small derivative is needed.
+    ``max_side`` lets a JPEG decode at a reduced DCT scale when only a small derivative is
+    needed: the smallest scale whose longest side still covers ``max_side`` (a thumbnail or a
+    letterbox), or whose shortest side does with ``cover_short_side`` (a crop or a stretch).
     """
     image = _open(stream)
     try:
         if max_side and image.format == "JPEG":
-            image.draft("RGB", (max_side, max_side))
+            width, height = image.size
+            # draft() keeps the whole requested box inside the result.
+            if cover_short_side:
+                box = (max_side, max_side)
+            elif width >= height:
+                box = (max_side, max(1, -(-max_side * height // width)))
+            else:
+                box = (max(1, -(-max_side * width // height)), max_side)
+            image.draft("RGB", box)
         image = ImageOps.exif_transpose(image)
         if image.mode not in ("RGB", "L"):
             image = _flatten(image)

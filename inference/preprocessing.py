@@ -93,8 +93,14 @@ def to_array(image: PILImage.Image, spec: PreprocessSpec) -> np.ndarray:
 
 def load_input(stream: IO[bytes], spec: PreprocessSpec) -> np.ndarray:
     """Decode untrusted bytes through the one decoding function, then preprocess. JPEGs decode
-    at the smallest DCT scale that still covers the input size (draft mode)."""
-    image = open_for_pixels(stream, max_side=spec.input_size)
+    at the smallest DCT scale that still covers what the resize needs (draft mode)."""
+    image = open_for_pixels(
+        stream,
+        max_side=spec.input_size,
+        # A letterbox needs only the longest side to cover the input; a crop or a stretch
+        # needs both.
+        cover_short_side=spec.resize_mode != "letterbox",
+    )
     try:
         return to_array(image, spec)
     finally:
