@@ -10,6 +10,7 @@ from curation.apis import (
     LabelClassViewSet,
     SubClassViewSet,
 )
+from curation.apis_datasets import DatasetVersionViewSet
 from curation.apis_duplicates import DuplicateGroupViewSet
 from inference.apis import ModelVersionViewSet, PredictViewSet
 from inference.apis_identify import IdentificationViewSet
@@ -24,6 +25,7 @@ router.register("classes", LabelClassViewSet, basename="class")
 router.register("subclasses", SubClassViewSet, basename="subclass")
 router.register("jobs", JobViewSet, basename="job")
 router.register("duplicates", DuplicateGroupViewSet, basename="duplicate")
+router.register("datasets", DatasetVersionViewSet, basename="dataset")
 router.register("tokens", TokenViewSet, basename="token")
 router.register("models", ModelVersionViewSet, basename="model-version")
 router.register("predict", PredictViewSet, basename="predict")

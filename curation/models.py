@@ -460,3 +460,114 @@ class LibraryCounter(models.Model):
 
     name = models.CharField(max_length=32, primary_key=True)
     value = models.BigIntegerField(default=0)
+
+
+class BenchmarkKind(models.TextChoices):
+    DIFFICULT = "difficult", "Difficult"
+    OUT_OF_SCOPE = "out_of_scope", "Out of scope"
+    MOST_COMMON = "most_common", "Most common"
+    LEAST_COMMON = "least_common", "Least common"
+    CUSTOM = "custom", "Custom"
+
+
+class BenchmarkSet(models.Model):
+    """A named, versioned set of images kept out of every dataset version's train/val/test.
+    Editing a set makes a new version under the same name; each version is frozen."""
+
+    name = models.CharField(max_length=200)
+    version = models.PositiveIntegerField(default=1)
+    kind = models.CharField(max_length=16, choices=BenchmarkKind.choices)
+    description = models.TextField(blank=True)
+    member_count = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="benchmarkset_name_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class BenchmarkMember(models.Model):
+    benchmark_set = models.ForeignKey(
+        BenchmarkSet, on_delete=models.CASCADE, related_name="members"
+    )
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="benchmark_members")
+    # The image's class when it joined; out-of-scope members have none.
+    label_class = models.ForeignKey(
+        LabelClass, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["benchmark_set", "image"], name="benchmarkmember_unique"
+            )
+        ]
+
+
+class DatasetStatus(models.TextChoices):
+    BUILDING = "building", "Building"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class Split(models.TextChoices):
+    TRAIN = "train", "Train"
+    VAL = "val", "Validation"
+    TEST = "test", "Test"
+
+
+class DatasetVersion(models.Model):
+    """A frozen train/val/test assignment of the library, built from ``params``. The same
+    parameters on the same library give the identical assignment."""
+
+    name = models.CharField(max_length=200, unique=True)
+    params = models.JSONField(default=dict, blank=True)
+    seed = models.IntegerField(default=0)
+    # Throw-away builds with a lower minimum: for bulk identification, never for production.
+    exploratory = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=16, choices=DatasetStatus.choices, default=DatasetStatus.BUILDING
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Per class: counts per split, real/staged mix, exclusions and why; totals; label map.
+    summary = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DatasetAssignment(models.Model):
+    version = models.ForeignKey(
+        DatasetVersion, on_delete=models.CASCADE, related_name="assignments"
+    )
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    split = models.CharField(max_length=8, choices=Split.choices)
+    # Frozen at build time: a later relabel does not change a built version.
+    label_class = models.ForeignKey(LabelClass, on_delete=models.PROTECT, related_name="+")
+    subclass = models.ForeignKey(SubClass, on_delete=models.PROTECT, related_name="+")
+    source = models.CharField(max_length=16, choices=Source.choices)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "image"], name="datasetassignment_unique")
+        ]
+        indexes = [
+            models.Index(fields=["version", "split"], name="datasetassignment_split"),
+        ]

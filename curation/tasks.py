@@ -137,3 +137,58 @@ def requeue_stalled_jobs() -> int:
     for job_id, kind in stalled.values_list("pk", "kind")[:500]:
         sent += send_job(job_id=job_id, kind=kind)
     return sent
+
+
+@shared_task(name="curation.build_dataset", acks_late=True)
+def build_dataset(job_id: int) -> None:
+    from curation.models import DatasetVersion
+    from curation.services.datasets import dataset_build, dataset_version_fail
+
+    def work(job: Job) -> dict[str, Any]:
+        version = DatasetVersion.objects.get(pk=job.params["version_id"])
+
+        def progress(done: int, total: int) -> None:
+            job_progress(job_id=job.pk, done=done, total=total, message=f"{done} of {total} images")
+
+        try:
+            dataset_build(version=version, progress=progress)
+        except Exception:
+            dataset_version_fail(version_id=version.pk)
+            raise
+        totals = version.summary["totals"]
+        return {
+            "version_id": version.pk,
+            "images": totals.get("total", 0),
+            "classes": version.summary["included_classes"],
+            "message": (
+                f"{version.name}: {totals.get('total', 0)} images in "
+                f"{version.summary['included_classes']} classes"
+            ),
+        }
+
+    job_run(job_id=job_id, work=work)
+
+
+@shared_task(name="curation.export_dataset", acks_late=True, **_RETRY)
+def export_dataset(job_id: int) -> None:
+    from curation.models import DatasetVersion
+    from curation.services.export import dataset_export
+
+    def work(job: Job) -> dict[str, Any]:
+        params = job.params
+        version = DatasetVersion.objects.get(pk=params["version_id"])
+
+        def progress(done: int, total: int) -> None:
+            job_progress(job_id=job.pk, done=done, total=total, message=f"{done} of {total} images")
+
+        result = dataset_export(
+            version=version,
+            out=params["out"],
+            format=params["format"],
+            letterbox=params.get("letterbox"),
+            shard_size=params.get("shard_size", 10_000),
+            progress=progress,
+        )
+        return {**result.as_dict(), "message": result.message}
+
+    job_run(job_id=job_id, work=work, retry_on=_RETRYABLE)

@@ -1,0 +1,189 @@
+"""REST API for dataset versions: start a build, list and read them (per-class summary and
+the leakage report), start an export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.text import slugify
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import User
+from accounts.permissions import IsLabeller, IsReviewer
+from curation.models import DatasetVersion, Job
+from curation.serializers import JobSerializer
+from curation.services.datasets import (
+    DEFAULT_MAX_PER_CLASS,
+    DEFAULT_MIN_PER_CLASS,
+    DEFAULT_STAGED_CAP,
+    DatasetError,
+    DatasetParams,
+    dataset_leakage,
+    dataset_version_create,
+)
+from curation.services.export import EXPORT_FORMATS
+from curation.services.jobs import job_create, job_enqueue
+
+BUILD_DATASET_JOB = "curation.build_dataset"
+EXPORT_DATASET_JOB = "curation.export_dataset"
+
+
+def export_root() -> Path:
+    return Path(getattr(settings, "LOUPE_EXPORT_DIR", settings.DATA_DIR / "exports"))
+
+
+def dataset_build_job_start(
+    *, name: str, params: DatasetParams, actor: User | None
+) -> tuple[DatasetVersion, Job]:
+    """The version row and its build job, sent once both commit."""
+    with transaction.atomic():
+        version = dataset_version_create(name=name, params=params, actor=actor)
+        job = job_create(
+            kind=BUILD_DATASET_JOB, actor=actor, params={"version_id": version.pk}, total=0
+        )
+        version.job = job
+        version.save(update_fields=["job"])
+        job_enqueue(job=job)
+    return version, job
+
+
+def dataset_export_job_start(
+    *, version: DatasetVersion, format: str, letterbox: int | None, shard_size: int, actor: Any
+) -> Job:
+    """An export job writing under the export folder (never a path a client chose)."""
+    if format not in EXPORT_FORMATS:
+        raise DatasetError(f"Unknown export format {format!r}.")
+    suffix = f"-letterbox{letterbox}" if letterbox else ""
+    out = export_root() / f"{version.pk}-{slugify(version.name) or 'dataset'}-{format}{suffix}"
+    with transaction.atomic():
+        job = job_create(
+            kind=EXPORT_DATASET_JOB,
+            actor=actor,
+            params={
+                "version_id": version.pk,
+                "format": format,
+                "letterbox": letterbox,
+                "shard_size": shard_size,
+                "out": str(out),
+            },
+            total=version.assignments.count(),
+        )
+        job_enqueue(job=job)
+    return job
+
+
+class DatasetVersionSerializer(serializers.ModelSerializer[DatasetVersion]):
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    job = JobSerializer(read_only=True)
+
+    class Meta:
+        model = DatasetVersion
+        fields = [
+            "id",
+            "name",
+            "status",
+            "exploratory",
+            "seed",
+            "params",
+            "created_by",
+            "created_at",
+            "job",
+        ]
+
+
+class DatasetVersionDetailSerializer(DatasetVersionSerializer):
+    summary = serializers.JSONField(read_only=True)
+    leakage = serializers.SerializerMethodField()
+
+    class Meta(DatasetVersionSerializer.Meta):
+        fields = [*DatasetVersionSerializer.Meta.fields, "summary", "leakage"]
+
+    def get_leakage(self, version: DatasetVersion) -> list[dict[str, Any]]:
+        return dataset_leakage(version=version)
+
+
+class DatasetBuildSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=200)
+    min_per_class = serializers.IntegerField(min_value=1, default=DEFAULT_MIN_PER_CLASS)
+    max_per_class = serializers.IntegerField(min_value=1, default=DEFAULT_MAX_PER_CLASS)
+    staged_cap = serializers.IntegerField(min_value=0, default=DEFAULT_STAGED_CAP)
+    ratios = serializers.ListField(
+        child=serializers.IntegerField(min_value=0), min_length=3, max_length=3, default=[90, 10, 0]
+    )
+    seed = serializers.IntegerField(default=0)
+    exploratory = serializers.BooleanField(default=False)
+
+
+class DatasetExportSerializer(serializers.Serializer[Any]):
+    format = serializers.ChoiceField(choices=list(EXPORT_FORMATS))
+    letterbox = serializers.IntegerField(min_value=16, max_value=4096, required=False)
+    shard_size = serializers.IntegerField(min_value=1, default=10_000)
+
+
+class VersionPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+
+
+class DatasetVersionViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Dataset versions. POST starts a build job (reviewers) and answers 202 with it;
+    GET …/<id>/ has the per-class summary and the leakage report; POST …/<id>/export/ starts
+    an export job."""
+
+    queryset = DatasetVersion.objects.select_related("created_by", "job", "job__created_by")
+    pagination_class = VersionPagination
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("create", "export"):
+            return [IsReviewer()]
+        return [IsLabeller()]
+
+    def get_serializer_class(self) -> Any:
+        if self.action == "retrieve":
+            return DatasetVersionDetailSerializer
+        if self.action == "create":
+            return DatasetBuildSerializer
+        if self.action == "export":
+            return DatasetExportSerializer
+        return DatasetVersionSerializer
+
+    def create(self, request: Request) -> Response:
+        data = DatasetBuildSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        name = values.pop("name")
+        values["ratios"] = tuple(values["ratios"])
+        try:
+            version, _ = dataset_build_job_start(
+                name=name, params=DatasetParams(**values), actor=request.user
+            )
+        except DatasetError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        version = self.get_queryset().get(pk=version.pk)
+        return Response(DatasetVersionSerializer(version).data, status=status.HTTP_202_ACCEPTED)
+
+    @action(detail=True, methods=["post"])
+    def export(self, request: Request, pk: str | None = None) -> Response:
+        version = self.get_object()
+        data = DatasetExportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if version.status != "ready":
+            raise ValidationError({"detail": "Only a built (ready) version can be exported."})
+        job = dataset_export_job_start(
+            version=version,
+            format=data.validated_data["format"],
+            letterbox=data.validated_data.get("letterbox"),
+            shard_size=data.validated_data["shard_size"],
+            actor=request.user,
+        )
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,566 @@
+"""Dataset versions: a frozen, reproducible train/val/test assignment of the library.
+
+How a build decides, per class (sub-classes merged into their class):
+
+1. Eligible images are active, labelled in a normal (not holding) class, without a bad-image
+   verdict and outside every benchmark set (the latest version of each). What is left out is
+   counted per class and reason.
+2. Near-duplicate images (open or resolved duplicate groups; "not duplicates" verdicts do not
+   join images) form one *unit*; a unit is placed whole, so no group is split across splits.
+3. Real images are always preferred: staged and synthetic images fill in after them, at most
+   ``staged_cap`` per class.
+4. A class with fewer than ``min_per_class`` usable images is excluded, with how many more it
+   needs. Up to ``max_per_class`` images are split by ``ratios``; the real images beyond that
+   overflow to test.
+
+Everything is ordered by SHA-256 and shuffled by a ``random.Random`` seeded from the seed and
+the class name, never by database order or Python's ``hash``, so the same parameters on the
+same library give the identical assignment.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.apps import apps
+from django.db import transaction
+
+from accounts.models import User
+from curation.models import (
+    BenchmarkKind,
+    BenchmarkMember,
+    BenchmarkSet,
+    ClassKind,
+    DatasetAssignment,
+    DatasetStatus,
+    DatasetVersion,
+    DuplicateMember,
+    DuplicateStatus,
+    Image,
+    ImageStatus,
+    LabelClass,
+    Source,
+    Split,
+    SubClass,
+)
+
+DEFAULT_MIN_PER_CLASS = 40
+EXPLORATORY_MIN_PER_CLASS = 35
+DEFAULT_MAX_PER_CLASS = 125
+DEFAULT_STAGED_CAP = 60
+DEFAULT_RATIOS = (90, 10, 0)
+READ_CHUNK = 5000
+WRITE_CHUNK = 2000
+SPLITS = (Split.TRAIN, Split.VAL, Split.TEST)
+
+# Exclusion reasons, in the order the version page lists them.
+EXCLUDED_TRASHED = "trashed"
+EXCLUDED_BAD = "bad_image"
+EXCLUDED_BENCHMARK = "benchmark"
+EXCLUDED_STAGED = "staged_cap"
+EXCLUDED_BELOW_MIN = "below_min"
+EXCLUDED_HOLDING = "holding"
+EXCLUSION_LABELS = {
+    EXCLUDED_TRASHED: "trashed",
+    EXCLUDED_BAD: "bad-image verdict",
+    EXCLUDED_BENCHMARK: "in a benchmark set",
+    EXCLUDED_STAGED: "staged/synthetic over the cap (real preferred)",
+    EXCLUDED_BELOW_MIN: "class below the minimum",
+    EXCLUDED_HOLDING: "holding class",
+}
+
+
+class DatasetError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    min_per_class: int = DEFAULT_MIN_PER_CLASS
+    max_per_class: int = DEFAULT_MAX_PER_CLASS
+    staged_cap: int = DEFAULT_STAGED_CAP
+    ratios: tuple[int, int, int] = DEFAULT_RATIOS
+    seed: int = 0
+    exploratory: bool = False
+
+    def check(self) -> None:
+        if self.min_per_class < 1:
+            raise DatasetError("The minimum per class must be at least 1.")
+        if self.max_per_class < self.min_per_class:
+            raise DatasetError("The maximum per class must not be below the minimum.")
+        if self.staged_cap < 0:
+            raise DatasetError("The staged cap must not be negative.")
+        if len(self.ratios) != 3 or any(r < 0 for r in self.ratios) or sum(self.ratios) <= 0:
+            raise DatasetError("Split ratios are three non-negative numbers (train, val, test).")
+        if self.ratios[0] <= 0:
+            raise DatasetError("The train ratio must be above zero.")
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ratios"] = list(self.ratios)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DatasetParams:
+        return cls(
+            min_per_class=int(data.get("min_per_class", DEFAULT_MIN_PER_CLASS)),
+            max_per_class=int(data.get("max_per_class", DEFAULT_MAX_PER_CLASS)),
+            staged_cap=int(data.get("staged_cap", DEFAULT_STAGED_CAP)),
+            ratios=tuple(int(r) for r in data.get("ratios", DEFAULT_RATIOS)),  # type: ignore[arg-type]
+            seed=int(data.get("seed", 0)),
+            exploratory=bool(data.get("exploratory", False)),
+        )
+
+
+def parse_ratios(text: str) -> tuple[int, int, int]:
+    """``"90,10,0"`` → ``(90, 10, 0)``."""
+    parts = [p.strip() for p in text.replace("/", ",").split(",") if p.strip()]
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise DatasetError("Ratios are three whole numbers: train,val,test (e.g. 90,10,0).")
+    return (int(parts[0]), int(parts[1]), int(parts[2]))
+
+
+@dataclass
+class _Candidate:
+    sha256: str
+    image_id: int
+    subclass_id: int
+    source: str
+
+    @property
+    def is_real(self) -> bool:
+        return self.source == Source.REAL
+
+
+@dataclass
+class _ClassPlan:
+    name: str
+    class_id: int
+    kind: str
+    candidates: list[_Candidate] = field(default_factory=list)
+    excluded: Counter[str] = field(default_factory=Counter)
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, item: int) -> int:
+        parent = self.parent.setdefault(item, item)
+        if parent != item:
+            parent = self.parent[item] = self.find(parent)
+        return parent
+
+    def union(self, a: int, b: int) -> None:
+        root_a, root_b = self.find(a), self.find(b)
+        if root_a != root_b:
+            # The smaller id wins, so the roots do not depend on the order of the rows.
+            low, high = sorted((root_a, root_b))
+            self.parent[high] = low
+
+
+def _chunked_rows(queryset: Any, fields: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``queryset`` by ascending id in chunks: bounded memory on any database."""
+    last = 0
+    while True:
+        rows = list(
+            queryset.filter(pk__gt=last).order_by("pk").values_list("pk", *fields)[:READ_CHUNK]
+        )
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1][0]
+
+
+def benchmark_image_ids() -> set[int]:
+    """Members of the latest version of every benchmark set."""
+    latest: dict[str, tuple[int, int]] = {}
+    for set_id, name, version in BenchmarkSet.objects.values_list("pk", "name", "version"):
+        if name not in latest or version > latest[name][0]:
+            latest[name] = (version, set_id)
+    set_ids = [set_id for _, set_id in latest.values()]
+    return set(
+        BenchmarkMember.objects.filter(benchmark_set_id__in=set_ids).values_list(
+            "image_id", flat=True
+        )
+    )
+
+
+def _bad_image_ids() -> set[int]:
+    bad_verdict = apps.get_model("labelling", "BadVerdict")
+    return set(bad_verdict.objects.values_list("image_id", flat=True))
+
+
+def _duplicate_units() -> _UnionFind:
+    """Images joined by open or resolved near-duplicate groups."""
+    units = _UnionFind()
+    members = DuplicateMember.objects.exclude(group__status=DuplicateStatus.DISMISSED)
+    first_of_group: dict[int, int] = {}
+    for _, group_id, image_id in _chunked_rows(members, ("group_id", "image_id")):
+        if group_id in first_of_group:
+            units.union(first_of_group[group_id], image_id)
+        else:
+            first_of_group[group_id] = image_id
+    return units
+
+
+def _targets(total: int, ratios: tuple[int, int, int]) -> tuple[int, int]:
+    """How many of ``total`` go to train and to val (the rest to test). Train takes what
+    rounding leaves, so a zero test ratio never gets a stray image."""
+    whole = sum(ratios)
+    val = round(total * ratios[1] / whole)
+    test = round(total * ratios[2] / whole)
+    if ratios[1] and not val and total > 1:
+        val = 1  # a validation split asked for is never empty
+    return max(0, total - val - test), val
+
+
+def _plan_class(plan: _ClassPlan, params: DatasetParams, units: _UnionFind) -> dict[int, str]:
+    """Split one eligible class: image id → split. Updates ``plan.excluded``."""
+    by_unit: dict[int, list[_Candidate]] = defaultdict(list)
+    for candidate in plan.candidates:
+        by_unit[units.find(candidate.image_id)].append(candidate)
+    unit_list = [sorted(members, key=lambda c: c.sha256) for members in by_unit.values()]
+    unit_list.sort(key=lambda members: members[0].sha256)
+
+    rng = random.Random(f"loupe-dataset:{params.seed}:{plan.name}")
+    real_units = [u for u in unit_list if all(c.is_real for c in u)]
+    staged_units = [u for u in unit_list if not all(c.is_real for c in u)]
+    rng.shuffle(real_units)
+    rng.shuffle(staged_units)
+
+    # Real first, then staged/synthetic up to the cap.
+    usable: list[list[_Candidate]] = list(real_units)
+    staged_used = 0
+    for unit in staged_units:
+        staged = sum(1 for c in unit if not c.is_real)
+        if staged_used + staged <= params.staged_cap:
+            usable.append(unit)
+            staged_used += staged
+        else:
+            plan.excluded[EXCLUDED_STAGED] += len(unit)
+    usable_count = sum(len(u) for u in usable)
+    if usable_count < params.min_per_class:
+        plan.excluded[EXCLUDED_BELOW_MIN] += usable_count
+        return {}
+
+    # The first ``max_per_class`` images (real first) are split by the ratios; real units
+    # beyond go to test, staged ones beyond are left out (test shows the real world).
+    budgeted: list[list[_Candidate]] = []
+    overflow: list[list[_Candidate]] = []
+    taken = 0
+    for unit in usable:
+        if taken + len(unit) <= params.max_per_class or not budgeted:
+            budgeted.append(unit)
+            taken += len(unit)
+        elif all(c.is_real for c in unit):
+            overflow.append(unit)
+        else:
+            plan.excluded[EXCLUDED_STAGED] += len(unit)
+
+    # Shuffle again so validation is not made of whatever was chosen last (staged).
+    rng.shuffle(budgeted)
+    train_target, val_target = _targets(taken, params.ratios)
+    assignment: dict[int, str] = {}
+    placed = 0
+    for unit in budgeted:
+        if placed < train_target:
+            split = Split.TRAIN
+        elif placed < train_target + val_target:
+            split = Split.VAL
+        else:
+            split = Split.TEST
+        for candidate in unit:
+            assignment[candidate.image_id] = split
+        placed += len(unit)
+    for unit in overflow:
+        for candidate in unit:
+            assignment[candidate.image_id] = Split.TEST
+    return assignment
+
+
+def dataset_version_create(
+    *, name: str, params: DatasetParams, actor: User | None
+) -> DatasetVersion:
+    """The version row, ``building``, before its job fills it."""
+    name = name.strip()
+    if not name:
+        raise DatasetError("A dataset version needs a name.")
+    params.check()
+    if DatasetVersion.objects.filter(name=name).exists():
+        raise DatasetError(f"A dataset version named {name!r} exists already.")
+    return DatasetVersion.objects.create(
+        name=name,
+        params=params.as_dict(),
+        seed=params.seed,
+        exploratory=params.exploratory,
+        created_by=actor,
+    )
+
+
+def dataset_build(
+    *, version: DatasetVersion, progress: Callable[[int, int], None] | None = None
+) -> DatasetVersion:
+    """Assign the library's images to the version's splits and write its summary.
+
+    Runs in one transaction: a failed build leaves no assignments behind. Building a version
+    again replaces its assignments with the identical ones (unless the library changed).
+    """
+    params = DatasetParams.from_dict(version.params)
+    params.check()
+    report = progress or (lambda done, total: None)
+
+    classes = {
+        pk: (name, kind) for pk, name, kind in LabelClass.objects.values_list("pk", "name", "kind")
+    }
+    subclasses = {
+        pk: (class_id, name, source)
+        for pk, class_id, name, source in SubClass.objects.values_list(
+            "pk", "label_class_id", "name", "source"
+        )
+    }
+    plans = {
+        class_id: _ClassPlan(name=name, class_id=class_id, kind=kind)
+        for class_id, (name, kind) in classes.items()
+    }
+    benchmark = benchmark_image_ids()
+    bad = _bad_image_ids()
+    units = _duplicate_units()
+
+    labelled = Image.objects.filter(subclass__isnull=False)
+    total = labelled.count()
+    report(0, total)
+    rows = _chunked_rows(labelled, ("sha256", "subclass_id", "status"))
+    for seen, (image_id, sha256, subclass_id, status) in enumerate(rows, start=1):
+        if seen % READ_CHUNK == 0:
+            report(seen, total)
+        class_id, _, source = subclasses[subclass_id]
+        plan = plans[class_id]
+        if status == ImageStatus.TRASHED:
+            plan.excluded[EXCLUDED_TRASHED] += 1
+        elif plan.kind == ClassKind.HOLDING:
+            plan.excluded[EXCLUDED_HOLDING] += 1
+        elif image_id in bad:
+            plan.excluded[EXCLUDED_BAD] += 1
+        elif image_id in benchmark:
+            plan.excluded[EXCLUDED_BENCHMARK] += 1
+        else:
+            plan.candidates.append(_Candidate(sha256, image_id, subclass_id, source))
+
+    assignment: dict[int, str] = {}
+    class_of: dict[int, _ClassPlan] = {}
+    candidate_of: dict[int, _Candidate] = {}
+    for plan in sorted(plans.values(), key=lambda p: p.name):
+        if plan.kind == ClassKind.HOLDING:
+            continue
+        for image_id, split in _plan_class(plan, params, units).items():
+            assignment[image_id] = split
+            class_of[image_id] = plan
+        for candidate in plan.candidates:
+            candidate_of[candidate.image_id] = candidate
+
+    _join_groups_across_classes(assignment, candidate_of, units)
+
+    summary = _summary(plans, assignment, class_of, candidate_of, params, total)
+    with transaction.atomic():
+        DatasetAssignment.objects.filter(version=version).delete()
+        rows = (
+            DatasetAssignment(
+                version=version,
+                image_id=image_id,
+                split=split,
+                label_class_id=class_of[image_id].class_id,
+                subclass_id=candidate_of[image_id].subclass_id,
+                source=candidate_of[image_id].source,
+            )
+            for image_id, split in sorted(assignment.items())
+        )
+        batch: list[DatasetAssignment] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= WRITE_CHUNK:
+                DatasetAssignment.objects.bulk_create(batch)
+                batch.clear()
+        DatasetAssignment.objects.bulk_create(batch)
+        version.summary = summary
+        version.status = DatasetStatus.READY
+        version.save(update_fields=["summary", "status"])
+    report(total, total)
+    return version
+
+
+def _join_groups_across_classes(
+    assignment: dict[int, str], candidate_of: dict[int, _Candidate], units: _UnionFind
+) -> None:
+    """A near-duplicate group whose images were labelled in different classes was split class
+    by class; move it whole to the split of its member with the smallest SHA-256."""
+    by_unit: dict[int, list[int]] = defaultdict(list)
+    for image_id in assignment:
+        if image_id in units.parent:
+            by_unit[units.find(image_id)].append(image_id)
+    for members in by_unit.values():
+        if len({assignment[i] for i in members}) > 1:
+            leader = min(members, key=lambda i: candidate_of[i].sha256)
+            for image_id in members:
+                assignment[image_id] = assignment[leader]
+
+
+def _summary(
+    plans: dict[int, _ClassPlan],
+    assignment: dict[int, str],
+    class_of: dict[int, _ClassPlan],
+    candidate_of: dict[int, _Candidate],
+    params: DatasetParams,
+    total: int,
+) -> dict[str, Any]:
+    per_class: dict[int, dict[str, Any]] = {}
+    for image_id, split in assignment.items():
+        plan = class_of[image_id]
+        row = per_class.setdefault(
+            plan.class_id,
+            {"train": 0, "val": 0, "test": 0, "real": 0, "staged": 0, "synthetic": 0},
+        )
+        row[split] += 1
+        row[candidate_of[image_id].source] += 1
+    classes: list[dict[str, Any]] = []
+    for plan in sorted(plans.values(), key=lambda p: p.name):
+        counts = per_class.get(
+            plan.class_id,
+            {"train": 0, "val": 0, "test": 0, "real": 0, "staged": 0, "synthetic": 0},
+        )
+        included = plan.class_id in per_class
+        usable = len(plan.candidates) - plan.excluded[EXCLUDED_STAGED]
+        if plan.kind == ClassKind.HOLDING:
+            status = "holding"
+        elif included:
+            status = "included"
+        else:
+            status = "below_min"
+        classes.append(
+            {
+                "class_id": plan.class_id,
+                "name": plan.name,
+                "status": status,
+                "eligible": len(plan.candidates),
+                "needs": max(0, params.min_per_class - usable) if status == "below_min" else 0,
+                **counts,
+                "total": counts["train"] + counts["val"] + counts["test"],
+                "excluded": {k: plan.excluded[k] for k in EXCLUSION_LABELS if plan.excluded[k]},
+            }
+        )
+    included_names = [c["name"] for c in classes if c["status"] == "included"]
+    totals = Counter[str]()
+    excluded_totals = Counter[str]()
+    for row in classes:
+        for key in ("train", "val", "test", "real", "staged", "synthetic", "total"):
+            totals[key] += row[key]
+        excluded_totals.update(row["excluded"])
+    return {
+        "classes": classes,
+        "label_map": {name: index for index, name in enumerate(included_names)},
+        "totals": dict(totals),
+        "excluded": dict(excluded_totals),
+        "included_classes": len(included_names),
+        "excluded_classes": sum(1 for c in classes if c["status"] != "included"),
+        "labelled_images": total,
+    }
+
+
+def dataset_leakage(*, version: DatasetVersion) -> list[dict[str, Any]]:
+    """Near-duplicate groups (open or resolved) whose images sit in different splits of the
+    version. None by construction; a group found after the build can still show up here."""
+    grouped = DuplicateMember.objects.exclude(group__status=DuplicateStatus.DISMISSED)
+    split_of = dict(
+        DatasetAssignment.objects.filter(
+            version=version, image_id__in=grouped.values("image_id")
+        ).values_list("image_id", "split")
+    )
+    if not split_of:
+        return []
+    splits: dict[int, dict[int, str]] = defaultdict(dict)
+    for group_id, image_id in grouped.filter(image_id__in=list(split_of)).values_list(
+        "group_id", "image_id"
+    ):
+        splits[group_id][image_id] = split_of[image_id]
+    return [
+        {
+            "group_id": group_id,
+            "images": [{"image_id": i, "split": s} for i, s in sorted(members.items())],
+            "splits": sorted(set(members.values())),
+        }
+        for group_id, members in sorted(splits.items())
+        if len(set(members.values())) > 1
+    ]
+
+
+def dataset_version_fail(*, version_id: int) -> None:
+    DatasetVersion.objects.filter(pk=version_id).update(status=DatasetStatus.FAILED)
+
+
+# --- Benchmark sets --------------------------------------------------------------------------
+
+
+def benchmark_set_create(
+    *,
+    name: str,
+    kind: str,
+    image_ids: list[int],
+    actor: User | None,
+    description: str = "",
+) -> BenchmarkSet:
+    """A new benchmark set, or the next version of the set with that name. Out-of-scope
+    members carry no class; the others keep the class they had when they joined."""
+    name = name.strip()
+    if not name:
+        raise DatasetError("A benchmark set needs a name.")
+    if kind not in BenchmarkKind.values:
+        raise DatasetError(f"Unknown benchmark kind {kind!r}.")
+    wanted = sorted(set(image_ids))
+    rows = _rows_for_many(wanted)
+    found = {pk for pk, _ in rows}
+    missing = [pk for pk in wanted if pk not in found]
+    if missing:
+        shown = ", ".join(str(pk) for pk in missing[:10])
+        raise DatasetError(f"No image with id {shown}{' …' if len(missing) > 10 else ''}.")
+    if not rows:
+        raise DatasetError("A benchmark set needs at least one image.")
+    with transaction.atomic():
+        latest = (
+            BenchmarkSet.objects.select_for_update().filter(name=name).order_by("-version").first()
+        )
+        benchmark = BenchmarkSet.objects.create(
+            name=name,
+            version=(latest.version + 1) if latest else 1,
+            kind=kind,
+            description=description,
+            member_count=len(rows),
+            created_by=actor,
+        )
+        out_of_scope = kind == BenchmarkKind.OUT_OF_SCOPE
+        BenchmarkMember.objects.bulk_create(
+            (
+                BenchmarkMember(
+                    benchmark_set=benchmark,
+                    image_id=pk,
+                    label_class_id=None if out_of_scope else class_id,
+                )
+                for pk, class_id in sorted(rows)
+            ),
+            batch_size=WRITE_CHUNK,
+        )
+    return benchmark
+
+
+def _rows_for_many(ids: list[int]) -> list[tuple[int, int | None]]:
+    rows: list[tuple[int, int | None]] = []
+    for start in range(0, len(ids), READ_CHUNK):
+        rows.extend(
+            Image.objects.filter(pk__in=ids[start : start + READ_CHUNK]).values_list(
+                "pk", "subclass__label_class_id"
+            )
+        )
+    return rows

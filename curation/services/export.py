@@ -1,0 +1,419 @@
+"""Export of a dataset version: WebDataset tar shards or an ImageFolder tree.
+
+WebDataset: one shard set per split (``train-000000.tar``…), each member ``<sha256>.<ext>``,
+``<sha256>.cls`` (the class index) and ``<sha256>.json``, members sorted by SHA-256. Tar
+headers carry fixed times, owners and modes, so exporting the same version twice gives
+byte-identical shards. Shards are written by a pool of processes, one shard per task.
+
+Folder: ``<split>/<class>/<sha256>.<ext>``, hard links to the originals where the export
+lies on the same file system (a copy otherwise).
+
+Both write ``manifest.csv`` (sha256, class, sub-class, split, source, file), ``label_map.json``
+and ``dataset.json`` (the version and its parameters). With ``letterbox`` every image becomes a
+square PNG of that size, aspect ratio kept, black padding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.core.files.storage import default_storage
+
+from curation.models import DatasetAssignment, DatasetStatus, DatasetVersion
+from curation.storage import original_name
+
+EXPORT_FORMATS = ("webdataset", "folder")
+DEFAULT_SHARD_SIZE = 10_000
+MARKER = "dataset.json"
+# Fixed tar header fields: nothing in a shard depends on when or by whom it was written.
+TAR_MTIME = 0
+TAR_MODE = 0o644
+_SHA = re.compile(r"[0-9a-f]{64}")
+_EXTENSION = re.compile(r"[a-z0-9]{1,8}")
+_SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
+
+
+class ExportError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    sha256: str
+    extension: str
+    split: str
+    class_name: str
+    subclass_name: str
+    source: str
+    label: int
+
+    @property
+    def storage_name(self) -> str:
+        return original_name(self.sha256, self.extension)
+
+
+@dataclass
+class ExportResult:
+    format: str
+    out: str
+    images: int
+    files: list[str] = field(default_factory=list)
+    bytes_written: int = 0
+    seconds: float = 0.0
+    linked: int = 0
+    copied: int = 0
+
+    @property
+    def message(self) -> str:
+        return f"{self.images} images exported as {self.format} to {self.out}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def safe_member_name(sha256: str, extension: str) -> str:
+    """``<sha256>.<ext>``, refusing anything that could name a path (``/``, ``..``)."""
+    if not _SHA.fullmatch(sha256) or not _EXTENSION.fullmatch(extension):
+        raise ExportError(f"Refusing unsafe member name {sha256!r}.{extension!r}")
+    return f"{sha256}.{extension}"
+
+
+def safe_folder_name(name: str) -> str:
+    """A class name usable as one folder: no separators, never ``.``/``..`` or hidden."""
+    cleaned = name.replace("/", "_").replace("\\", "_").replace("\x00", "").strip()
+    if not cleaned or cleaned.startswith("."):
+        cleaned = "_" + cleaned
+    return cleaned
+
+
+def export_rows(version: DatasetVersion) -> list[ExportRow]:
+    """The version's images by split (train, val, test), then SHA-256."""
+    label_map: dict[str, int] = version.summary.get("label_map", {})
+    rows: list[ExportRow] = []
+    last = 0
+    queryset = DatasetAssignment.objects.filter(version=version)
+    while True:
+        chunk = list(
+            queryset.filter(pk__gt=last)
+            .order_by("pk")
+            .values_list(
+                "pk",
+                "image__sha256",
+                "image__extension",
+                "split",
+                "label_class__name",
+                "subclass__name",
+                "source",
+            )[:5000]
+        )
+        if not chunk:
+            break
+        last = chunk[-1][0]
+        for _, sha256, extension, split, class_name, subclass_name, source in chunk:
+            rows.append(
+                ExportRow(
+                    sha256,
+                    extension,
+                    split,
+                    class_name,
+                    subclass_name,
+                    source,
+                    label_map.get(class_name, -1),
+                )
+            )
+    rows.sort(key=lambda row: (_SPLIT_ORDER.get(row.split, 9), row.sha256))
+    return rows
+
+
+def _local_path(name: str) -> str | None:
+    try:
+        return str(default_storage.path(name))
+    except NotImplementedError:  # object storage: read through the storage API
+        return None
+
+
+def _read_original(row: ExportRow) -> bytes:
+    path = _local_path(row.storage_name)
+    if path is not None:
+        with open(path, "rb") as handle:
+            return handle.read()
+    with default_storage.open(row.storage_name, "rb") as stream:
+        data: bytes = stream.read()
+        return data
+
+
+def letterboxed_png(data: bytes, size: int) -> bytes:
+    """A ``size`` by ``size`` PNG: the image scaled to fit, centred on black."""
+    from curation.imaging import open_for_pixels
+    from inference.preprocessing import resize
+
+    image = resize(open_for_pixels(io.BytesIO(data)), size=size, mode="letterbox")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _payload(row: ExportRow, letterbox: int | None) -> tuple[str, bytes]:
+    data = _read_original(row)
+    if letterbox:
+        return "png", letterboxed_png(data, letterbox)
+    return row.extension, data
+
+
+def _tar_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = TAR_MTIME
+    info.mode = TAR_MODE
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info
+
+
+@dataclass(frozen=True)
+class _ShardTask:
+    path: str
+    rows: list[ExportRow]
+    letterbox: int | None
+
+
+def _write_shard(task: _ShardTask) -> tuple[str, int, int]:
+    """Write one shard to a temporary name and rename it into place."""
+    partial = task.path + ".partial"
+    with open(partial, "wb") as raw:
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for row in task.rows:
+                extension, data = _payload(row, task.letterbox)
+                key = row.sha256
+                meta = json.dumps(
+                    {
+                        "sha256": row.sha256,
+                        "class": row.class_name,
+                        "subclass": row.subclass_name,
+                        "label": row.label,
+                        "split": row.split,
+                        "source": row.source,
+                    },
+                    sort_keys=True,
+                    ensure_ascii=False,
+                ).encode()
+                members = [
+                    (safe_member_name(key, extension), data),
+                    (safe_member_name(key, "cls"), str(row.label).encode()),
+                    (safe_member_name(key, "json"), meta),
+                ]
+                for name, body in members:
+                    tar.addfile(_tar_info(name, len(body)), io.BytesIO(body))
+        size = raw.tell()
+    os.replace(partial, task.path)
+    return task.path, len(task.rows), size
+
+
+def _shard_tasks(
+    rows: list[ExportRow], out: Path, shard_size: int, letterbox: int | None
+) -> list[_ShardTask]:
+    tasks: list[_ShardTask] = []
+    for split in ("train", "val", "test"):
+        split_rows = [row for row in rows if row.split == split]
+        for index, start in enumerate(range(0, len(split_rows), shard_size)):
+            tasks.append(
+                _ShardTask(
+                    path=str(out / f"{split}-{index:06d}.tar"),
+                    rows=split_rows[start : start + shard_size],
+                    letterbox=letterbox,
+                )
+            )
+    return tasks
+
+
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[Any]:
+    from django.db import connections
+
+    # Children get a copy of this process; they must not share its database connections.
+    connections.close_all()
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers) as pool:
+        yield pool
+
+
+def _prepare(out: Path) -> None:
+    """Make ``out`` ready: new, empty, or an earlier export of ours (its files replaced)."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).exists():
+            raise ExportError(f"{out} is not empty and holds no earlier export; choose another.")
+        for child in out.iterdir():
+            if child.is_dir() and child.name in _SPLIT_ORDER:
+                shutil.rmtree(child)
+            elif child.suffix in (".tar", ".partial", ".csv", ".json"):
+                child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _write_metadata(
+    version: DatasetVersion, rows: list[ExportRow], out: Path, files: dict[str, str], **extra: Any
+) -> None:
+    with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["sha256", "class", "subclass", "split", "source", "label", "file"])
+        for row in rows:
+            writer.writerow(
+                [
+                    row.sha256,
+                    row.class_name,
+                    row.subclass_name,
+                    row.split,
+                    row.source,
+                    row.label,
+                    files[row.sha256],
+                ]
+            )
+    label_map = version.summary.get("label_map", {})
+    (out / "label_map.json").write_text(
+        json.dumps(label_map, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+    (out / MARKER).write_text(
+        json.dumps(
+            {
+                "name": version.name,
+                "version_id": version.pk,
+                "params": version.params,
+                "exploratory": version.exploratory,
+                "images": len(rows),
+                **extra,
+            },
+            indent=2,
+            sort_keys=True,
+            ensure_ascii=False,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+
+
+def _link_or_copy(source: str, target: Path) -> bool:
+    """Hard-link ``source`` at ``target``; copy when linking is impossible. True if linked."""
+    try:
+        os.link(source, target)
+        return True
+    except OSError:
+        shutil.copyfile(source, target)
+        return False
+
+
+def _write_letterboxed(task: tuple[list[tuple[ExportRow, str]], int]) -> int:
+    pairs, size = task
+    for row, target in pairs:
+        _, data = _payload(row, size)
+        with open(target, "wb") as handle:
+            handle.write(data)
+    return len(pairs)
+
+
+def dataset_export(
+    *,
+    version: DatasetVersion,
+    out: str | Path,
+    format: str,
+    letterbox: int | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportResult:
+    """Write the version to ``out``. Precondition: the version is built (``ready``)."""
+    if format not in EXPORT_FORMATS:
+        raise ExportError(f"Unknown export format {format!r}; use {' or '.join(EXPORT_FORMATS)}.")
+    if version.status != DatasetStatus.READY:
+        raise ExportError(f"Dataset version {version.name!r} is not built ({version.status}).")
+    if shard_size < 1:
+        raise ExportError("The shard size must be at least 1.")
+    if letterbox is not None and not 16 <= letterbox <= 4096:
+        raise ExportError("The letterbox size must be between 16 and 4096 pixels.")
+    out = Path(out)
+    report = progress or (lambda done, total: None)
+    workers = max(1, workers or os.cpu_count() or 1)
+    started = time.monotonic()
+    rows = export_rows(version)
+    _prepare(out)
+    result = ExportResult(format=format, out=str(out), images=len(rows))
+    report(0, len(rows))
+    files: dict[str, str] = {}
+    if format == "webdataset":
+        tasks = _shard_tasks(rows, out, shard_size, letterbox)
+        for task in tasks:
+            for row in task.rows:
+                files[row.sha256] = os.path.basename(task.path)
+        done = 0
+        with _pool(min(workers, max(1, len(tasks)))) as pool:
+            for _path, count, size in pool.imap_unordered(_write_shard, tasks):
+                done += count
+                result.bytes_written += size
+                report(done, len(rows))
+        result.files = [os.path.basename(task.path) for task in tasks]
+    else:
+        _export_folder(rows, out, letterbox, workers, result, files, report)
+    _write_metadata(
+        version, rows, out, files, format=format, letterbox=letterbox, shard_size=shard_size
+    )
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def _export_folder(
+    rows: list[ExportRow],
+    out: Path,
+    letterbox: int | None,
+    workers: int,
+    result: ExportResult,
+    files: dict[str, str],
+    report: Callable[[int, int], None],
+) -> None:
+    targets: list[tuple[ExportRow, Path]] = []
+    for row in rows:
+        folder = out / row.split / safe_folder_name(row.class_name)
+        extension = "png" if letterbox else row.extension
+        target = folder / safe_member_name(row.sha256, extension)
+        files[row.sha256] = str(target.relative_to(out))
+        targets.append((row, target))
+    for folder in sorted({target.parent for _, target in targets}):
+        folder.mkdir(parents=True, exist_ok=True)
+    if letterbox:
+        chunks = [
+            ([(row, str(target)) for row, target in targets[start : start + 200]], letterbox)
+            for start in range(0, len(targets), 200)
+        ]
+        done = 0
+        with _pool(min(workers, max(1, len(chunks)))) as pool:
+            for count in pool.imap_unordered(_write_letterboxed, chunks):
+                done += count
+                report(done, len(rows))
+        result.copied = len(rows)
+        return
+    for done, (row, target) in enumerate(targets, start=1):
+        source = _local_path(row.storage_name)
+        if source is None:
+            with default_storage.open(row.storage_name, "rb") as stream, open(target, "wb") as f:
+                shutil.copyfileobj(stream, f)
+            result.copied += 1
+        elif _link_or_copy(source, target):
+            result.linked += 1
+        else:
+            result.copied += 1
+        if done % 1000 == 0:
+            report(done, len(rows))
+    report(len(rows), len(rows))
