@@ -445,6 +445,9 @@ class QualityBaseline(models.Model):
 
     stats = models.JSONField(default=dict, blank=True)
     overrides = models.JSONField(default=dict, blank=True)
+    # Per metric: bin edges and counts over the active library, and the count each flag
+    # raises, computed with the thresholds so the quality page never scans the library.
+    histograms = models.JSONField(default=dict, blank=True)
     image_count = models.PositiveIntegerField(default=0)
     computed_at = models.DateTimeField(null=True, blank=True)
 

@@ -55,7 +55,7 @@ def find_duplicates(job_id: int) -> None:
 @shared_task(name="curation.update_quality_baseline", acks_late=True)
 def update_quality_baseline(job_id: int) -> None:
     def work(job: Job) -> dict[str, Any]:
-        baseline = quality_baseline_update()
+        baseline = quality_baseline_update(overrides=job.params.get("overrides"))
         return {"images": baseline.image_count, "message": f"{baseline.image_count} images"}
 
     job_run(job_id=job_id, work=work)

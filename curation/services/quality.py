@@ -12,7 +12,9 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from curation.models import Image, ImageFeatures, ImageStatus, QualityBaseline
+from accounts.models import User
+from curation.models import Image, ImageFeatures, ImageStatus, Job, QualityBaseline
+from curation.services.jobs import job_create, job_enqueue
 
 # The grey image sharpness is measured on: a fixed size, so the variance of the Laplacian
 # compares across resolutions (a sharp 24-megapixel photo and a sharp thumbnail score alike).
@@ -128,37 +130,166 @@ def thresholds_from(values: dict[str, np.ndarray], overrides: dict[str, Any]) ->
         if absolute is not None and side == "high":
             high = min(high or absolute, absolute)
         override = overrides.get(flag, {})
-        low = override.get("low", low)
-        high = override.get("high", high)
         stats[flag] = {
             "field": field,
             "median": back(median),
             "robust_sd": spread,
             "z": z,
-            "low": low,
-            "high": high,
+            "low": override.get("low", low),
+            "high": override.get("high", high),
+            # What the library alone would give, shown beside an override.
+            "adaptive_low": low,
+            "adaptive_high": high,
         }
     return stats
 
 
+# Metrics the quality page plots: field -> (title, plotted on a log scale, fixed range or None).
+# Sharpness, aspect ratio and resolution span orders of magnitude, so their bins are even in
+# the logarithm.
+HISTOGRAM_METRICS: dict[str, tuple[str, bool, tuple[float, float] | None]] = {
+    "brightness_p50": ("Brightness", False, (0.0, 255.0)),
+    "contrast": ("Contrast", False, None),
+    "sharpness": ("Sharpness", True, None),
+    "entropy": ("Information", False, (0.0, 8.0)),
+    "colourfulness": ("Colourfulness", False, None),
+    "aspect_ratio": ("Aspect ratio", True, None),
+    "megapixels": ("Resolution", True, None),
+}
+HISTOGRAM_BINS = 32
+# Rows read per query by the baseline job: memory stays flat on a million images.
+BASELINE_CHUNK = 50_000
+
+
+def _histogram(
+    column: np.ndarray, *, log: bool, bounds: tuple[float, float] | None
+) -> dict[str, Any]:
+    column = column[np.isfinite(column)]
+    if log:
+        column = np.log(np.maximum(column, 1e-6))
+    if bounds is not None:
+        low, high = bounds
+    elif len(column):
+        low, high = float(column.min()), float(column.max())
+    else:
+        low, high = 0.0, 1.0
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    counts, edges = np.histogram(np.clip(column, low, high), bins=HISTOGRAM_BINS, range=(low, high))
+    if log:
+        edges = np.exp(edges)
+    return {"log": log, "edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def _library_metrics(fields: list[str]) -> dict[str, np.ndarray]:
+    """Each field's values over the active images that have metrics, read in keyset chunks."""
+    chunks: list[np.ndarray] = []
+    after = 0
+    while True:
+        rows = list(
+            ImageFeatures.objects.filter(
+                image__status=ImageStatus.ACTIVE, phash__isnull=False, image_id__gt=after
+            )
+            .order_by("image_id")
+            .values_list("image_id", *fields)[:BASELINE_CHUNK]
+        )
+        if not rows:
+            break
+        # None (a metric never computed) becomes NaN and is left out of every statistic.
+        chunks.append(np.array(rows, dtype=np.float64).reshape(-1, len(fields) + 1))
+        after = rows[-1][0]
+    matrix = np.concatenate(chunks) if chunks else np.empty((0, len(fields) + 1))
+    return {name: matrix[:, i + 1] for i, name in enumerate(fields)}
+
+
+def _flag_counts(values: dict[str, np.ndarray], stats: dict[str, Any]) -> dict[str, int]:
+    counts = {}
+    for flag, rule in stats.items():
+        column = values[rule["field"]]
+        raised = np.zeros(len(column), dtype=bool)
+        if rule["low"] is not None:
+            raised |= column < rule["low"]
+        if rule["high"] is not None:
+            raised |= column > rule["high"]
+        counts[flag] = int(raised.sum())
+    counts[GRAYSCALE] = int(np.nansum(values["is_grayscale"]))
+    return counts
+
+
 @transaction.atomic
 def quality_baseline_update(*, overrides: dict[str, Any] | None = None) -> QualityBaseline:
-    """Recompute the library's thresholds from the metrics of every active image (a job's
-    work at scale: it reads one column set of the whole library)."""
-    fields = sorted({FLAGS[f][0].removeprefix("log_") for f in FLAGS})
-    rows = ImageFeatures.objects.filter(
-        image__status=ImageStatus.ACTIVE, phash__isnull=False
-    ).values_list(*fields)
-    matrix = np.array(list(rows), dtype=np.float64).reshape(-1, len(fields))
-    values = {name: matrix[:, i] for i, name in enumerate(fields)}
+    """Recompute the library's thresholds from the metrics of every active image, with the
+    histograms and flag counts the quality page shows (a job's work at scale: it reads a few
+    columns of the whole library). ``overrides`` (see ``quality_overrides_clean``) replace the
+    stored ones when given."""
+    flag_fields = {FLAGS[f][0].removeprefix("log_") for f in FLAGS}
+    fields = sorted(flag_fields | set(HISTOGRAM_METRICS) | {"is_grayscale"})
+    values = _library_metrics(fields)
+    count = len(values["is_grayscale"])
     baseline, _ = QualityBaseline.objects.select_for_update().get_or_create(pk=1)
     if overrides is not None:
         baseline.overrides = overrides
-    baseline.stats = thresholds_from(values, baseline.overrides) if len(matrix) else {}
-    baseline.image_count = len(matrix)
+    baseline.stats = thresholds_from(values, baseline.overrides) if count else {}
+    baseline.histograms = {
+        "metrics": {
+            field: _histogram(values[field], log=log, bounds=bounds)
+            for field, (_, log, bounds) in HISTOGRAM_METRICS.items()
+        },
+        "flag_counts": _flag_counts(values, baseline.stats),
+    }
+    baseline.image_count = count
     baseline.computed_at = timezone.now()
     baseline.save()
     return baseline
+
+
+QUALITY_BASELINE_JOB = "curation.update_quality_baseline"
+
+
+def quality_baseline_job_start(
+    *, actor: User | None, overrides: dict[str, Any] | None = None
+) -> Job:
+    """Create the job that recomputes the thresholds, histograms and counts (with new
+    overrides when given) and send it once the row commits."""
+    params: dict[str, Any] = {} if overrides is None else {"overrides": overrides}
+    with transaction.atomic():
+        job = job_create(kind=QUALITY_BASELINE_JOB, actor=actor, params=params)
+        job_enqueue(job=job)
+    return job
+
+
+class OverrideError(ValueError):
+    pass
+
+
+def quality_overrides_clean(raw: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """Overrides from form text: ``{flag: {"low"|"high": "12.5"}}``, blanks dropped. Only the
+    sides a flag has are accepted; a low above a high is an error."""
+    cleaned: dict[str, Any] = {}
+    for flag, sides in raw.items():
+        if flag not in FLAGS:
+            raise OverrideError(f"Unknown quality flag {flag!r}.")
+        side = FLAGS[flag][1]
+        allowed = {"low": side in ("low", "both"), "high": side in ("high", "both")}
+        values: dict[str, float] = {}
+        for name, text in sides.items():
+            text = (text or "").strip()
+            if not text:
+                continue
+            if not allowed.get(name):
+                raise OverrideError(f"{FLAG_LABELS[flag]} has no {name} threshold.")
+            try:
+                number = float(text)
+            except ValueError:
+                raise OverrideError(f"{FLAG_LABELS[flag]}: “{text}” is not a number.") from None
+            if not np.isfinite(number):
+                raise OverrideError(f"{FLAG_LABELS[flag]}: “{text}” is not a number.")
+            values[name] = number
+        if "low" in values and "high" in values and values["low"] >= values["high"]:
+            raise OverrideError(f"{FLAG_LABELS[flag]}: the low threshold must be below the high.")
+        if values:
+            cleaned[flag] = values
+    return cleaned
 
 
 def quality_flags(*, features: ImageFeatures, stats: dict[str, Any]) -> list[str]:

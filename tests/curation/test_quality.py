@@ -10,7 +10,16 @@ from PIL import ImageEnhance, ImageFilter
 from rest_framework.test import APIClient
 
 from accounts.models import User
-from curation.models import Image, ImageFeatures, ImportKind, LabelClass, LabelReason, SubClass
+from curation.models import (
+    Image,
+    ImageFeatures,
+    ImportKind,
+    Job,
+    LabelClass,
+    LabelReason,
+    QualityBaseline,
+    SubClass,
+)
 from curation.services.hashing import features_make
 from curation.services.images import (
     file_inspect,
@@ -19,7 +28,15 @@ from curation.services.images import (
     image_trash,
     import_batch_create,
 )
-from curation.services.quality import flag_q, quality_baseline_update, quality_flags
+from curation.services.quality import (
+    QUALITY_BASELINE_JOB,
+    flag_q,
+    quality_baseline_update,
+    quality_flags,
+)
+from curation.tasks_duplicates import update_quality_baseline
+from labelling.models import SavedFilter
+from labelling.queues import queue_resolve
 from tests.curation.duplicate_photos import DISTINCT, PHOTOS, jpeg, photo
 from tests.factories import LabelClassFactory
 
@@ -248,3 +265,140 @@ def _count_queries(client: Client, url: str) -> int:
     with CaptureQueriesContext(connection) as context:
         assert client.get(url).status_code == 200
     return len(context.captured_queries)
+
+
+# --- The quality page ------------------------------------------------------------------------
+
+
+def test_the_baseline_stores_a_histogram_per_metric_and_the_flag_counts(
+    library: dict[str, Image],
+) -> None:
+    baseline = quality_baseline_update()
+
+    sharpness = baseline.histograms["metrics"]["sharpness"]
+    assert sum(sharpness["counts"]) == len(library)
+    assert len(sharpness["edges"]) == len(sharpness["counts"]) + 1
+    counts = baseline.histograms["flag_counts"]
+    assert counts["too_dark"] >= 1 and counts["too_bright"] >= 1 and counts["blurry"] >= 1
+    assert counts["grayscale"] == ImageFeatures.objects.filter(is_grayscale=True).count()
+
+
+def test_the_quality_page_shows_histograms_thresholds_and_the_worst_images(
+    client: Client, labeller: User, library: dict[str, Image]
+) -> None:
+    quality_baseline_update()
+    client.force_login(labeller)
+
+    response = client.get(reverse("quality:page"))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.count('<svg class="histogram"') == 7
+    assert 'class="threshold"' in html
+    blurriest = next(m for m in response.context["metrics"] if m.field == "sharpness").strips[0]
+    # The planted dark image shows no detail either: it may come first.
+    assert library["blurry"] in [image for image, _, _ in blurriest.images[:2]]
+    assert reverse("curation:image", args=[library["blurry"].pk]) in html
+    # Labellers see the thresholds but no override form.
+    assert 'name="blurry-low"' not in html
+
+
+def test_the_quality_page_runs_the_same_queries_whatever_the_library_size(
+    client: Client,
+    labeller: User,
+    library: dict[str, Image],
+    make_image: Any,
+    django_assert_max_num_queries: Any,
+) -> None:
+    quality_baseline_update()
+    client.force_login(labeller)
+    small = _count_queries(client, reverse("quality:page"))
+    extra = [make_image() for _ in range(12)]
+    features_make(image_ids=[image.pk for image in extra])
+    quality_baseline_update()
+
+    with django_assert_max_num_queries(small):
+        client.get(reverse("quality:page"))
+    assert small <= 16
+
+
+def test_the_quality_page_says_when_nothing_is_computed_yet(client: Client, reviewer: User) -> None:
+    client.force_login(reviewer)
+
+    response = client.get(reverse("quality:page"))
+
+    assert response.status_code == 200
+    assert b"have not been computed yet" in response.content
+    assert b"Recompute" in response.content
+
+
+def test_labellers_cannot_change_thresholds_or_recompute(
+    client: Client, labeller: User, library: dict[str, Image]
+) -> None:
+    quality_baseline_update()
+    client.force_login(labeller)
+
+    changed = client.post(reverse("quality:thresholds"), {"too_dark-low": "90"})
+    recomputed = client.post(reverse("quality:recompute"))
+
+    assert changed.status_code == 403 and recomputed.status_code == 403
+    assert not Job.objects.exists()
+    assert QualityBaseline.objects.get().overrides == {}
+
+
+def test_a_reviewer_overrides_a_threshold_through_the_baseline_job(
+    client: Client, reviewer: User, library: dict[str, Image]
+) -> None:
+    quality_baseline_update()
+    client.force_login(reviewer)
+
+    response = client.post(
+        reverse("quality:thresholds"), {"too_dark-low": "0.5", "too_bright-high": ""}
+    )
+
+    assert response.status_code == 302
+    job = Job.objects.get(kind=QUALITY_BASELINE_JOB)
+    assert job.params == {"overrides": {"too_dark": {"low": 0.5}}}
+    update_quality_baseline(job.pk)
+    baseline = QualityBaseline.objects.get()
+    assert baseline.overrides == {"too_dark": {"low": 0.5}}
+    assert baseline.stats["too_dark"]["low"] == 0.5
+    assert baseline.histograms["flag_counts"]["too_dark"] == 0
+    assert (
+        client.get(reverse("curation:inbox"), {"quality": "too_dark"}).context["page"].items == []
+    )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"too_dark-low": "dark"},
+        {"too_dark-high": "5"},
+        {"odd_aspect_ratio-low": "2", "odd_aspect_ratio-high": "1"},
+    ],
+)
+def test_a_reviewer_cannot_save_a_threshold_that_makes_no_sense(
+    client: Client, reviewer: User, fields: dict[str, str]
+) -> None:
+    client.force_login(reviewer)
+
+    response = client.post(reverse("quality:thresholds"), fields, follow=True)
+
+    assert not Job.objects.exists()
+    assert list(response.context["messages"])
+
+
+def test_the_flagged_images_open_as_a_labelling_queue(
+    client: Client, labeller: User, library: dict[str, Image]
+) -> None:
+    quality_baseline_update()
+    client.force_login(labeller)
+
+    first = client.post(reverse("quality:label", args=["blurry"]))
+    again = client.post(reverse("quality:label", args=["blurry"]))
+
+    saved = SavedFilter.objects.get()
+    assert first.url == again.url == reverse("labelling:label", args=[f"filter:{saved.pk}"])
+    queue = queue_resolve(f"filter:{saved.pk}")
+    assert library["blurry"] in queue.images
+    assert set(queue.images) <= {library["blurry"], library["dark"]}
