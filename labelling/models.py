@@ -149,6 +149,12 @@ class OpinionStatus(models.TextChoices):
     DOUBLE_CHECK = "double_check", "Sent to Double-check"
 
 
+class SettledChoice(models.TextChoices):
+    FIRST = "first", "Kept the first label"
+    SECOND = "second", "Took the second opinion"
+    DOUBLE_CHECK = "double_check", "Sent to Double-check"
+
+
 class SecondOpinion(models.Model):
     """A blind second label of an already labelled image, by another SME. Disagreements wait
     for a reviewer; agreements feed the consistency figures."""
@@ -173,6 +179,7 @@ class SecondOpinion(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     settled_at = models.DateTimeField(null=True, blank=True)
+    settled_choice = models.CharField(max_length=16, choices=SettledChoice.choices, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

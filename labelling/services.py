@@ -263,5 +263,6 @@ def second_opinion_settle(*, reviewer: User, opinion_id: int, choice: str) -> Se
     )
     opinion.settled_by = reviewer
     opinion.settled_at = timezone.now()
-    opinion.save(update_fields=["status", "settled_by", "settled_at"])
+    opinion.settled_choice = choice
+    opinion.save(update_fields=["status", "settled_by", "settled_at", "settled_choice"])
     return opinion

@@ -194,3 +194,35 @@ def test_a_bad_verdict_as_second_opinion_settled_second_marks_the_image_bad(
 
 def test_labellers_cannot_settle_disagreements(api: APIClient) -> None:
     assert api.get("/api/v1/labelling/second-opinions/").status_code == 403
+
+
+def test_a_settled_opinion_records_which_label_won(
+    labeller: User,
+    reviewer_api: APIClient,
+    second: tuple[User, APIClient],
+    classes: tuple[SubClass, SubClass],
+    make_image: Callable[..., Image],
+) -> None:
+    robin, wren = classes
+    image = _labelled(make_image, robin, labeller)
+    second[1].post(
+        ACT,
+        {
+            "queue": "second:all",
+            "image": image.pk,
+            "version": image.version,
+            "action": "label",
+            "subclass": wren.pk,
+        },
+        format="json",
+    )
+    opinion = SecondOpinion.objects.get(image=image)
+    reviewer_api.post(
+        f"/api/v1/labelling/second-opinions/{opinion.pk}/settle/",
+        {"choice": "first"},
+        format="json",
+    )
+    opinion.refresh_from_db()
+    assert (opinion.status, opinion.settled_choice) == (OpinionStatus.SETTLED, "first")
+    image.refresh_from_db()
+    assert image.subclass_id == robin.pk

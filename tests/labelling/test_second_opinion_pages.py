@@ -160,7 +160,9 @@ def test_taking_the_second_opinion_relabels_the_image_and_it_moves_to_recently_s
     assert f"Image {image.pk}</h2>" not in response.content.decode()
     assert "No disagreements to settle." in response.content.decode()
     settled = as_reviewer.get(PAGE, {"tab": "settled"})
-    assert _table(settled, "settled") == [[str(image.pk), "Robin", "Wren", "settled", "Wren"]]
+    assert _table(settled, "settled") == [
+        [str(image.pk), "Robin", "Wren", "Took", "Wren"]
+    ]  # "Took the second opinion"
 
 
 def test_keeping_the_first_label_writes_no_label_event(
