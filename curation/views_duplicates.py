@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.models import User
+from accounts.decorators import request_user as _user
+from accounts.decorators import reviewer_required
 from curation.apis_duplicates import duplicates_scan_job_start
 from curation.models import DuplicateGroup, DuplicateStatus
 from curation.selectors_duplicates import duplicate_groups, duplicate_progress, group_images
@@ -21,11 +20,6 @@ from curation.services.duplicates import (
     duplicate_group_resolve,
     keeper_rank,
 )
-from curation.views import reviewer_required
-
-
-def _user(request: HttpRequest) -> User:
-    return cast(User, request.user)
 
 
 @require_GET

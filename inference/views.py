@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
-from typing import Any, cast
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.models import User
+from accounts.decorators import request_user as _user
+from accounts.decorators import reviewer_required
 from inference.models import ModelVersion, OutputKind, ResizeMode
 from inference.preprocessing import PreprocessSpec
 from inference.services import (
@@ -26,21 +24,6 @@ from inference.services import (
 from inference.validation import ModelRejected
 
 View = Callable[..., HttpResponse]
-
-
-def _user(request: HttpRequest) -> User:
-    return cast(User, request.user)
-
-
-def reviewer_required(view: View) -> View:
-    @login_required
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not _user(request).is_reviewer:
-            raise PermissionDenied("This needs the reviewer role.")
-        return view(request, *args, **kwargs)
-
-    return cast(View, wrapped)
 
 
 @login_required

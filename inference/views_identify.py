@@ -14,6 +14,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.decorators import request_user as _user
+from accounts.decorators import reviewer_required
 from curation.models import ClassKind, ImportBatch, Job, JobStatus, LabelClass, Source, SubClass
 from inference.bulk import (
     DEFAULT_SORT,
@@ -30,7 +32,6 @@ from inference.bulk import (
     results_queue_create,
 )
 from inference.models import LabelMatch, ModelVersion
-from inference.views import _user, reviewer_required
 from labelling.models import SavedFilter
 
 RESULTS_PER_PAGE = 60

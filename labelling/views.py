@@ -5,7 +5,7 @@ page as JSON."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.decorators import request_user as _user
 from accounts.models import User
 from curation import selectors as curation_selectors
 from curation.models import ClassKind, LabelClass, SubClass
@@ -49,10 +50,6 @@ CLASSES_PER_PAGE = 100
 SAVED_FILTERS_SHOWN = 25
 EXEMPLARS_ON_STANDARDS_PAGE = 60
 PREFETCH = 5
-
-
-def _user(request: HttpRequest) -> User:
-    return cast(User, request.user)
 
 
 def _bad_reasons() -> list[dict[str, str]]:
