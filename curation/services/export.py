@@ -196,7 +196,22 @@ def _member(name: str, body: bytes) -> bytes:
 
 
 def _header(name: str, size: int) -> bytes:
-    return _tar_info(name, size).tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+    """The ustar header ``tarfile`` writes for ``_tar_info(name, size)``, built directly:
+    every field but the name, size and checksum is fixed, and ``TarInfo.tobuf`` would
+    otherwise cost more than copying a small image."""
+    encoded = name.encode("utf-8")
+    if len(encoded) > 100 or size >= 8**11:
+        return _tar_info(name, size).tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+    block = bytearray(_HEADER_TEMPLATE)
+    block[0 : len(encoded)] = encoded
+    block[124:136] = b"%011o\0" % size
+    checksum = sum(block)  # the checksum field holds eight spaces while summing
+    block[148:155] = b"%06o\0" % checksum
+    return bytes(block)
+
+
+_HEADER_TEMPLATE = _tar_info("", 0).tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+_HEADER_TEMPLATE = _HEADER_TEMPLATE[:148] + b" " * 8 + _HEADER_TEMPLATE[156:]
 
 
 def _padding(size: int) -> bytes:
@@ -223,6 +238,7 @@ def _write_shard(task: _ShardTask) -> tuple[str, int, int]:
     ``tarfile`` writes (512-byte blocks, two empty blocks, padded to a 10 KiB record).
     """
     partial = task.path + ".partial"
+    root = _local_path("")
     written = 0
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -249,10 +265,11 @@ def _write_shard(task: _ShardTask) -> tuple[str, int, int]:
                 sort_keys=True,
                 ensure_ascii=False,
             ).encode()
-            path = None if task.letterbox else _local_path(row.storage_name)
+            name = safe_member_name(key, row.extension)  # checks what the path is made of
+            path = None if task.letterbox or root is None else os.path.join(root, row.storage_name)
             if path is not None:
                 size = os.stat(path).st_size
-                write(_header(safe_member_name(key, row.extension), size))
+                write(_header(name, size))
                 _send_file(fd, path, size)
                 written += size
                 tail = _padding(size)

@@ -229,3 +229,11 @@ def test_the_export_command_prints_a_json_summary(
     summary = json.loads(capsys.readouterr().out)
     assert summary["images"] == version.assignments.count()
     assert summary["format"] == "folder"
+
+
+def test_shard_headers_are_the_ones_tarfile_writes() -> None:
+    from curation.services.export import _header, _tar_info
+
+    for name, size in (("a" * 64 + ".jpg", 0), ("b" * 64 + ".json", 12345), ("c.cls", 8**10)):
+        expected = _tar_info(name, size).tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+        assert _header(name, size) == expected
