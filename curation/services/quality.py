@@ -89,6 +89,19 @@ FLAG_LABELS = {
 # a threshold, so it needs no baseline).
 GRAYSCALE = "grayscale"
 QUALITY_FILTERS = {**FLAG_LABELS, GRAYSCALE: "Grayscale"}
+# The least robust spread each metric is given. A library where most images share one value
+# (white-background product shots: median grey 255, MAD 0) would otherwise flag every image
+# that differs from it at all.
+MIN_SPREAD = {
+    "brightness_p50": 6.0,  # grey levels
+    "log_sharpness": 0.25,
+    "entropy": 0.2,  # bits
+    "log_aspect_ratio": 0.05,
+    "log_megapixels": 0.1,
+}
+# How far an adaptive threshold may go: in a library of mostly white images, a mid-grey one
+# is unusual but not too dark (nor, in a night-time library, a mid-grey one too bright).
+ADAPTIVE_LIMIT = {"too_dark": 100.0, "too_bright": 155.0}
 # MAD to standard deviation for normal data.
 MAD_SCALE = 1.4826
 
@@ -116,7 +129,9 @@ def thresholds_from(values: dict[str, np.ndarray], overrides: dict[str, Any]) ->
         if len(column) == 0:
             continue
         median = float(np.median(column))
-        spread = float(np.median(np.abs(column - median))) * MAD_SCALE or 1e-6
+        spread = max(
+            float(np.median(np.abs(column - median))) * MAD_SCALE, MIN_SPREAD.get(metric, 1e-6)
+        )
         field = metric.removeprefix("log_")
         is_log = metric.startswith("log_")
 
@@ -129,6 +144,10 @@ def thresholds_from(values: dict[str, np.ndarray], overrides: dict[str, Any]) ->
             low = max(low or absolute, absolute)
         if absolute is not None and side == "high":
             high = min(high or absolute, absolute)
+        if flag in ADAPTIVE_LIMIT and low is not None:
+            low = min(low, ADAPTIVE_LIMIT[flag])
+        if flag in ADAPTIVE_LIMIT and high is not None:
+            high = max(high, ADAPTIVE_LIMIT[flag])
         override = overrides.get(flag, {})
         stats[flag] = {
             "field": field,
