@@ -11,6 +11,7 @@ urlpatterns = [
     path("label/", include("labelling.urls")),
     path("models/", include("inference.urls")),
     path("duplicates/", include("curation.urls_duplicates")),
+    path("datasets/", include("curation.urls_datasets")),
     path("quality/", include("curation.urls_quality")),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

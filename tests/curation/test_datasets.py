@@ -328,3 +328,35 @@ def test_the_build_command_prints_a_summary(capsys: Any) -> None:
     assert summary["name"] == "cli"
     assert summary["totals"]["total"] == 45
     assert DatasetAssignment.objects.filter(version__name="cli").count() == 45
+
+
+def test_the_pages_show_a_version_its_chart_and_the_benchmark_sets(
+    client: Any, reviewer: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    wren = LabelClassFactory(name="Wren")
+    LabelClassFactory(name="Robin")
+    images = add_images(default_subclass(wren), 45)
+    client.force_login(reviewer)
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post("/datasets/build", {"name": "v1", "ratios": "90,10,0"})
+    version = DatasetVersion.objects.get(name="v1")
+    assert response.status_code == 302
+    from curation.tasks import build_dataset
+
+    assert version.job_id is not None
+    build_dataset(job_id=version.job_id)
+
+    page = client.get(f"/datasets/{version.pk}/").content.decode()
+    assert "<svg" in page and "min 40" in page and "max 125" in page
+    assert "needs 40 more" in page  # Robin has no images
+    assert "No near-duplicate group has images in two splits" in page
+    assert "v1" in client.get("/datasets/").content.decode()
+
+    response = client.post(
+        "/datasets/benchmarks/new",
+        {"name": "hard", "kind": "difficult", "image_ids": f"{images[0].pk}, {images[1].pk}"},
+    )
+    assert response.status_code == 302
+    listing = client.get("/datasets/benchmarks/").content.decode()
+    assert "hard" in listing
