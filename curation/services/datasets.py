@@ -68,7 +68,7 @@ EXCLUSION_LABELS = {
     EXCLUDED_TRASHED: "trashed",
     EXCLUDED_BAD: "bad-image verdict",
     EXCLUDED_BENCHMARK: "in a benchmark set",
-    EXCLUDED_STAGED: "staged/synthetic over the cap (real preferred)",
+    EXCLUDED_STAGED: "staged/synthetic beyond the cap or the maximum (real preferred)",
     EXCLUDED_BELOW_MIN: "class below the minimum",
     EXCLUDED_HOLDING: "holding class",
 }
