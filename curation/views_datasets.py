@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.decorators import reviewer_required
 from accounts.models import User
 from curation.apis_datasets import (
     EXPORT_DATASET_JOB,
@@ -38,7 +39,6 @@ from curation.services.datasets import (
     parse_ratios,
 )
 from curation.services.export import DEFAULT_SHARD_SIZE
-from curation.views import reviewer_required
 
 # The class balance chart, in SVG user units.
 CHART_WIDTH = 640
