@@ -4,15 +4,12 @@ the same number of queries whatever the library size."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import wraps
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.http import FileResponse, HttpRequest, HttpResponse
@@ -21,7 +18,8 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.models import User
+from accounts.decorators import request_user as _user
+from accounts.decorators import reviewer_required
 from curation import selectors
 from curation.models import (
     ClassKind,
@@ -49,6 +47,7 @@ from curation.services.quality import (
 )
 from curation.services.taxonomy import TaxonomyError, class_create, subclass_create, subclass_move
 from curation.serving import image_file_response
+from labelling.models import BadReason
 from labelling.standards import exemplars_of_image
 
 CLASSES_PER_PAGE = 100
@@ -57,25 +56,6 @@ ITEMS_PER_PAGE = 100
 JOBS_PER_PAGE = 50
 HISTORY_LIMIT = 200
 RECENT_IMPORTS = 15
-
-View = TypeVar("View", bound=Callable[..., HttpResponse])
-
-
-def _user(request: HttpRequest) -> User:
-    return cast(User, request.user)
-
-
-def reviewer_required(view: View) -> View:
-    """Signed-in reviewers (and admins) only; anyone else signed in gets 403."""
-
-    @login_required
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not _user(request).is_reviewer:
-            raise PermissionDenied("This needs the reviewer role.")
-        return view(request, *args, **kwargs)
-
-    return cast(View, wrapped)
 
 
 def _positive_int(value: str | None) -> int | None:
@@ -108,12 +88,37 @@ def _quality_filtered(images: QuerySet[Image], flag: str) -> tuple[QuerySet[Imag
     return quality_filter(images, flag=flag, stats=stats), flag == GRAYSCALE or flag in stats
 
 
+# The SME verdict filter: any bad-image verdict, or one reason from the labelling standards.
+VERDICT_ANY = "bad"
+VERDICT_CHOICES = [(VERDICT_ANY, "Any bad-image verdict"), *BadReason.choices]
+
+
+def _verdict_choice(request: HttpRequest) -> str:
+    verdict = request.GET.get("verdict", "")
+    return verdict if verdict == VERDICT_ANY or verdict in BadReason.values else ""
+
+
+def _verdict_filtered(images: QuerySet[Image], verdict: str) -> QuerySet[Image]:
+    if verdict == VERDICT_ANY:
+        return images.filter(bad_verdict__isnull=False)
+    if verdict:
+        return images.filter(bad_verdict__reason=verdict)
+    return images
+
+
+def _list_query(**params: str) -> str:
+    """The query-string prefix that keeps a list's filters on its pager links."""
+    kept = {key: value for key, value in params.items() if value}
+    return urlencode(kept) + "&" if kept else ""
+
+
 def _quality_context(flag: str, ready: bool) -> dict[str, Any]:
     return {
         "quality": flag,
         "quality_label": QUALITY_FILTERS.get(flag, ""),
         "quality_choices": list(QUALITY_FILTERS.items()),
         "quality_ready": ready,
+        "verdict_choices": VERDICT_CHOICES,
     }
 
 
@@ -144,10 +149,14 @@ def keyset_page(
     )
 
 
-def _trash_page(*, cursor: int | None, quality: str = "") -> tuple[KeysetPage, bool]:
+def _trash_page(
+    *, cursor: int | None, quality: str = "", verdict: str = ""
+) -> tuple[KeysetPage, bool]:
     """The trash is ordered by when things were trashed; the cursor is the last image shown.
     Also returns whether the quality flag asked for has a threshold yet."""
-    queryset, ready = _quality_filtered(selectors.trash_images(), quality)
+    queryset, ready = _quality_filtered(
+        _verdict_filtered(selectors.trash_images(), verdict), quality
+    )
     if cursor is not None:
         anchor = Image.objects.filter(pk=cursor, status=ImageStatus.TRASHED).first()
         if anchor is not None and anchor.trashed_at is not None:
@@ -248,8 +257,12 @@ def class_detail(request: HttpRequest, pk: int) -> HttpResponse:
         if (chosen is None or s.pk == chosen.pk) and (not source or s.source == source)
     ]
     quality = _quality_choice(request)
+    verdict = _verdict_choice(request)
     images, quality_ready = _quality_filtered(
-        selectors.class_images(label_class=label_class, subclass=chosen, source=source or None),
+        _verdict_filtered(
+            selectors.class_images(label_class=label_class, subclass=chosen, source=source or None),
+            verdict,
+        ),
         quality,
     )
     page = keyset_page(
@@ -273,6 +286,8 @@ def class_detail(request: HttpRequest, pk: int) -> HttpResponse:
         filters["subclass"] = chosen.pk
     if source:
         filters["source"] = source
+    if verdict:
+        filters["verdict"] = verdict
     base_query_without_quality = urlencode(filters)
     if quality:
         filters["quality"] = quality
@@ -292,6 +307,7 @@ def class_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "base_query_without_quality": base_query_without_quality,
             "other_classes": other_classes,
             "label_url": reverse("labelling:label", args=[f"class:{label_class.pk}"]),
+            "verdict": verdict,
             **_quality_context(quality, quality_ready),
         },
     )
@@ -353,7 +369,10 @@ def subclass_move_to(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
     quality = _quality_choice(request)
-    images, quality_ready = _quality_filtered(selectors.inbox_images(), quality)
+    verdict = _verdict_choice(request)
+    images, quality_ready = _quality_filtered(
+        _verdict_filtered(selectors.inbox_images(), verdict), quality
+    )
     page = keyset_page(
         images,
         cursor=_positive_int(request.GET.get("after")),
@@ -366,7 +385,8 @@ def inbox(request: HttpRequest) -> HttpResponse:
         {
             "page": page,
             "inbox_count": selectors.inbox_count(),
-            "base_query": urlencode({"quality": quality}) + "&" if quality else "",
+            "base_query": _list_query(quality=quality, verdict=verdict),
+            "verdict": verdict,
             **_quality_context(quality, quality_ready),
         },
     )
@@ -376,8 +396,9 @@ def inbox(request: HttpRequest) -> HttpResponse:
 @require_GET
 def trash(request: HttpRequest) -> HttpResponse:
     quality = _quality_choice(request)
+    verdict = _verdict_choice(request)
     page, quality_ready = _trash_page(
-        cursor=_positive_int(request.GET.get("before")), quality=quality
+        cursor=_positive_int(request.GET.get("before")), quality=quality, verdict=verdict
     )
     return render(
         request,
@@ -385,7 +406,8 @@ def trash(request: HttpRequest) -> HttpResponse:
         {
             "page": page,
             "trash_count": Image.objects.filter(status=ImageStatus.TRASHED).count(),
-            "base_query": urlencode({"quality": quality}) + "&" if quality else "",
+            "base_query": _list_query(quality=quality, verdict=verdict),
+            "verdict": verdict,
             **_quality_context(quality, quality_ready),
         },
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -17,7 +17,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.models import User
+from accounts.decorators import request_user as _user
+from accounts.decorators import reviewer_required
 from curation.models import Image
 from curation.selectors_quality import (
     WorstStrip,
@@ -36,7 +37,6 @@ from curation.services.quality import (
     quality_baseline_job_start,
     quality_overrides_clean,
 )
-from curation.views import reviewer_required
 from labelling.models import SavedFilter
 
 WORST_PER_STRIP = 8
@@ -69,10 +69,6 @@ STRIPS: dict[str, list[WorstStrip]] = {
     ],
     "megapixels": [WorstStrip("Smallest", "small", "megapixels")],
 }
-
-
-def _user(request: HttpRequest) -> User:
-    return cast(User, request.user)
 
 
 def _number(value: float) -> str:

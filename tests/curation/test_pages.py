@@ -648,3 +648,35 @@ def test_a_reviewer_moves_a_sub_class_by_typing_the_target_class_name(
         follow=True,
     )
     assert "No class named “Owl”" in response.content.decode()
+
+
+def test_the_class_page_and_inbox_filter_on_smes_bad_image_verdicts(
+    client: Client, labeller: User, make_image: Callable[..., Image]
+) -> None:
+    from curation.models import SubClass
+    from curation.services.taxonomy import class_create
+    from labelling.models import BadVerdict
+
+    robin = class_create(name="Robin", actor=None)
+    default = SubClass.objects.get(label_class=robin, is_default=True)
+    blurry, fine = make_image(default), make_image(default)
+    dark_inbox, fine_inbox = make_image(), make_image()
+    BadVerdict.objects.create(image=blurry, reason="blurry", actor=labeller)
+    BadVerdict.objects.create(image=dark_inbox, reason="too_dark", actor=labeller)
+    client.force_login(labeller)
+
+    def shown(url: str, **params: str) -> set[int]:
+        page = client.get(url, params).content.decode()
+        return {
+            image.pk
+            for image in (blurry, fine, dark_inbox, fine_inbox)
+            if reverse("curation:image", args=[image.pk]) in page
+        }
+
+    class_url = reverse("curation:class", args=[robin.pk])
+    assert shown(class_url) == {blurry.pk, fine.pk}
+    assert shown(class_url, verdict="bad") == {blurry.pk}
+    assert shown(class_url, verdict="too_dark") == set()
+    inbox_url = reverse("curation:inbox")
+    assert shown(inbox_url, verdict="too_dark") == {dark_inbox.pk}
+    assert shown(inbox_url, verdict="nonsense") == {dark_inbox.pk, fine_inbox.pk}
