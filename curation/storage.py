@@ -60,10 +60,9 @@ class AtomicFileSystemStorage(FileSystemStorage):
                     content.seek(0)
                 for chunk in content.chunks():
                     handle.write(chunk)
-            if self.file_permissions_mode is not None:
-                os.chmod(temp_path, self.file_permissions_mode)
-            else:
-                os.chmod(temp_path, 0o644)
+            # Read-only: stored files never change, and a folder export hard-links them, so
+            # an in-place edit of an exported copy must fail rather than alter the original.
+            os.chmod(temp_path, 0o444)
             os.replace(temp_path, full_path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

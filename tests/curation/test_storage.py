@@ -205,3 +205,20 @@ def test_the_sweeper_removes_an_old_orphaned_archive_but_keeps_one_a_queued_job_
     assert orphan in result.removed
     assert not default_storage.exists(orphan)
     assert default_storage.exists(needed)
+
+
+def test_stored_files_are_read_only_so_hard_linked_exports_cannot_alter_them(
+    media_root: Path, make_image: Callable[..., Image]
+) -> None:
+    import stat
+
+    from django.core.files.storage import default_storage
+
+    image = make_image()
+    path = default_storage.path(image.storage_name)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o444
+    # Saving the same name again (content addressed) still replaces it atomically.
+    with open(path, "rb") as handle:
+        store_original(sha256=image.sha256, extension=image.extension, content=handle)
+    default_storage.save(image.storage_name, io.BytesIO(b"same name, new bytes"))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o444
