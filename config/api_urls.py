@@ -10,7 +10,7 @@ from curation.apis import (
     LabelClassViewSet,
     SubClassViewSet,
 )
-from curation.apis_datasets import DatasetVersionViewSet
+from curation.apis_datasets import BenchmarkSetViewSet, DatasetVersionViewSet
 from curation.apis_duplicates import DuplicateGroupViewSet
 from inference.apis import ModelVersionViewSet, PredictViewSet
 from inference.apis_identify import IdentificationViewSet
@@ -26,6 +26,7 @@ router.register("subclasses", SubClassViewSet, basename="subclass")
 router.register("jobs", JobViewSet, basename="job")
 router.register("duplicates", DuplicateGroupViewSet, basename="duplicate")
 router.register("datasets", DatasetVersionViewSet, basename="dataset")
+router.register("benchmark-sets", BenchmarkSetViewSet, basename="benchmark-set")
 router.register("tokens", TokenViewSet, basename="token")
 router.register("models", ModelVersionViewSet, basename="model-version")
 router.register("predict", PredictViewSet, basename="predict")

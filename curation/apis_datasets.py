@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils.text import slugify
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -18,7 +19,7 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from accounts.permissions import IsLabeller, IsReviewer
-from curation.models import DatasetVersion, Job
+from curation.models import BenchmarkKind, BenchmarkMember, BenchmarkSet, DatasetVersion, Job
 from curation.serializers import JobSerializer
 from curation.services.datasets import (
     DEFAULT_MAX_PER_CLASS,
@@ -26,6 +27,7 @@ from curation.services.datasets import (
     DEFAULT_STAGED_CAP,
     DatasetError,
     DatasetParams,
+    benchmark_set_create,
     dataset_leakage,
     dataset_version_create,
 )
@@ -187,3 +189,83 @@ class DatasetVersionViewSet(
             actor=request.user,
         )
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class BenchmarkSetSerializer(serializers.ModelSerializer[BenchmarkSet]):
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = BenchmarkSet
+        fields = [
+            "id",
+            "name",
+            "version",
+            "kind",
+            "description",
+            "member_count",
+            "created_by",
+            "created_at",
+        ]
+
+
+class BenchmarkSetCreateSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=200)
+    kind = serializers.ChoiceField(choices=BenchmarkKind.choices)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    image_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        allow_empty=False,
+        max_length=100_000,
+        help_text="the members; posting an existing name makes that set's next version",
+    )
+
+
+class BenchmarkMemberSerializer(serializers.ModelSerializer[BenchmarkMember]):
+    class_name = serializers.CharField(source="label_class.name", read_only=True, default=None)
+
+    class Meta:
+        model = BenchmarkMember
+        fields = ["image", "label_class", "class_name"]
+
+
+class BenchmarkSetViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Benchmark sets: named, versioned sets of images kept out of every dataset version's
+    train/val/test. POST a name, kind and image ids (reviewers); the same name again makes the
+    next version. Members are listed, paginated, under …/members/."""
+
+    serializer_class = BenchmarkSetSerializer
+    pagination_class = None
+
+    def get_queryset(self) -> Any:
+        return BenchmarkSet.objects.select_related("created_by").order_by("name", "-version")
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("list", "retrieve", "members"):
+            return [IsLabeller()]
+        return [IsReviewer()]
+
+    @extend_schema(request=BenchmarkSetCreateSerializer, responses={201: BenchmarkSetSerializer})
+    def create(self, request: Request) -> Response:
+        data = BenchmarkSetCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            benchmark = benchmark_set_create(actor=request.user, **data.validated_data)
+        except DatasetError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        benchmark = self.get_queryset().get(pk=benchmark.pk)
+        return Response(BenchmarkSetSerializer(benchmark).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: BenchmarkMemberSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def members(self, request: Request, pk: str | None = None) -> Response:
+        benchmark = self.get_object()
+        paginator = CursorPagination()
+        paginator.ordering = "id"
+        paginator.page_size = 200
+        members = BenchmarkMember.objects.filter(benchmark_set=benchmark).select_related(
+            "label_class"
+        )
+        page = paginator.paginate_queryset(members, request, view=self)
+        return paginator.get_paginated_response(BenchmarkMemberSerializer(page, many=True).data)
