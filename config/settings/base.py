@@ -231,6 +231,12 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "curation.models.JobStatus",
         "ClassKindEnum": "curation.models.ClassKind",
         "SourceEnum": "curation.models.Source",
+        "ImportKindEnum": "curation.models.ImportKind",
+        "BenchmarkKindEnum": "curation.models.BenchmarkKind",
+        "DatasetStatusEnum": "curation.models.DatasetStatus",
+        "DuplicateStatusEnum": "curation.models.DuplicateStatus",
+        "OpinionStatusEnum": "labelling.models.OpinionStatus",
+        "ActionKindEnum": "labelling.models.ActionKind",
     },
 }
 
