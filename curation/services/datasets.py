@@ -228,21 +228,27 @@ def _plan_class(plan: _ClassPlan, params: DatasetParams, units: _UnionFind) -> d
     unit_list.sort(key=lambda members: members[0].sha256)
 
     rng = random.Random(f"loupe-dataset:{params.seed}:{plan.name}")
-    real_units = [u for u in unit_list if all(c.is_real for c in u)]
-    staged_units = [u for u in unit_list if not all(c.is_real for c in u)]
+    # A near-duplicate group with any real image counts as real; a group of staged or
+    # synthetic images only comes after every real one.
+    real_units = [u for u in unit_list if any(c.is_real for c in u)]
+    staged_units = [u for u in unit_list if not any(c.is_real for c in u)]
     rng.shuffle(real_units)
     rng.shuffle(staged_units)
 
-    # Real first, then staged/synthetic up to the cap.
-    usable: list[list[_Candidate]] = list(real_units)
+    # Real first, then staged/synthetic up to the cap. Past the cap a mixed group keeps its
+    # real images and leaves out the rest: an image left out splits no group across splits.
+    usable: list[list[_Candidate]] = []
     staged_used = 0
-    for unit in staged_units:
+    for unit in real_units + staged_units:
         staged = sum(1 for c in unit if not c.is_real)
         if staged_used + staged <= params.staged_cap:
             usable.append(unit)
             staged_used += staged
-        else:
-            plan.excluded[EXCLUDED_STAGED] += len(unit)
+            continue
+        plan.excluded[EXCLUDED_STAGED] += staged
+        real = [c for c in unit if c.is_real]
+        if real:
+            usable.append(real)
     usable_count = sum(len(u) for u in usable)
     if usable_count < params.min_per_class:
         plan.excluded[EXCLUDED_BELOW_MIN] += usable_count
@@ -257,10 +263,11 @@ def _plan_class(plan: _ClassPlan, params: DatasetParams, units: _UnionFind) -> d
         if taken + len(unit) <= params.max_per_class or not budgeted:
             budgeted.append(unit)
             taken += len(unit)
-        elif all(c.is_real for c in unit):
-            overflow.append(unit)
-        else:
-            plan.excluded[EXCLUDED_STAGED] += len(unit)
+            continue
+        real = [c for c in unit if c.is_real]
+        plan.excluded[EXCLUDED_STAGED] += len(unit) - len(real)
+        if real:
+            overflow.append(real)
 
     # Shuffle again so validation is not made of whatever was chosen last (staged).
     rng.shuffle(budgeted)

@@ -154,6 +154,27 @@ def test_the_staged_cap_holds_when_real_images_are_few() -> None:
     assert row["excluded"]["staged_cap"] == 40
 
 
+def test_a_near_duplicate_group_of_real_and_staged_images_keeps_its_real_images_past_the_cap() -> (
+    None
+):
+    wren = LabelClassFactory(name="Wren")
+    studio = SubClassFactory(label_class=wren, name="studio", source=Source.STAGED)
+    real = add_images(default_subclass(wren), 50)
+    staged = add_images(studio, 10)
+    group = DuplicateGroup.objects.create(max_distance=8, size=20)
+    for image in real[:10] + staged:
+        DuplicateMember.objects.create(group=group, image=image)
+
+    version = build(staged_cap=0)
+
+    row = class_row(version, "Wren")
+    assigned = splits_of(version)
+    assert set(assigned) == {image.pk for image in real}
+    assert row["real"] == 50 and row["staged"] == 0
+    assert row["excluded"]["staged_cap"] == 10
+    assert len({assigned[image.pk] for image in real[:10]}) == 1
+
+
 def test_sub_classes_merge_into_their_class() -> None:
     wren = LabelClassFactory(name="Wren")
     juvenile = SubClassFactory(label_class=wren, name="juvenile")
