@@ -13,6 +13,7 @@ from curation.apis import (
 from curation.apis_datasets import BenchmarkSetViewSet, DatasetVersionViewSet
 from curation.apis_duplicates import DuplicateGroupViewSet
 from inference.apis import ModelVersionViewSet, PredictViewSet
+from inference.apis_evaluation import EvaluationViewSet
 from inference.apis_identify import IdentificationViewSet
 from labelling.urls_api import urlpatterns as labelling_api_urls
 
@@ -31,5 +32,6 @@ router.register("tokens", TokenViewSet, basename="token")
 router.register("models", ModelVersionViewSet, basename="model-version")
 router.register("predict", PredictViewSet, basename="predict")
 router.register("identifications", IdentificationViewSet, basename="identification")
+router.register("evaluations", EvaluationViewSet, basename="evaluation")
 
 urlpatterns = router.urls + labelling_api_urls

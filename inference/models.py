@@ -141,3 +141,106 @@ class LabelMatch(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["label_class"], name="labelmatch_class")]
+
+# --- Evaluations ----------------------------------------------------------------------------
+
+
+class EvaluationScopeKind(models.TextChoices):
+    LIBRARY = "library", "Labelled library"
+    DATASET = "dataset", "Dataset version"
+    BENCHMARK = "benchmark", "Benchmark set"
+
+
+class EvaluationStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class EvaluationRun(models.Model):
+    """A model version over a scope (the labelled library, a dataset version or one of its
+    splits, a benchmark set), with its reports and a Double-check queue."""
+
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="evaluations"
+    )
+    scope_kind = models.CharField(max_length=16, choices=EvaluationScopeKind.choices)
+    dataset = models.ForeignKey(
+        "curation.DatasetVersion",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="evaluations",
+    )
+    split = models.CharField(max_length=8, blank=True, help_text="blank: every split")
+    benchmark_set = models.ForeignKey(
+        "curation.BenchmarkSet",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="evaluations",
+    )
+    threshold = models.FloatField(default=0.95)
+    # [{"a": class name, "b": class name, "weight": 0.5}, ...]; unordered pairs.
+    confused_pairs = models.JSONField(default=list, blank=True)
+    status = models.CharField(
+        max_length=16, choices=EvaluationStatus.choices, default=EvaluationStatus.QUEUED
+    )
+    job = models.ForeignKey(
+        "curation.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    metrics = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Evaluation {self.pk} of v{self.model_version.number}"
+
+
+class DoubleCheckStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    KEPT = "kept", "Kept"
+    RELABELLED = "relabelled", "Relabelled"
+    TRASHED = "trashed", "Trashed"
+    SKIPPED = "skipped", "Skipped"
+
+
+class DoubleCheckItem(models.Model):
+    """One image of an evaluation run's Double-check queue; lower ranks come first."""
+
+    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="items")
+    image = models.ForeignKey("curation.Image", on_delete=models.CASCADE, related_name="+")
+    true_class = models.ForeignKey(
+        "curation.LabelClass", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    predicted_class = models.ForeignKey(
+        "curation.LabelClass", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    predicted_name = models.CharField(max_length=500, blank=True)
+    top1_score = models.FloatField(default=0.0)
+    given_probability = models.FloatField(
+        default=0.0, help_text="the model's probability of the image's label"
+    )
+    rank = models.PositiveIntegerField()
+    why = models.CharField(max_length=32, blank=True)
+    status = models.CharField(
+        max_length=16, choices=DoubleCheckStatus.choices, default=DoubleCheckStatus.OPEN
+    )
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "image"], name="doublecheck_one_per_run_image")
+        ]
+        indexes = [models.Index(fields=["run", "status", "rank"], name="doublecheck_queue")]

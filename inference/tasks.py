@@ -50,3 +50,15 @@ def identify_images(job_id: int) -> None:
         }
 
     job_run(job_id=job_id, work=work)
+
+@shared_task(name="inference.evaluate", acks_late=True)
+def evaluate(job_id: int) -> None:
+    from inference.evaluation import evaluation_job_work
+
+    def work(job: Job) -> dict[str, Any]:
+        def progress(done: int, total: int) -> None:
+            job_progress(job_id=job.pk, done=done, total=total, message=f"{done} of {total} images")
+
+        return evaluation_job_work(job, progress)
+
+    job_run(job_id=job_id, work=work)

@@ -1,0 +1,159 @@
+"""REST API of evaluation runs: start one, read its reports and its Double-check queue."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import User
+from accounts.permissions import IsReviewer
+from curation.serializers import JobSerializer
+from inference.evaluation import (
+    EvaluationError,
+    EvaluationScope,
+    confused_pairs_update,
+    evaluation_create,
+    scope_describe,
+)
+from inference.models import DoubleCheckItem, EvaluationRun, ModelVersion
+
+
+class EvaluationStartSerializer(serializers.Serializer[Any]):
+    model = serializers.IntegerField(help_text="model version number")
+    scope = serializers.CharField(
+        default="library", help_text="library | dataset:NAME[:split] | benchmark:NAME[:version]"
+    )
+    threshold = serializers.FloatField(default=0.95, min_value=0.0, max_value=1.0)
+
+
+class EvaluationSerializer(serializers.ModelSerializer[EvaluationRun]):
+    model_version = serializers.IntegerField(source="model_version.number", read_only=True)
+    scope = serializers.SerializerMethodField()
+    job = JobSerializer(read_only=True)
+
+    class Meta:
+        model = EvaluationRun
+        fields = [
+            "id",
+            "model_version",
+            "scope",
+            "scope_kind",
+            "split",
+            "threshold",
+            "status",
+            "confused_pairs",
+            "job",
+            "metrics",
+            "created_at",
+            "finished_at",
+        ]
+
+    def get_scope(self, run: EvaluationRun) -> str:
+        return scope_describe(run)
+
+
+class DoubleCheckItemSerializer(serializers.ModelSerializer[DoubleCheckItem]):
+    sha256 = serializers.CharField(source="image.sha256", read_only=True)
+    true_class = serializers.CharField(source="true_class.name", read_only=True, default=None)
+
+    class Meta:
+        model = DoubleCheckItem
+        fields = [
+            "rank",
+            "image",
+            "sha256",
+            "true_class",
+            "predicted_name",
+            "given_probability",
+            "top1_score",
+            "why",
+            "status",
+        ]
+
+
+class PairsSerializer(serializers.Serializer[Any]):
+    pairs = serializers.ListField(child=serializers.DictField(), allow_empty=True)
+
+
+class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
+    """Evaluation runs of model versions. POST ``{"model": N, "scope": "library"}`` starts a
+    run as a job (202); GET a run for its reports (``metrics``) once ``status`` is ``done``."""
+
+    permission_classes = [IsReviewer]
+    serializer_class = EvaluationSerializer
+
+    def get_queryset(self) -> Any:
+        queryset = EvaluationRun.objects.select_related(
+            "model_version", "job", "dataset", "benchmark_set"
+        ).order_by("-id")
+        if self.action == "list":
+            return queryset.defer("metrics")
+        return queryset
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
+        serializer = super().get_serializer(*args, **kwargs)
+        if self.action == "list":
+            child = getattr(serializer, "child", serializer)
+            child.fields.pop("metrics", None)
+        return serializer
+
+    @extend_schema(request=EvaluationStartSerializer, responses={202: EvaluationSerializer})
+    def create(self, request: Request) -> Response:
+        serializer = EvaluationStartSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        version = ModelVersion.objects.filter(number=data["model"]).first()
+        if version is None:
+            return Response(
+                {"detail": f"No model version v{data['model']}."},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        try:
+            run = evaluation_create(
+                version=version,
+                scope=EvaluationScope.parse(data["scope"]),
+                actor=cast(User, request.user),
+                threshold=data["threshold"] or 0.95,
+            )
+        except EvaluationError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(EvaluationSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: DoubleCheckItemSerializer(many=True)})
+    @action(detail=True, methods=["get"], url_path="double-check")
+    def double_check(self, request: Request, pk: str | None = None) -> Response:
+        """The run's Double-check queue, likeliest label errors first."""
+        run = self.get_object()
+        items = (
+            DoubleCheckItem.objects.filter(run=run)
+            .select_related("image", "true_class")
+            .order_by("rank")
+        )
+        status_filter = request.query_params.get("status")
+        if status_filter:
+            items = items.filter(status=status_filter)
+        paginator = LimitOffsetPagination()
+        paginator.default_limit = 100
+        paginator.max_limit = 1000
+        page = paginator.paginate_queryset(items, request, view=self)
+        return paginator.get_paginated_response(DoubleCheckItemSerializer(page, many=True).data)
+
+    @extend_schema(request=PairsSerializer, responses={200: EvaluationSerializer})
+    @action(detail=True, methods=["put"], url_path="confused-pairs")
+    def confused_pairs(self, request: Request, pk: str | None = None) -> Response:
+        """Replace the commonly-confused pairs (``[{"a", "b", "weight"}]``) and recompute the
+        weighted log loss."""
+        run = self.get_object()
+        serializer = PairsSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            run = confused_pairs_update(run=run, pairs=serializer.validated_data["pairs"])
+        except EvaluationError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(EvaluationSerializer(run).data)

@@ -1,0 +1,931 @@
+"""Evaluation runs: a model version over a scope, its reports and its Double-check queue.
+
+A run gathers (image, ground-truth class) pairs from its scope a chunk at a time, makes the
+predictions still missing (``predictions_make`` reuses every stored one), turns the stored
+top-k into numpy arrays and computes every report from those arrays.
+
+Which images are scored: an image counts when its class is a normal class that the model's
+label map holds. Images in holding classes, in classes the label map lacks, and images without
+a prediction (undecodable, trashed) are counted in ``excluded`` and never scored. Members of an
+out-of-scope benchmark set have no class: for them only the false-positive rate (top score at
+or above the threshold) and the score statistics are reported.
+
+Probabilities: predictions store the top-k only. The probability of the given label is its
+score when it is among the top k; otherwise the mass left over by the top k, shared evenly
+among the other classes of the label map (at most the k-th score). Log loss is the mean of
+``-log(max(p, 1e-15))`` over the scored images, which equals scikit-learn's ``log_loss`` on the
+full probability rows when every given label is within the top k.
+
+Weighted log loss: each scored image i has the loss ``l_i = -log p_i(true)`` and a weight
+``w_i``: the weight of the listed commonly-confused pair {true_i, predicted_i} when the top-1
+prediction is wrong and the pair is listed, otherwise 1. The weighted log loss is
+``sum(w_i * l_i) / sum(w_i)`` (scikit-learn's ``log_loss`` with ``sample_weight=w``): a
+mistake between look-alikes listed with weight 0.5 counts half as much as any other mistake.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+from sklearn.metrics import (
+    accuracy_score,
+    matthews_corrcoef,
+    precision_recall_fscore_support,
+)
+
+from accounts.models import User
+from curation.models import (
+    BenchmarkKind,
+    BenchmarkMember,
+    BenchmarkSet,
+    ClassKind,
+    DatasetAssignment,
+    DatasetVersion,
+    Image,
+    ImageStatus,
+    Job,
+    LabelClass,
+    LabelEvent,
+    LabelReason,
+    Split,
+    SubClass,
+)
+from curation.services.images import image_relabel, image_trash
+from curation.services.jobs import job_create, job_enqueue
+from inference.models import (
+    DoubleCheckItem,
+    DoubleCheckStatus,
+    EvaluationRun,
+    EvaluationScopeKind,
+    EvaluationStatus,
+    LabelMatch,
+    ModelVersion,
+    Prediction,
+)
+from inference.services import predictions_make
+from labelling.models import BadVerdict, OpinionStatus, SecondOpinion
+
+logger = logging.getLogger(__name__)
+
+EVALUATE_KIND = "inference.evaluate"
+CHUNK = 2000
+HISTOGRAM_BINS = 1000  # top-score histograms for the threshold slider: exact to 0.001
+TOP_PAIRS = 20
+SUGGESTED_PAIRS = 10
+MIN_PROBABILITY = 1e-15
+
+
+class EvaluationError(Exception):
+    """The evaluation cannot be started as asked; the message says why."""
+
+
+# --- Scope ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvaluationScope:
+    kind: str = EvaluationScopeKind.LIBRARY
+    dataset: DatasetVersion | None = None
+    split: str = ""
+    benchmark_set: BenchmarkSet | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> EvaluationScope:
+        """``library``, ``dataset:NAME[:split]`` or ``benchmark:NAME[:version]`` (latest
+        version by default). Raises EvaluationError."""
+        text = (text or "library").strip()
+        if text == "library":
+            return cls()
+        kind, _, rest = text.partition(":")
+        if kind == "dataset":
+            name, _, split = rest.partition(":")
+            dataset = DatasetVersion.objects.filter(name=name).first()
+            if dataset is None:
+                raise EvaluationError(f"No dataset version named {name!r}.")
+            if split and split not in Split.values:
+                raise EvaluationError(f"Split must be one of {', '.join(Split.values)}.")
+            return cls(kind=EvaluationScopeKind.DATASET, dataset=dataset, split=split)
+        if kind == "benchmark":
+            name, _, version = rest.partition(":")
+            sets = BenchmarkSet.objects.filter(name=name).order_by("-version")
+            if version:
+                sets = sets.filter(version=int(version)) if version.isdigit() else sets.none()
+            benchmark_set = sets.first()
+            if benchmark_set is None:
+                raise EvaluationError(f"No benchmark set named {name!r}.")
+            return cls(kind=EvaluationScopeKind.BENCHMARK, benchmark_set=benchmark_set)
+        raise EvaluationError("Scope must be library, dataset:NAME[:split] or benchmark:NAME.")
+
+
+def scope_describe(run: EvaluationRun) -> str:
+    if run.scope_kind == EvaluationScopeKind.DATASET and run.dataset:
+        return f"dataset {run.dataset.name}" + (f" ({run.split})" if run.split else "")
+    if run.scope_kind == EvaluationScopeKind.BENCHMARK and run.benchmark_set:
+        return f"benchmark set {run.benchmark_set}"
+    return "labelled library"
+
+
+def _scope_rows(run: EvaluationRun) -> Iterator[list[tuple[int, int | None, str]]]:
+    """Chunks of (image id, ground-truth class id or None, set name), in key order."""
+    last = 0
+    while True:
+        if run.scope_kind == EvaluationScopeKind.DATASET:
+            query = DatasetAssignment.objects.filter(version_id=run.dataset_id, pk__gt=last)
+            if run.split:
+                query = query.filter(split=run.split)
+            rows = list(
+                query.order_by("pk").values_list("pk", "image_id", "label_class_id", "split")[
+                    :CHUNK
+                ]
+            )
+            chunk = [(image, cls, split) for _, image, cls, split in rows]
+        elif run.scope_kind == EvaluationScopeKind.BENCHMARK:
+            rows = list(
+                BenchmarkMember.objects.filter(benchmark_set_id=run.benchmark_set_id, pk__gt=last)
+                .order_by("pk")
+                .values_list("pk", "image_id", "label_class_id")[:CHUNK]
+            )
+            name = str(run.benchmark_set)
+            chunk = [(image, cls, name) for _, image, cls in rows]
+        else:
+            rows = list(
+                Image.objects.filter(status=ImageStatus.ACTIVE, subclass__isnull=False, pk__gt=last)
+                .order_by("pk")
+                .values_list("pk", "pk", "subclass__label_class_id")[:CHUNK]
+            )
+            chunk = [(image, cls, "library") for _, image, cls in rows]
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield chunk
+
+
+# --- Runs -----------------------------------------------------------------------------------
+
+
+def evaluation_create(
+    *,
+    version: ModelVersion,
+    scope: EvaluationScope,
+    actor: User | None,
+    threshold: float = 0.95,
+    enqueue: bool = True,
+) -> EvaluationRun:
+    """Record a run and its job; the job is sent once the transaction commits."""
+    if not 0 < threshold <= 1:
+        raise EvaluationError("The threshold must be above 0 and at most 1.")
+    with transaction.atomic():
+        run = EvaluationRun.objects.create(
+            model_version=version,
+            scope_kind=scope.kind,
+            dataset=scope.dataset,
+            split=scope.split,
+            benchmark_set=scope.benchmark_set,
+            threshold=threshold,
+            created_by=actor,
+        )
+        job = job_create(kind=EVALUATE_KIND, actor=actor, params={"evaluation_id": run.pk})
+        run.job = job
+        run.save(update_fields=["job"])
+        if enqueue:
+            job_enqueue(job=job)
+    return run
+
+
+@dataclass
+class Samples:
+    """Per-image arrays of one run, in scope order."""
+
+    image_ids: np.ndarray
+    true_index: np.ndarray  # model output index of the ground truth; -1 out of scope
+    true_class: np.ndarray  # library class id; 0 when none
+    pred_index: np.ndarray
+    top1: np.ndarray
+    p_true: np.ndarray
+    group: np.ndarray
+    groups: list[str]
+    excluded: dict[str, int] = field(default_factory=dict)
+    excluded_classes: dict[str, int] = field(default_factory=dict)
+
+
+def samples_collect(
+    run: EvaluationRun, progress: Callable[[int, int], None] | None = None
+) -> Samples:
+    """Make missing predictions and build the arrays every report is computed from."""
+    version = run.model_version
+    class_count = len(version.label_map)
+    index_of: dict[int, int] = {}
+    class_of_index: dict[int, int] = {}
+    for index, class_id in LabelMatch.objects.filter(
+        model_version=version, label_class__isnull=False
+    ).values_list("index", "label_class_id"):
+        index_of.setdefault(class_id, index)
+        class_of_index[index] = class_id
+    holding = set(LabelClass.objects.filter(kind=ClassKind.HOLDING).values_list("pk", flat=True))
+    class_names = dict(LabelClass.objects.values_list("pk", "name"))
+
+    total = _scope_count(run)
+    columns: dict[str, list[Any]] = {key: [] for key in ("id", "t", "c", "p", "s", "pt", "g")}
+    groups: list[str] = []
+    excluded: Counter[str] = Counter()
+    excluded_classes: Counter[str] = Counter()
+    seen = 0
+    for chunk in _scope_rows(run):
+        image_ids = [image_id for image_id, _, _ in chunk]
+        predictions_make(image_ids=image_ids, version=version)
+        stored = {
+            image_id: (indices, scores)
+            for image_id, indices, scores in Prediction.objects.filter(
+                model_version=version, image_id__in=image_ids
+            ).values_list("image_id", "class_indices", "scores")
+        }
+        for image_id, class_id, group in chunk:
+            if class_id is not None and class_id in holding:
+                excluded["holding_class"] += 1
+                excluded_classes[class_names.get(class_id, str(class_id))] += 1
+                continue
+            if class_id is not None and class_id not in index_of:
+                excluded["class_not_in_label_map"] += 1
+                excluded_classes[class_names.get(class_id, str(class_id))] += 1
+                continue
+            prediction = stored.get(image_id)
+            if prediction is None:
+                excluded["no_prediction"] += 1
+                continue
+            indices, scores = prediction
+            true_index = index_of[class_id] if class_id is not None else -1
+            if group not in groups:
+                groups.append(group)
+            columns["id"].append(image_id)
+            columns["t"].append(true_index)
+            columns["c"].append(class_id or 0)
+            columns["p"].append(indices[0])
+            columns["s"].append(scores[0])
+            columns["pt"].append(_given_probability(true_index, indices, scores, class_count))
+            columns["g"].append(groups.index(group))
+        seen += len(chunk)
+        if progress:
+            progress(seen, max(seen, total))
+    return Samples(
+        image_ids=np.asarray(columns["id"], dtype=np.int64),
+        true_index=np.asarray(columns["t"], dtype=np.int64),
+        true_class=np.asarray(columns["c"], dtype=np.int64),
+        pred_index=np.asarray(columns["p"], dtype=np.int64),
+        top1=np.asarray(columns["s"], dtype=np.float64),
+        p_true=np.asarray(columns["pt"], dtype=np.float64),
+        group=np.asarray(columns["g"], dtype=np.int64),
+        groups=groups,
+        excluded=dict(excluded),
+        excluded_classes=dict(excluded_classes.most_common(50)),
+    )
+
+
+def _scope_count(run: EvaluationRun) -> int:
+    if run.scope_kind == EvaluationScopeKind.DATASET:
+        query = DatasetAssignment.objects.filter(version_id=run.dataset_id)
+        return (query.filter(split=run.split) if run.split else query).count()
+    if run.scope_kind == EvaluationScopeKind.BENCHMARK:
+        return BenchmarkMember.objects.filter(benchmark_set_id=run.benchmark_set_id).count()
+    return Image.objects.filter(status=ImageStatus.ACTIVE, subclass__isnull=False).count()
+
+
+def _given_probability(
+    true_index: int, indices: list[int], scores: list[float], class_count: int
+) -> float:
+    if true_index < 0:
+        return 0.0
+    for index, score in zip(indices, scores, strict=False):
+        if index == true_index:
+            return float(score)
+    others = class_count - len(indices)
+    if others <= 0:
+        return 0.0
+    left = max(0.0, 1.0 - float(sum(scores))) / others
+    return min(left, float(scores[-1]) if scores else left)
+
+
+# --- Reports --------------------------------------------------------------------------------
+
+
+def log_losses(p_true: np.ndarray) -> np.ndarray:
+    return -np.log(np.clip(p_true, MIN_PROBABILITY, 1.0))
+
+
+def pair_weights(
+    true_index: np.ndarray, pred_index: np.ndarray, pairs: dict[frozenset[int], float]
+) -> np.ndarray:
+    """Per-image weights of the weighted log loss (see the module docstring)."""
+    weights = np.ones(len(true_index), dtype=np.float64)
+    if not pairs:
+        return weights
+    wrong = np.flatnonzero(true_index != pred_index)
+    for position in wrong:
+        key = frozenset((int(true_index[position]), int(pred_index[position])))
+        if key in pairs:
+            weights[position] = pairs[key]
+    return weights
+
+
+def weighted_log_loss(
+    true_index: np.ndarray,
+    pred_index: np.ndarray,
+    p_true: np.ndarray,
+    pairs: dict[frozenset[int], float],
+) -> float | None:
+    if not len(p_true):
+        return None
+    weights = pair_weights(true_index, pred_index, pairs)
+    if weights.sum() <= 0:
+        return None
+    return float((weights * log_losses(p_true)).sum() / weights.sum())
+
+
+def threshold_report(top1: np.ndarray, correct: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Shares of images whose top score is at or above ``threshold``, right and wrong."""
+    total = len(top1)
+    above = top1 >= threshold
+    right = int((above & correct).sum())
+    wrong = int((above & ~correct).sum())
+    return {
+        "threshold": threshold,
+        "images": total,
+        "above_right": right,
+        "above_wrong": wrong,
+        "below": int(total - right - wrong),
+        "true_positive_rate": right / total if total else None,
+        "false_positive_rate": wrong / total if total else None,
+        "precision_above": right / (right + wrong) if right + wrong else None,
+    }
+
+
+def score_stats(top1: np.ndarray, threshold: float) -> dict[str, Any]:
+    if not len(top1):
+        return {"images": 0}
+    return {
+        "images": len(top1),
+        "min": float(top1.min()),
+        "max": float(top1.max()),
+        "median": float(np.median(top1)),
+        "mean": float(top1.mean()),
+        "above": int((top1 >= threshold).sum()),
+        "below": int((top1 < threshold).sum()),
+    }
+
+
+def _histogram(values: np.ndarray) -> list[int]:
+    bins = np.minimum((values * HISTOGRAM_BINS).astype(np.int64), HISTOGRAM_BINS - 1)
+    return np.bincount(np.maximum(bins, 0), minlength=HISTOGRAM_BINS).tolist()
+
+
+def set_report(
+    *,
+    true_index: np.ndarray,
+    pred_index: np.ndarray,
+    top1: np.ndarray,
+    p_true: np.ndarray,
+    label_map: list[str],
+    threshold: float,
+    pairs: dict[frozenset[int], float],
+    out_of_scope: bool = False,
+) -> dict[str, Any]:
+    """Every report of one set of images (one split, one benchmark set, the library)."""
+    if out_of_scope:
+        stats = score_stats(top1, threshold)
+        above = int((top1 >= threshold).sum())
+        return {
+            "out_of_scope": True,
+            "images": len(top1),
+            "threshold": {
+                "threshold": threshold,
+                "images": len(top1),
+                "above": above,
+                "false_positive_rate": above / len(top1) if len(top1) else None,
+            },
+            "score_stats": stats,
+            "histogram": {"wrong": _histogram(top1), "right": [0] * HISTOGRAM_BINS},
+            "predicted_classes": _named_counts(pred_index, label_map, TOP_PAIRS),
+        }
+    correct = true_index == pred_index
+    n = len(true_index)
+    report: dict[str, Any] = {"out_of_scope": False, "images": int(n)}
+    if not n:
+        return report
+    labels = np.union1d(true_index, pred_index)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        true_index, pred_index, labels=labels, zero_division=0
+    )
+    averages = {}
+    for average in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(
+            true_index, pred_index, labels=labels, average=average, zero_division=0
+        )
+        averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
+    losses = log_losses(p_true)
+    report["metrics"] = {
+        "accuracy": float(accuracy_score(true_index, pred_index)),
+        "macro": averages["macro"],
+        "weighted": averages["weighted"],
+        "log_loss": float(losses.mean()),
+        "weighted_log_loss": weighted_log_loss(true_index, pred_index, p_true, pairs),
+        "matthews": float(matthews_corrcoef(true_index, pred_index)) if n > 1 else None,
+        "errors": int((~correct).sum()),
+    }
+    predicted_count = np.bincount(pred_index, minlength=len(label_map))
+    wrong_true = np.bincount(true_index[~correct], minlength=len(label_map))
+    wrong_pred = np.bincount(pred_index[~correct], minlength=len(label_map))
+    report["per_class"] = [
+        {
+            "index": int(index),
+            "name": _name(label_map, index),
+            "support": int(support[position]),
+            "predicted": int(predicted_count[index]),
+            "precision": float(precision[position]),
+            "recall": float(recall[position]),
+            "f1": float(f1[position]),
+            "errors": int(wrong_true[index]),
+            "false_positives": int(wrong_pred[index]),
+        }
+        for position, index in enumerate(labels)
+    ]
+    report["threshold"] = threshold_report(top1, correct, threshold)
+    report["score_stats"] = score_stats(top1, threshold)
+    report["histogram"] = {"right": _histogram(top1[correct]), "wrong": _histogram(top1[~correct])}
+    report["errors_by_true_class"] = _named_counts(true_index[~correct], label_map, TOP_PAIRS)
+    report["errors_by_predicted_class"] = _named_counts(pred_index[~correct], label_map, TOP_PAIRS)
+    report["confused_pairs"] = _top_pairs(true_index[~correct], pred_index[~correct], label_map)
+    # Loss sums per wrong (true, predicted) pair: the weighted log loss can be recomputed for
+    # any list of pair weights without the per-image arrays.
+    report["loss_sums"] = _loss_sums(true_index, pred_index, losses)
+    return report
+
+
+def _name(label_map: list[str], index: int) -> str:
+    return label_map[index] if 0 <= index < len(label_map) else f"#{index}"
+
+
+def _named_counts(values: np.ndarray, label_map: list[str], limit: int) -> list[dict[str, Any]]:
+    counts = np.bincount(values, minlength=len(label_map)) if len(values) else np.zeros(0)
+    order = np.argsort(-counts, kind="stable")[:limit]
+    return [
+        {"index": int(i), "name": _name(label_map, int(i)), "count": int(counts[i])}
+        for i in order
+        if counts[i] > 0
+    ]
+
+
+def _top_pairs(
+    true_index: np.ndarray, pred_index: np.ndarray, label_map: list[str]
+) -> list[dict[str, Any]]:
+    if not len(true_index):
+        return []
+    width = max(len(label_map), int(max(true_index.max(), pred_index.max())) + 1)
+    codes = true_index * width + pred_index
+    unique, counts = np.unique(codes, return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:TOP_PAIRS]
+    return [
+        {
+            "true": _name(label_map, int(unique[i] // width)),
+            "predicted": _name(label_map, int(unique[i] % width)),
+            "true_index": int(unique[i] // width),
+            "predicted_index": int(unique[i] % width),
+            "count": int(counts[i]),
+        }
+        for i in order
+    ]
+
+
+def _loss_sums(
+    true_index: np.ndarray, pred_index: np.ndarray, losses: np.ndarray
+) -> dict[str, Any]:
+    correct = true_index == pred_index
+    wrong = np.flatnonzero(~correct)
+    sums: dict[tuple[int, int], list[float]] = {}
+    for position in wrong:
+        key = (int(true_index[position]), int(pred_index[position]))
+        entry = sums.setdefault(key, [0, 0.0])
+        entry[0] += 1
+        entry[1] += float(losses[position])
+    return {
+        "correct": [int(correct.sum()), float(losses[correct].sum())],
+        "wrong": [[t, p, count, total] for (t, p), (count, total) in sums.items()],
+    }
+
+
+def weighted_log_loss_from_sums(loss_sums: dict[str, Any], pairs: dict[frozenset[int], float]):
+    """The weighted log loss of a stored report for another list of pair weights."""
+    count, total = loss_sums["correct"]
+    weight_sum, loss_sum = float(count), float(total)
+    for true, predicted, pair_count, pair_total in loss_sums["wrong"]:
+        weight = pairs.get(frozenset((true, predicted)), 1.0)
+        weight_sum += weight * pair_count
+        loss_sum += weight * pair_total
+    return loss_sum / weight_sum if weight_sum else None
+
+
+def pairs_by_index(run: EvaluationRun) -> dict[frozenset[int], float]:
+    """The run's commonly-confused pairs as {frozenset of output indices: weight}."""
+    position = {name: index for index, name in enumerate(run.model_version.label_map)}
+    pairs: dict[frozenset[int], float] = {}
+    for pair in run.confused_pairs or []:
+        a, b = position.get(pair.get("a")), position.get(pair.get("b"))
+        if a is not None and b is not None and a != b:
+            pairs[frozenset((a, b))] = float(pair.get("weight", 1.0))
+    return pairs
+
+
+def suggested_pairs(reports: dict[str, Any]) -> list[dict[str, Any]]:
+    """Unordered pairs with the most confusions in either direction, weight 1."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for report in reports.values():
+        for pair in report.get("confused_pairs", []):
+            a, b = sorted((pair["true"], pair["predicted"]))
+            counts[(a, b)] += pair["count"]
+    return [
+        {"a": a, "b": b, "weight": 1.0, "count": count}
+        for (a, b), count in counts.most_common(SUGGESTED_PAIRS)
+    ]
+
+
+def tag_report(samples: Samples, in_scope: np.ndarray) -> list[dict[str, Any]]:
+    """For each tag (sub-class, source, import batch, bad-image verdict): share of all errors
+    that carry it, error rate among images that carry it, share of the data that carries it.
+    Sorted by excess errors (errors beyond what the overall error rate predicts)."""
+    ids = samples.image_ids[in_scope]
+    wrong = (samples.true_index != samples.pred_index)[in_scope]
+    position = {int(image_id): i for i, image_id in enumerate(ids)}
+    tags: dict[str, list[int]] = {}
+    for start in range(0, len(ids), CHUNK):
+        chunk = [int(i) for i in ids[start : start + CHUNK]]
+        for image_id, sub_name, class_name, source, batch in Image.objects.filter(
+            pk__in=chunk
+        ).values_list(
+            "pk",
+            "subclass__name",
+            "subclass__label_class__name",
+            "subclass__source",
+            "import_batch_id",
+        ):
+            at = position[image_id]
+            if sub_name is not None:
+                tags.setdefault(f"sub-class: {class_name} / {sub_name}", []).append(at)
+                tags.setdefault(f"source: {source}", []).append(at)
+            if batch is not None:
+                tags.setdefault(f"import batch: #{batch}", []).append(at)
+        for image_id, reason in BadVerdict.objects.filter(image_id__in=chunk).values_list(
+            "image_id", "reason"
+        ):
+            tags.setdefault(f"bad image: {reason}", []).append(position[image_id])
+    total = len(ids)
+    errors = int(wrong.sum())
+    rate = errors / total if total else 0.0
+    rows = []
+    for tag, positions in tags.items():
+        carried = len(positions)
+        tag_errors = int(wrong[np.asarray(positions, dtype=np.int64)].sum())
+        rows.append(
+            {
+                "tag": tag,
+                "images": carried,
+                "errors": tag_errors,
+                "share_of_errors": tag_errors / errors if errors else 0.0,
+                "error_rate": tag_errors / carried if carried else 0.0,
+                "share_of_data": carried / total if total else 0.0,
+                "excess_errors": tag_errors - carried * rate,
+            }
+        )
+    rows.sort(key=lambda row: (-row["excess_errors"], -row["errors"], row["tag"]))
+    return rows[:200]
+
+
+def reports_compute(run: EvaluationRun, samples: Samples) -> dict[str, Any]:
+    label_map = list(run.model_version.label_map)
+    pairs = pairs_by_index(run)
+    out_of_scope_set = (
+        run.scope_kind == EvaluationScopeKind.BENCHMARK
+        and run.benchmark_set is not None
+        and run.benchmark_set.kind == BenchmarkKind.OUT_OF_SCOPE
+    )
+    reports: dict[str, Any] = {}
+    selections = [(name, samples.group == index) for index, name in enumerate(samples.groups)]
+    if len(selections) > 1:
+        selections.append(("all", np.ones(len(samples.group), dtype=bool)))
+    no_class = samples.true_index < 0
+    for name, selected in selections:
+        classed = selected & ~no_class
+        if classed.any() or not (selected & no_class).any():
+            reports[name] = set_report(
+                true_index=samples.true_index[classed],
+                pred_index=samples.pred_index[classed],
+                top1=samples.top1[classed],
+                p_true=samples.p_true[classed],
+                label_map=label_map,
+                threshold=run.threshold,
+                pairs=pairs,
+            )
+        if (selected & no_class).any():
+            key = name if not classed.any() and out_of_scope_set else f"{name} (no class)"
+            reports[key] = set_report(
+                true_index=samples.true_index[selected & no_class],
+                pred_index=samples.pred_index[selected & no_class],
+                top1=samples.top1[selected & no_class],
+                p_true=samples.p_true[selected & no_class],
+                label_map=label_map,
+                threshold=run.threshold,
+                pairs=pairs,
+                out_of_scope=True,
+            )
+    return {
+        "scope": scope_describe(run),
+        "model_version": run.model_version.number,
+        "threshold": run.threshold,
+        "images_scored": int((~no_class).sum()),
+        "images_without_class": int(no_class.sum()),
+        "excluded": samples.excluded,
+        "excluded_classes": samples.excluded_classes,
+        "sets": reports,
+        "suggested_pairs": suggested_pairs(reports),
+        "tags": tag_report(samples, ~no_class),
+    }
+
+
+# --- Double-check queue ---------------------------------------------------------------------
+
+
+def queue_fill(run: EvaluationRun, samples: Samples) -> int:
+    """Misclassified images and correct ones below the threshold, plus images a second opinion
+    sent to Double-check, ranked by the model's probability of the given label, lowest first."""
+    scored = samples.true_index >= 0
+    wrong = samples.true_index != samples.pred_index
+    low = samples.top1 < run.threshold
+    referred = set(
+        SecondOpinion.objects.filter(status=OpinionStatus.DOUBLE_CHECK).values_list(
+            "image_id", flat=True
+        )
+    )
+    referred_mask = np.isin(samples.image_ids, np.fromiter(referred, dtype=np.int64))
+    chosen = np.flatnonzero(scored & (wrong | low | referred_mask))
+    order = chosen[np.argsort(samples.p_true[chosen], kind="stable")]
+    class_of_index = dict(
+        LabelMatch.objects.filter(model_version=run.model_version).values_list(
+            "index", "label_class_id"
+        )
+    )
+    label_map = run.model_version.label_map
+    DoubleCheckItem.objects.filter(run=run).delete()
+    rows = []
+    for rank, position in enumerate(order, start=1):
+        predicted = int(samples.pred_index[position])
+        if wrong[position]:
+            why = "misclassified"
+        elif referred_mask[position]:
+            why = "second_opinion"
+        else:
+            why = "low_confidence"
+        rows.append(
+            DoubleCheckItem(
+                run=run,
+                image_id=int(samples.image_ids[position]),
+                true_class_id=int(samples.true_class[position]) or None,
+                predicted_class_id=class_of_index.get(predicted),
+                predicted_name=_name(label_map, predicted)[:500],
+                top1_score=float(samples.top1[position]),
+                given_probability=float(samples.p_true[position]),
+                rank=rank,
+                why=why,
+            )
+        )
+    DoubleCheckItem.objects.bulk_create(rows, batch_size=1000)
+    return len(rows)
+
+
+def queue_add_images(
+    *, run: EvaluationRun, label_class: LabelClass | None = None, subclass: SubClass | None = None
+) -> int:
+    """Put every active image of a class or sub-class at the end of the run's queue (lowest
+    top score first); images already queued keep their place. Returns how many were added."""
+    images = Image.objects.filter(status=ImageStatus.ACTIVE)
+    if subclass is not None:
+        images = images.filter(subclass=subclass)
+    elif label_class is not None:
+        images = images.filter(subclass__label_class=label_class)
+    else:
+        raise EvaluationError("Name a class or a sub-class.")
+    queued = DoubleCheckItem.objects.filter(run=run).values("image_id")
+    rows = list(
+        images.exclude(pk__in=queued)
+        .order_by("pk")
+        .values_list("pk", "subclass__label_class_id")[:20000]
+    )
+    if not rows:
+        return 0
+    version = run.model_version
+    predictions_make(image_ids=[pk for pk, _ in rows], version=version)
+    class_count = len(version.label_map)
+    index_of = dict(
+        LabelMatch.objects.filter(model_version=version, label_class__isnull=False).values_list(
+            "label_class_id", "index"
+        )
+    )
+    class_of_index = {index: class_id for class_id, index in index_of.items()}
+    stored = {
+        image_id: (indices, scores)
+        for image_id, indices, scores in Prediction.objects.filter(
+            model_version=version, image_id__in=[pk for pk, _ in rows]
+        ).values_list("image_id", "class_indices", "scores")
+    }
+    entries = []
+    for image_id, class_id in rows:
+        indices, scores = stored.get(image_id, ([], []))
+        true_index = index_of.get(class_id, -1)
+        given = _given_probability(true_index, indices, scores, class_count) if indices else 0.0
+        entries.append((given, image_id, class_id, indices, scores))
+    entries.sort(key=lambda entry: (entry[0], entry[1]))
+    start = (DoubleCheckItem.objects.filter(run=run).aggregate(m=Max("rank"))["m"] or 0) + 1
+    DoubleCheckItem.objects.bulk_create(
+        [
+            DoubleCheckItem(
+                run=run,
+                image_id=image_id,
+                true_class_id=class_id,
+                predicted_class_id=class_of_index.get(indices[0]) if indices else None,
+                predicted_name=_name(version.label_map, indices[0]) if indices else "",
+                top1_score=float(scores[0]) if scores else 0.0,
+                given_probability=given,
+                rank=start + offset,
+                why="added",
+            )
+            for offset, (given, image_id, class_id, indices, scores) in enumerate(entries)
+        ],
+        batch_size=1000,
+        ignore_conflicts=True,
+    )
+    return len(entries)
+
+
+# --- Running --------------------------------------------------------------------------------
+
+
+def evaluation_execute(
+    *, run: EvaluationRun, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """Compute the run's reports and fill its Double-check queue. Safe to run again."""
+    EvaluationRun.objects.filter(pk=run.pk).update(status=EvaluationStatus.RUNNING)
+    try:
+        samples = samples_collect(run, progress)
+        metrics = reports_compute(run, samples)
+        with transaction.atomic():
+            metrics["double_check_items"] = queue_fill(run, samples)
+            run.metrics = metrics
+            run.status = EvaluationStatus.DONE
+            run.finished_at = timezone.now()
+            if not run.confused_pairs:
+                run.confused_pairs = [
+                    {key: pair[key] for key in ("a", "b", "weight")}
+                    for pair in metrics["suggested_pairs"][:5]
+                ]
+            run.save(update_fields=["metrics", "status", "finished_at", "confused_pairs"])
+    except Exception:
+        EvaluationRun.objects.filter(pk=run.pk).update(status=EvaluationStatus.FAILED)
+        raise
+    return metrics
+
+
+def evaluation_job_work(job: Job, progress: Callable[[int, int], None]) -> dict[str, Any]:
+    run = EvaluationRun.objects.select_related("model_version").get(pk=job.params["evaluation_id"])
+    metrics = evaluation_execute(run=run, progress=progress)
+    return {
+        "evaluation_id": run.pk,
+        "images_scored": metrics["images_scored"],
+        "double_check_items": metrics["double_check_items"],
+        "message": f"Evaluated v{run.model_version.number} on {metrics['scope']}: "
+        f"{metrics['images_scored']} images scored, "
+        f"{metrics['double_check_items']} to double-check",
+    }
+
+
+def confused_pairs_update(*, run: EvaluationRun, pairs: list[dict[str, Any]]) -> EvaluationRun:
+    """Replace the run's commonly-confused pairs and recompute its weighted log losses from the
+    stored loss sums. Raises EvaluationError on a pair the label map does not hold."""
+    names = set(run.model_version.label_map)
+    cleaned = []
+    for pair in pairs:
+        a, b = str(pair.get("a", "")).strip(), str(pair.get("b", "")).strip()
+        if a not in names or b not in names or a == b:
+            raise EvaluationError(f"{a!r} / {b!r} is not a pair of the model's classes.")
+        try:
+            weight = float(pair.get("weight", 1.0))
+        except (TypeError, ValueError):
+            raise EvaluationError("Weights must be numbers.") from None
+        if not (0 <= weight <= 1) or math.isnan(weight):
+            raise EvaluationError("Weights must be between 0 and 1.")
+        cleaned.append({"a": a, "b": b, "weight": weight})
+    run.confused_pairs = cleaned
+    by_index = pairs_by_index(run)
+    for report in (run.metrics or {}).get("sets", {}).values():
+        if "loss_sums" in report:
+            report["metrics"]["weighted_log_loss"] = weighted_log_loss_from_sums(
+                report["loss_sums"], by_index
+            )
+    run.save(update_fields=["confused_pairs", "metrics"])
+    return run
+
+
+# --- Double-check actions -------------------------------------------------------------------
+
+
+class DoubleCheckError(Exception):
+    pass
+
+
+def _default_subclass(label_class_id: int) -> SubClass:
+    subclass = (
+        SubClass.objects.filter(label_class_id=label_class_id).order_by("-is_default", "pk").first()
+    )
+    if subclass is None:
+        raise DoubleCheckError("That class has no sub-class to label with.")
+    return subclass
+
+
+@transaction.atomic
+def double_check_resolve(
+    *,
+    item: DoubleCheckItem,
+    action: str,
+    actor: User,
+    subclass: SubClass | None = None,
+    note: str = "",
+) -> DoubleCheckItem:
+    """Apply one Double-check answer. ``keep`` records a label event confirming the label,
+    ``predicted`` relabels to the predicted class's default sub-class, ``relabel`` to
+    ``subclass``, ``trash`` moves the image to the trash with ``note`` as the reason, ``skip``
+    only marks the item. Every change is a label event with reason ``double_check``."""
+    item = DoubleCheckItem.objects.select_for_update().select_related("image").get(pk=item.pk)
+    image = item.image
+    if action == "keep":
+        if image.status != ImageStatus.ACTIVE:
+            raise DoubleCheckError("The image is in the trash.")
+        LabelEvent.objects.create(
+            image=image,
+            actor=actor,
+            reason=LabelReason.DOUBLE_CHECK,
+            note="label kept after Double-check",
+            from_subclass_id=image.subclass_id,
+            to_subclass_id=image.subclass_id,
+            from_status=image.status,
+            to_status=image.status,
+        )
+        status = DoubleCheckStatus.KEPT
+    elif action in ("predicted", "relabel"):
+        if action == "predicted":
+            if item.predicted_class_id is None:
+                raise DoubleCheckError("The predicted label is not a library class.")
+            subclass = _default_subclass(item.predicted_class_id)
+        if subclass is None:
+            raise DoubleCheckError("Choose a class or sub-class.")
+        image_relabel(
+            image_id=image.pk,
+            subclass=subclass,
+            actor=actor,
+            reason=LabelReason.DOUBLE_CHECK,
+            expected_version=None,
+            note=f"Double-check of evaluation {item.run_id}",
+        )
+        status = DoubleCheckStatus.RELABELLED
+    elif action == "trash":
+        image_trash(
+            image_id=image.pk,
+            actor=actor,
+            note=note or "bad image (Double-check)",
+            reason=LabelReason.DOUBLE_CHECK,
+        )
+        status = DoubleCheckStatus.TRASHED
+    elif action == "skip":
+        status = DoubleCheckStatus.SKIPPED
+    else:
+        raise DoubleCheckError(f"Unknown action {action!r}.")
+    item.status = status
+    item.resolved_by = actor
+    item.resolved_at = timezone.now()
+    item.save(update_fields=["status", "resolved_by", "resolved_at"])
+    return item
+
+
+def queue_next(run: EvaluationRun, *, after_rank: int = 0) -> DoubleCheckItem | None:
+    """The first open item (skipped ones come back once the open ones are done)."""
+    items = DoubleCheckItem.objects.filter(run=run).select_related(
+        "image__subclass__label_class", "true_class", "predicted_class"
+    )
+    return (
+        items.filter(status=DoubleCheckStatus.OPEN, rank__gt=after_rank).order_by("rank").first()
+        or items.filter(status=DoubleCheckStatus.OPEN).order_by("rank").first()
+        or items.filter(status=DoubleCheckStatus.SKIPPED).order_by("resolved_at", "rank").first()
+    )

@@ -1,0 +1,319 @@
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from rest_framework.test import APIClient
+from sklearn.metrics import log_loss
+
+from accounts.models import User
+from curation.models import (
+    ClassKind,
+    Image,
+    ImageStatus,
+    Job,
+    LabelClass,
+    LabelEvent,
+    LabelReason,
+    SubClass,
+)
+from curation.services.taxonomy import class_create
+from inference.evaluation import (
+    EVALUATE_KIND,
+    EvaluationScope,
+    confused_pairs_update,
+    double_check_resolve,
+    evaluation_create,
+    evaluation_execute,
+    threshold_report,
+    weighted_log_loss,
+)
+from inference.models import (
+    DoubleCheckItem,
+    DoubleCheckStatus,
+    EvaluationRun,
+    ModelVersion,
+    Prediction,
+)
+from inference.preprocessing import PreprocessSpec
+from inference.services import model_version_register
+from inference.tasks import evaluate
+from tests.inference.onnx_models import labels, linear, to_bytes
+
+pytestmark = pytest.mark.django_db
+
+NAMES = ("Robin", "Sparrow", "Wren")
+
+
+def register() -> ModelVersion:
+    return model_version_register(
+        onnx_data=to_bytes(linear(classes=len(NAMES), seed=3)),
+        labels=labels(*NAMES),
+        name="tiny",
+        actor=None,
+        spec=PreprocessSpec(input_size=8),
+    ).version
+
+
+def predict(image: Image, version: ModelVersion, scores: list[float]) -> None:
+    """A stored prediction whose scores we choose: the model "knows" what we tell it."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    Prediction.objects.filter(image=image, model_version=version).delete()
+    Prediction.objects.create(
+        image=image,
+        model_version=version,
+        class_indices=order,
+        class_names=[NAMES[i] for i in order],
+        scores=[scores[i] for i in order],
+        top1_index=order[0],
+        top1_score=scores[order[0]],
+    )
+
+
+@pytest.fixture
+def classes() -> dict[str, SubClass]:
+    made = {}
+    for name in NAMES:
+        label_class = class_create(name=name, actor=None)
+        made[name] = SubClass.objects.get(label_class=label_class, is_default=True)
+    return made
+
+
+# --- Hand-computed reports ------------------------------------------------------------------
+
+
+def test_threshold_report_matches_a_hand_count() -> None:
+    top1 = np.array([0.99, 0.97, 0.96, 0.94, 0.50, 0.95])
+    correct = np.array([True, False, True, True, False, True])
+    report = threshold_report(top1, correct, 0.95)
+    # At or above 0.95: 0.99 right, 0.97 wrong, 0.96 right, 0.95 right -> 3 right, 1 wrong.
+    assert report["above_right"] == 3
+    assert report["above_wrong"] == 1
+    assert report["below"] == 2
+    assert report["true_positive_rate"] == pytest.approx(3 / 6)
+    assert report["false_positive_rate"] == pytest.approx(1 / 6)
+    assert report["precision_above"] == pytest.approx(3 / 4)
+
+
+def test_weighted_log_loss_matches_a_hand_computation() -> None:
+    true = np.array([0, 0, 1, 2])
+    pred = np.array([0, 1, 0, 2])
+    p_true = np.array([0.9, 0.2, 0.4, 0.6])
+    pairs = {frozenset((0, 1)): 0.5}
+    # Images 2 and 3 are Robin<->Sparrow mistakes, weight 0.5; the others weigh 1.
+    losses = [-math.log(0.9), -math.log(0.2), -math.log(0.4), -math.log(0.6)]
+    hand = (losses[0] + 0.5 * losses[1] + 0.5 * losses[2] + losses[3]) / 3.0
+    assert weighted_log_loss(true, pred, p_true, pairs) == pytest.approx(hand)
+    # Same as scikit-learn's log loss with those sample weights on full probability rows.
+    rows = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1], [0.2, 0.2, 0.6]])
+    sk = log_loss(true, rows, sample_weight=[1, 0.5, 0.5, 1], labels=[0, 1, 2])
+    assert weighted_log_loss(true, pred, p_true, pairs) == pytest.approx(sk)
+    # With no listed pairs it is the plain log loss.
+    assert weighted_log_loss(true, pred, p_true, {}) == pytest.approx(sum(losses) / 4)
+
+
+# --- Runs over the library ------------------------------------------------------------------
+
+
+def _library(
+    make_image: Callable[..., Image], classes: dict[str, SubClass], version: ModelVersion
+) -> tuple[list[Image], list[Image]]:
+    """Twelve images the model gets right with confidence, and three planted mislabels: the
+    model is sure they belong elsewhere."""
+    good = []
+    for n in range(12):
+        name = NAMES[n % 3]
+        image = make_image(classes[name])
+        scores = [0.01, 0.01, 0.01]
+        scores[NAMES.index(name)] = 0.98
+        predict(image, version, scores)
+        good.append(image)
+    planted = []
+    for given, truth, p_given in (
+        ("Robin", "Wren", 0.001),
+        ("Sparrow", "Robin", 0.01),
+        ("Wren", "Sparrow", 0.03),
+    ):
+        image = make_image(classes[given])
+        scores = [0.0, 0.0, 0.0]
+        scores[NAMES.index(given)] = p_given
+        scores[NAMES.index(truth)] = 1 - p_given - 0.005
+        scores[3 - NAMES.index(given) - NAMES.index(truth)] = 0.005
+        predict(image, version, scores)
+        planted.append(image)
+    return good, planted
+
+
+def test_the_queue_puts_planted_mislabels_first(
+    make_image: Callable[..., Image], classes: dict[str, SubClass]
+) -> None:
+    version = register()
+    _good, planted = _library(make_image, classes, version)
+    unsure = make_image(classes["Wren"])
+    predict(unsure, version, [0.1, 0.2, 0.7])  # right, but below the threshold
+    run = evaluation_create(version=version, scope=EvaluationScope(), actor=None, enqueue=False)
+    metrics = evaluation_execute(run=run)
+
+    items = list(DoubleCheckItem.objects.filter(run=run).order_by("rank"))
+    assert [item.image_id for item in items[:3]] == [image.pk for image in planted]
+    assert items[3].image_id == unsure.pk and items[3].why == "low_confidence"
+    assert len(items) == 4
+    report = metrics["sets"]["library"]
+    assert report["images"] == 16
+    assert report["metrics"]["accuracy"] == pytest.approx(13 / 16)
+    assert report["threshold"]["above_right"] == 12
+    assert report["threshold"]["above_wrong"] == 3  # the planted ones: sure and "wrong"
+    assert metrics["excluded"] == {}
+    # Predictions were reused, not recomputed.
+    assert Prediction.objects.filter(model_version=version).count() == 16
+
+
+def test_holding_classes_and_unknown_classes_are_counted_not_scored(
+    make_image: Callable[..., Image], classes: dict[str, SubClass]
+) -> None:
+    version = register()
+    _library(make_image, classes, version)
+    holding = class_create(name="Unknown bird", actor=None, kind=ClassKind.HOLDING)
+    other = class_create(name="Heron", actor=None)
+    for label_class in (holding, holding, other):
+        image = make_image(SubClass.objects.get(label_class=label_class, is_default=True))
+        predict(image, version, [0.9, 0.05, 0.05])
+    run = evaluation_create(version=version, scope=EvaluationScope(), actor=None, enqueue=False)
+    metrics = evaluation_execute(run=run)
+    assert metrics["excluded"] == {"holding_class": 2, "class_not_in_label_map": 1}
+    assert metrics["excluded_classes"] == {"Unknown bird": 2, "Heron": 1}
+    assert metrics["images_scored"] == 15
+
+
+def test_editing_pair_weights_recomputes_the_weighted_log_loss(
+    make_image: Callable[..., Image], classes: dict[str, SubClass]
+) -> None:
+    version = register()
+    _library(make_image, classes, version)
+    run = evaluation_create(version=version, scope=EvaluationScope(), actor=None, enqueue=False)
+    evaluation_execute(run=run)
+    run.refresh_from_db()
+    plain = run.metrics["sets"]["library"]["metrics"]["log_loss"]
+    confused_pairs_update(run=run, pairs=[{"a": "Robin", "b": "Wren", "weight": 0}])
+    run.refresh_from_db()
+    weighted = run.metrics["sets"]["library"]["metrics"]["weighted_log_loss"]
+    # The Robin-given, Wren-predicted image (p = 0.001) no longer counts at all.
+    losses = [-math.log(0.98)] * 12 + [-math.log(0.01), -math.log(0.03)]
+    assert weighted == pytest.approx(sum(losses) / 14)
+    assert weighted < plain
+
+
+def test_the_job_runs_through_the_task(
+    make_image: Callable[..., Image], classes: dict[str, SubClass]
+) -> None:
+    version = register()
+    _library(make_image, classes, version)
+    run = evaluation_create(version=version, scope=EvaluationScope(), actor=None, enqueue=False)
+    assert run.job is not None and run.job.kind == EVALUATE_KIND
+    evaluate.apply(args=[run.job.pk])
+    job = Job.objects.get(pk=run.job.pk)
+    assert job.status == "succeeded", job.error
+    assert job.result["double_check_items"] == 3
+    run.refresh_from_db()
+    assert run.status == "done"
+
+
+def test_the_command_prints_json(
+    make_image: Callable[..., Image], classes: dict[str, SubClass], capsys: pytest.CaptureFixture
+) -> None:
+    version = register()
+    _library(make_image, classes, version)
+    call_command("evaluate", "--model", str(version.number), "--json")
+    out = json.loads(capsys.readouterr().out)
+    assert out["sets"]["library"]["metrics"]["errors"] == 3
+    assert out["double_check_items"] == 3
+
+
+# --- Double-check actions -------------------------------------------------------------------
+
+
+@pytest.fixture
+def queued(
+    make_image: Callable[..., Image], classes: dict[str, SubClass]
+) -> tuple[EvaluationRun, list[DoubleCheckItem]]:
+    version = register()
+    _library(make_image, classes, version)
+    run = evaluation_create(version=version, scope=EvaluationScope(), actor=None, enqueue=False)
+    evaluation_execute(run=run)
+    return run, list(DoubleCheckItem.objects.filter(run=run).order_by("rank"))
+
+
+def _events(image_id: int) -> list[LabelEvent]:
+    return list(
+        LabelEvent.objects.filter(image_id=image_id, reason=LabelReason.DOUBLE_CHECK).order_by("pk")
+    )
+
+
+def test_keep_records_a_confirming_label_event(queued, reviewer: User) -> None:
+    _, items = queued
+    before = Image.objects.get(pk=items[0].image_id).subclass_id
+    double_check_resolve(item=items[0], action="keep", actor=reviewer)
+    [event] = _events(items[0].image_id)
+    assert event.from_subclass_id == event.to_subclass_id == before
+    assert event.actor == reviewer
+    assert DoubleCheckItem.objects.get(pk=items[0].pk).status == DoubleCheckStatus.KEPT
+
+
+def test_relabel_to_predicted_moves_the_image_to_the_predicted_class(
+    queued, reviewer: User
+) -> None:
+    _, items = queued
+    item = items[0]  # given Robin, the model says Wren
+    double_check_resolve(item=item, action="predicted", actor=reviewer)
+    image = Image.objects.select_related("subclass__label_class").get(pk=item.image_id)
+    assert image.subclass.label_class.name == "Wren"
+    [event] = _events(item.image_id)
+    assert event.to_subclass_id == image.subclass_id
+    assert event.from_subclass.label_class.name == "Robin"
+
+
+def test_relabel_to_another_class_and_trash_and_skip(
+    queued, reviewer: User, classes: dict[str, SubClass]
+) -> None:
+    _, items = queued
+    double_check_resolve(
+        item=items[0], action="relabel", actor=reviewer, subclass=classes["Sparrow"]
+    )
+    assert Image.objects.get(pk=items[0].image_id).subclass == classes["Sparrow"]
+    double_check_resolve(item=items[1], action="trash", actor=reviewer, note="Blurry")
+    image = Image.objects.get(pk=items[1].image_id)
+    assert image.status == ImageStatus.TRASHED
+    [event] = _events(items[1].image_id)
+    assert event.to_status == ImageStatus.TRASHED and event.note == "Blurry"
+    double_check_resolve(item=items[2], action="skip", actor=reviewer)
+    assert _events(items[2].image_id) == []
+    assert DoubleCheckItem.objects.get(pk=items[2].pk).status == DoubleCheckStatus.SKIPPED
+
+
+# --- API ------------------------------------------------------------------------------------
+
+
+def test_reviewers_start_runs_and_read_the_queue_over_the_api(
+    make_image: Callable[..., Image],
+    classes: dict[str, SubClass],
+    reviewer_api: APIClient,
+    api: APIClient,
+) -> None:
+    version = register()
+    _, planted = _library(make_image, classes, version)
+    assert api.post("/api/v1/evaluations/", {"model": version.number}).status_code == 403
+    response = reviewer_api.post("/api/v1/evaluations/", {"model": version.number}, format="json")
+    assert response.status_code == 202, response.content
+    run = EvaluationRun.objects.get(pk=response.json()["id"])
+    evaluate.apply(args=[run.job_id])
+    detail = reviewer_api.get(f"/api/v1/evaluations/{run.pk}/").json()
+    assert detail["status"] == "done"
+    assert detail["metrics"]["sets"]["library"]["metrics"]["errors"] == 3
+    queue = reviewer_api.get(f"/api/v1/evaluations/{run.pk}/double-check/").json()
+    assert [row["image"] for row in queue["results"]] == [image.pk for image in planted]
+    assert queue["results"][0]["sha256"] == planted[0].sha256
