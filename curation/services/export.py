@@ -326,12 +326,9 @@ def _pool(workers: int) -> Iterator[Any]:
     if workers <= 1:
         yield _InProcess()
         return
-    from django.db import connections
-
-    # A forked PostgreSQL connection shared with children can be closed under the parent;
-    # SQLite's (the test database lives in memory) must stay open.
-    if connections["default"].vendor != "sqlite":
-        connections.close_all()
+    # The children inherit this process's database connections but never use them, and fork
+    # workers leave through os._exit, so nothing closes them under the parent; closing them
+    # here instead would break a caller's open transaction.
     context = multiprocessing.get_context("fork")
     with context.Pool(workers) as pool:
         yield pool

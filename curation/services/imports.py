@@ -298,10 +298,9 @@ def folder_inspections(
         return
     import multiprocessing
 
-    from django.db import connections
-
-    # Children get a copy of this process; they must not share its database connections.
-    connections.close_all()
+    # The children inherit this process's database connections but never use them (they only
+    # read, hash, decode and store files), and fork workers leave through os._exit, so nothing
+    # closes them under the parent; closing them here would break a caller's transaction.
     context = multiprocessing.get_context("fork")
     with context.Pool(workers) as pool:
         yield from pool.imap(_inspect_path, jobs, chunksize=8)
