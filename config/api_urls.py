@@ -15,6 +15,7 @@ from curation.apis_duplicates import DuplicateGroupViewSet
 from inference.apis import ModelVersionViewSet, PredictViewSet
 from inference.apis_evaluation import EvaluationViewSet
 from inference.apis_identify import IdentificationViewSet
+from inference.apis_production import PredictionLogViewSet
 from labelling.urls_api import urlpatterns as labelling_api_urls
 
 app_name = "api"
@@ -33,5 +34,6 @@ router.register("models", ModelVersionViewSet, basename="model-version")
 router.register("predict", PredictViewSet, basename="predict")
 router.register("identifications", IdentificationViewSet, basename="identification")
 router.register("evaluations", EvaluationViewSet, basename="evaluation")
+router.register("prediction-logs", PredictionLogViewSet, basename="prediction-log")
 
 urlpatterns = router.urls + labelling_api_urls

@@ -13,6 +13,7 @@ urlpatterns = [
     path("duplicates/", include("curation.urls_duplicates")),
     path("datasets/", include("curation.urls_datasets")),
     path("quality/", include("curation.urls_quality")),
+    path("production/", include("inference.urls_production")),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

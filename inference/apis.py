@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from django.shortcuts import get_object_or_404
@@ -156,14 +157,19 @@ class PredictViewSet(viewsets.ViewSet):
         version = None
         if fields.get("model_version"):
             version = get_object_or_404(ModelVersion, number=fields["model_version"])
+        data = fields["file"].read()
         try:
-            version, result = predict(stream=fields["file"], version=version, k=fields["k"])
+            version, result = predict(stream=io.BytesIO(data), version=version, k=fields["k"])
         except ImageRejected as exc:
             return _refused(f"Image refused: {exc}")
         except LookupError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        log_id = None
+        if str(request.data.get("log", "")).lower() in ("1", "true", "yes", "on"):
+            log_id = _log_prediction(request, data, fields["file"].name, version, result)
         return Response(
             {
+                "log_id": log_id,
                 "model_version": version.number,
                 "model_name": version.name,
                 "predictions": [
@@ -174,3 +180,25 @@ class PredictViewSet(viewsets.ViewSet):
                 ],
             }
         )
+
+
+def _log_prediction(
+    request: Request, data: bytes, name: str, version: ModelVersion, result: Any
+) -> int | None:
+    """``log=true``: record the prediction as a production log (``client`` and ``request_id``
+    optional form fields, as on /prediction-logs/)."""
+    from inference.production import LogEntry, LogRejected, prediction_log_record
+
+    entry = LogEntry(
+        client=str(request.data.get("client") or request.user.get_username())[:100],
+        model_version_label=str(version.number),
+        class_names=list(result.names),
+        scores=[float(score) for score in result.scores],
+        request_id=str(request.data.get("request_id") or "")[:200],
+        image_data=data,
+        image_name=name,
+    )
+    try:
+        return prediction_log_record(entry=entry, actor=request.user).log.pk
+    except LogRejected:
+        return None

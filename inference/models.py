@@ -142,6 +142,7 @@ class LabelMatch(models.Model):
         ]
         indexes = [models.Index(fields=["label_class"], name="labelmatch_class")]
 
+
 # --- Evaluations ----------------------------------------------------------------------------
 
 
@@ -244,3 +245,83 @@ class DoubleCheckItem(models.Model):
             models.UniqueConstraint(fields=["run", "image"], name="doublecheck_one_per_run_image")
         ]
         indexes = [models.Index(fields=["run", "status", "rank"], name="doublecheck_queue")]
+
+
+# --- Production logs
+
+
+class Verdict(models.TextChoices):
+    """A reviewer's verdict on one production prediction."""
+
+    CORRECT = "correct", "Correct"
+    WRONG = "wrong", "Wrong class"
+    BAD_PICTURE = "bad_picture", "Bad picture"
+    OUT_OF_SCOPE = "out_of_scope", "Out of scope"
+    SHOULD_BE_CONFIDENT = "should_be_confident", "Should have been confident"
+
+
+class PredictionLog(models.Model):
+    """One production transaction: the image a serving system classified, what the model said,
+    and (later) a reviewer's verdict. Never edited except for the verdict fields."""
+
+    image = models.ForeignKey(
+        "curation.Image", on_delete=models.CASCADE, related_name="production_logs"
+    )
+    # The label exactly as the client sent it; ``model_version`` is set when it names one.
+    model_version_label = models.CharField(max_length=100)
+    model_version = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="production_logs",
+    )
+    class_names = models.JSONField(help_text="top-k class names, best first")
+    scores = models.JSONField(help_text="top-k scores, best first")
+    top1_name = models.CharField(max_length=500)
+    top1_score = models.FloatField()
+    logged_at = models.DateTimeField(help_text="the client's clock")
+    received_at = models.DateTimeField(help_text="server time the log arrived")
+    client = models.CharField(max_length=100, help_text="serving system or app id")
+    request_id = models.CharField(max_length=200, blank=True)
+    logged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    verdict = models.CharField(max_length=32, choices=Verdict.choices, blank=True)
+    true_subclass = models.ForeignKey(
+        "curation.SubClass", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    out_of_scope_subject = models.CharField(max_length=200, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            # Idempotency: a client retrying a call with its request id gets the first log.
+            models.UniqueConstraint(
+                fields=["client", "request_id"],
+                condition=~Q(request_id=""),
+                name="predictionlog_one_per_request",
+            ),
+        ]
+        indexes = [
+            # Dashboard: every usage aggregate is a range scan on received_at; the included
+            # columns let PostgreSQL answer it from the index alone.
+            models.Index(
+                fields=["received_at"],
+                include=["model_version_label", "top1_score", "top1_name"],
+                name="predictionlog_received",
+            ),
+            models.Index(
+                fields=["model_version_label", "received_at"], name="predictionlog_version_time"
+            ),
+            # Review queues (unreviewed, newest first) and accuracy (reviewed only).
+            models.Index(fields=["verdict", "received_at"], name="predictionlog_verdict"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Log {self.pk}: {self.top1_name} {self.top1_score:.2f} ({self.client})"

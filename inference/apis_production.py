@@ -1,0 +1,177 @@
+"""REST: production prediction logs from serving systems."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.permissions import IsLabeller
+from inference.models import PredictionLog
+from inference.production import (
+    LogEntry,
+    LogRejected,
+    prediction_log_record,
+    prediction_logs_record,
+)
+
+MAX_BATCH = 1000
+
+
+class PredictionItemSerializer(serializers.Serializer[Any]):
+    label = serializers.CharField(max_length=500)
+    score = serializers.FloatField(min_value=0.0, max_value=1.0)
+
+
+class _JSONList(serializers.ListField):
+    """A list that multipart clients may send as one JSON string field."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except ValueError:
+                raise serializers.ValidationError("not valid JSON") from None
+        return super().to_internal_value(data)
+
+
+class LogEntrySerializer(serializers.Serializer[Any]):
+    image = serializers.ImageField(required=False, help_text="the image bytes (multipart)")
+    image_sha256 = serializers.RegexField(
+        r"^[0-9a-fA-F]{64}$", required=False, help_text="or the sha256 of a stored image"
+    )
+    model_version = serializers.CharField(
+        max_length=100, help_text="as the serving system names it"
+    )
+    predictions = _JSONList(
+        child=PredictionItemSerializer(), min_length=1, max_length=20, help_text="top-k"
+    )
+    logged_at = serializers.DateTimeField(required=False, help_text="client time")
+    client = serializers.CharField(
+        max_length=100, required=False, help_text="serving system or app id; default: your user"
+    )
+    request_id = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, help_text="makes the call idempotent"
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if bool(attrs.get("image")) == bool(attrs.get("image_sha256")):
+            raise serializers.ValidationError("Send either image or image_sha256.")
+        return attrs
+
+
+class BatchSerializer(serializers.Serializer[Any]):
+    logs = serializers.ListField(child=LogEntrySerializer(), min_length=1, max_length=MAX_BATCH)
+
+
+class PredictionLogSerializer(serializers.ModelSerializer[PredictionLog]):
+    image_sha256 = serializers.CharField(source="image.sha256", read_only=True)
+    model_version_number = serializers.IntegerField(
+        source="model_version.number", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = PredictionLog
+        fields = [
+            "id",
+            "image",
+            "image_sha256",
+            "model_version_label",
+            "model_version_number",
+            "class_names",
+            "scores",
+            "top1_name",
+            "top1_score",
+            "logged_at",
+            "received_at",
+            "client",
+            "request_id",
+            "verdict",
+            "true_subclass",
+            "out_of_scope_subject",
+            "reviewed_by",
+            "reviewed_at",
+        ]
+        read_only_fields = fields
+
+
+def entry_from(fields: dict[str, Any], *, default_client: str) -> LogEntry:
+    upload = fields.get("image")
+    return LogEntry(
+        client=fields.get("client") or default_client,
+        model_version_label=fields["model_version"],
+        class_names=[p["label"] for p in fields["predictions"]],
+        scores=[p["score"] for p in fields["predictions"]],
+        logged_at=fields.get("logged_at"),
+        request_id=fields.get("request_id") or "",
+        image_data=upload.read() if upload else None,
+        image_name=upload.name if upload else "",
+        image_sha256=fields.get("image_sha256") or "",
+    )
+
+
+class PredictionLogViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Production prediction logs. POST one transaction (JSON or multipart: the image as a file
+    or the sha256 of a stored image, the model version label, the top-k predictions, client
+    time, client id and an optional request id); the same (client, request id) again answers
+    200 with the first log. POST …/batch/ logs up to 1,000 transactions by image sha256."""
+
+    permission_classes = [IsLabeller]
+    serializer_class = PredictionLogSerializer
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def get_queryset(self) -> Any:
+        return PredictionLog.objects.select_related("image", "model_version").order_by(
+            "-received_at", "-id"
+        )
+
+    @extend_schema(request=LogEntrySerializer, responses={201: PredictionLogSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = LogEntrySerializer(data={key: request.data.get(key) for key in request.data})
+        serializer.is_valid(raise_exception=True)
+        entry = entry_from(serializer.validated_data, default_client=request.user.get_username())
+        try:
+            logged = prediction_log_record(entry=entry, actor=request.user)
+        except LogRejected as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            PredictionLogSerializer(logged.log).data,
+            status=status.HTTP_201_CREATED if logged.created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(request=BatchSerializer, responses={200: dict})
+    @action(detail=False, methods=["post"], parser_classes=[JSONParser])
+    def batch(self, request: Request) -> Response:
+        serializer = BatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        default_client = request.user.get_username()
+        entries = [
+            entry_from(fields, default_client=default_client)
+            for fields in serializer.validated_data["logs"]
+        ]
+        outcomes = prediction_logs_record(entries=entries, actor=request.user)
+        results = [
+            {
+                "index": o.index,
+                "id": o.log.pk if o.log else None,
+                "created": o.created,
+                "error": o.error,
+            }
+            for o in outcomes
+        ]
+        return Response(
+            {
+                "created": sum(1 for o in outcomes if o.created),
+                "existing": sum(1 for o in outcomes if o.log and not o.created),
+                "rejected": sum(1 for o in outcomes if o.error),
+                "results": results,
+            }
+        )
