@@ -51,6 +51,7 @@ def identify_images(job_id: int) -> None:
 
     job_run(job_id=job_id, work=work)
 
+
 @shared_task(name="inference.evaluate", acks_late=True)
 def evaluate(job_id: int) -> None:
     from inference.evaluation import evaluation_job_work

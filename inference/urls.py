@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from inference import views, views_identify
+from inference import views, views_evaluation, views_identify
 
 app_name = "inference"
 
@@ -18,4 +18,23 @@ urlpatterns = [
     path("identify/label/", views_identify.identify_label, name="identify-label"),
     path("identify/trash/", views_identify.identify_trash, name="identify-trash"),
     path("identify/queue/", views_identify.identify_queue, name="identify-queue"),
+    path("evaluations/", views_evaluation.evaluation_list, name="evaluations"),
+    path("evaluations/<int:pk>/", views_evaluation.evaluation_detail, name="evaluation"),
+    path("evaluations/<int:pk>/pairs/", views_evaluation.evaluation_pairs, name="evaluation-pairs"),
+    path(
+        "evaluations/<int:pk>/compare/<int:other>/",
+        views_evaluation.evaluation_compare,
+        name="evaluation-compare",
+    ),
+    path("evaluations/<int:pk>/double-check/", views_evaluation.double_check, name="double-check"),
+    path(
+        "evaluations/<int:pk>/double-check/add/",
+        views_evaluation.double_check_add,
+        name="double-check-add",
+    ),
+    path(
+        "evaluations/<int:pk>/double-check/<int:item_id>/",
+        views_evaluation.double_check_action,
+        name="double-check-action",
+    ),
 ]

@@ -317,3 +317,24 @@ def test_reviewers_start_runs_and_read_the_queue_over_the_api(
     queue = reviewer_api.get(f"/api/v1/evaluations/{run.pk}/double-check/").json()
     assert [row["image"] for row in queue["results"]] == [image.pk for image in planted]
     assert queue["results"][0]["sha256"] == planted[0].sha256
+
+
+def test_report_and_double_check_pages_render(
+    make_image: Callable[..., Image], classes: dict[str, SubClass], reviewer: User
+) -> None:
+    version = register()
+    _, planted = _library(make_image, classes, version)
+    run = evaluation_create(version=version, scope=EvaluationScope(), actor=None, enqueue=False)
+    evaluation_execute(run=run)
+    client = Client()
+    client.force_login(reviewer)
+    page = client.get(f"/models/evaluations/{run.pk}/")
+    assert page.status_code == 200
+    assert b"Confidence threshold" in page.content
+    check = client.get(f"/models/evaluations/{run.pk}/double-check/")
+    assert check.status_code == 200
+    assert (
+        f"/images/{planted[0].pk}/".encode() in check.content
+        or str(planted[0].pk).encode() in check.content
+    )
+    assert LabelClass.objects.count() == 3
