@@ -309,18 +309,21 @@ class PredictionLog(models.Model):
             ),
         ]
         indexes = [
-            # Dashboard: every usage aggregate is a range scan on received_at; the included
-            # columns let PostgreSQL answer it from the index alone.
-            models.Index(
-                fields=["received_at"],
-                include=["model_version_label", "top1_score", "top1_name"],
-                name="predictionlog_received",
-            ),
+            # Dashboard: every usage aggregate is a range scan on received_at. On PostgreSQL,
+            # migration 0004 adds predictionlog_received_cover (the same key INCLUDE label,
+            # score and top-1 name) so the scan never reads the wide rows; SQLite has no
+            # covering indexes.
+            models.Index(fields=["received_at"], name="predictionlog_received"),
             models.Index(
                 fields=["model_version_label", "received_at"], name="predictionlog_version_time"
             ),
             # Review queues (unreviewed, newest first) and accuracy (reviewed only).
             models.Index(fields=["verdict", "received_at"], name="predictionlog_verdict"),
+            models.Index(
+                fields=["-received_at"],
+                condition=Q(verdict=""),
+                name="predictionlog_unreviewed",
+            ),
         ]
 
     def __str__(self) -> str:

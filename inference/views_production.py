@@ -18,6 +18,7 @@ from inference.models import Verdict
 from inference.production import (
     DRIFT_MIN_SAMPLE,
     DRIFT_P_VALUE,
+    QUEUE_COUNT_CAP,
     WEEKDAYS,
     Path,
     ReviewError,
@@ -25,6 +26,7 @@ from inference.production import (
     dashboard,
     drift,
     prediction_log_review,
+    queue_size,
     review_queue,
     verdict_counts,
 )
@@ -128,9 +130,10 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
         "drift_since": drift_since,
         "drift_p": DRIFT_P_VALUE,
         "drift_min": DRIFT_MIN_SAMPLE,
+        "cap": QUEUE_COUNT_CAP,
         "queues": {
-            "happy": review_queue(path=Path.HAPPY, threshold=threshold).count(),
-            "sad": review_queue(path=Path.SAD, threshold=threshold).count(),
+            "happy": queue_size(review_queue(path=Path.HAPPY, threshold=threshold)),
+            "sad": queue_size(review_queue(path=Path.SAD, threshold=threshold)),
         },
     }
     return render(request, "inference/production/dashboard.html", context)
@@ -176,7 +179,8 @@ def review_page(request: HttpRequest, path: str) -> HttpResponse:
             "threshold": threshold,
             "log": log,
             "top3": top3,
-            "remaining": queue.count(),
+            "remaining": queue_size(queue),
+            "cap": QUEUE_COUNT_CAP,
             "counts": [
                 (label, verdict_counts(path=path)[value]) for value, label in Verdict.choices
             ],

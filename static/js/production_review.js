@@ -24,8 +24,11 @@
 
   function classId(name) {
     const wanted = name.trim().toLowerCase();
-    const match = classes.find((c) => c.name.toLowerCase() === wanted);
-    return match ? match.id : null;
+    const exact = classes.find((c) => c.name.toLowerCase() === wanted);
+    if (exact) return exact.id;
+    // A fragment that names exactly one class is enough ("robin" for "European robin").
+    const partial = classes.filter((c) => wanted && c.name.toLowerCase().includes(wanted));
+    return partial.length === 1 ? partial[0].id : null;
   }
 
   function openBad() {

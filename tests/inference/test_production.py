@@ -373,3 +373,40 @@ def test_an_import_batch_per_client_and_day(make_image: Callable[..., Image]) ->
             actor=None,
         )
     assert ImportBatch.objects.filter(name__startswith="production/app/").count() == 1
+
+
+def test_predict_with_log_true_records_a_production_log(api: APIClient) -> None:
+    from inference.preprocessing import PreprocessSpec
+    from inference.services import model_version_register
+    from tests.inference.onnx_models import labels, linear, to_bytes
+
+    version = model_version_register(
+        onnx_data=to_bytes(linear(classes=4, seed=3)),
+        labels=labels("a", "b", "c", "d"),
+        name="tiny",
+        actor=None,
+        spec=PreprocessSpec(input_size=8),
+    ).version
+    body = {"model_version": version.number, "k": 3, "log": "true", "request_id": "p-1"}
+    first = api.post(
+        "/api/v1/predict/",
+        {**body, "file": SimpleUploadedFile("x.jpg", image_bytes(seed=5))},
+        format="multipart",
+    )
+    again = api.post(
+        "/api/v1/predict/",
+        {**body, "file": SimpleUploadedFile("x.jpg", image_bytes(seed=5))},
+        format="multipart",
+    )
+    assert first.status_code == 200, first.content
+    log = PredictionLog.objects.get()
+    assert first.json()["log_id"] == again.json()["log_id"] == log.pk
+    assert log.model_version == version
+    assert log.class_names == [p["label"] for p in first.json()["predictions"]]
+    plain = api.post(
+        "/api/v1/predict/",
+        {"file": SimpleUploadedFile("y.jpg", image_bytes(seed=6)), "model_version": version.number},
+        format="multipart",
+    )
+    assert plain.json()["log_id"] is None
+    assert PredictionLog.objects.count() == 1
