@@ -45,8 +45,13 @@ from inference.models import (
 )
 from labelling.models import BadReason, Exemplar, ExemplarKind
 
-EXEMPLARS = 6
+EXEMPLARS = 4
 HEATMAP_CLASSES = 10
+EXCLUDED_LABELS = {
+    "holding_class": "in holding classes",
+    "class_not_in_label_map": "in classes the model does not know",
+    "no_prediction": "without a prediction (unreadable or trashed)",
+}
 
 
 @reviewer_required
@@ -173,6 +178,10 @@ def evaluation_detail(request: HttpRequest, pk: int) -> HttpResponse:
         .select_related("model_version")
         .defer("metrics")[:20]
     )
+    excluded = [
+        (EXCLUDED_LABELS.get(reason, reason), count)
+        for reason, count in metrics.get("excluded", {}).items()
+    ]
     return render(
         request,
         "inference/evaluations/report.html",
@@ -180,6 +189,7 @@ def evaluation_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "run": run,
             "scope": scope_describe(run),
             "metrics": metrics,
+            "excluded": excluded,
             "sets": list(sets),
             "chosen": chosen,
             "report": report,
@@ -214,7 +224,14 @@ def _threshold_from_histogram(histogram: dict[str, list[int]], threshold: float)
         "below": total - above_right - above_wrong,
         "true_positive_rate": above_right / total if total else None,
         "false_positive_rate": above_wrong / total if total else None,
+        "right_share": _percent(above_right, total),
+        "wrong_share": _percent(above_wrong, total),
+        "below_share": _percent(total - above_right - above_wrong, total),
     }
+
+
+def _percent(part: int, total: int) -> str:
+    return f"{100 * part / total:.1f}%" if total else "–"
 
 
 @reviewer_required
@@ -391,7 +408,7 @@ def double_check(request: HttpRequest, pk: int) -> HttpResponse:
             {
                 "image": image,
                 "current_class": image.subclass.label_class if image.subclass_id else None,
-                "top": list(zip(prediction.class_names, prediction.scores, strict=False))[:5]
+                "top": list(zip(prediction.class_names, prediction.scores, strict=False))[:3]
                 if prediction
                 else [],
                 "true_exemplars": _exemplars(run, item.true_class_id, image.pk),

@@ -15,7 +15,7 @@
   };
   const total = sum(right, 0) + sum(wrong, 0);
   const fmt = new Intl.NumberFormat();
-  const share = function (n) { return total ? (n / total).toFixed(4).replace(/0+$/, "").replace(/\.$/, "") : "–"; };
+  const share = function (n) { return total ? (100 * n / total).toFixed(1) + "%" : "–"; };
 
   function update() {
     const threshold = parseFloat(input.value);
