@@ -42,7 +42,8 @@ class _JSONList(serializers.ListField):
 
 
 class LogEntrySerializer(serializers.Serializer[Any]):
-    image = serializers.ImageField(required=False, help_text="the image bytes (multipart)")
+    # A plain file: Loupe's one decoding function judges the bytes, nothing before it.
+    image = serializers.FileField(required=False, help_text="the image bytes (multipart)")
     image_sha256 = serializers.RegexField(
         r"^[0-9a-fA-F]{64}$", required=False, help_text="or the sha256 of a stored image"
     )

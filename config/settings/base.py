@@ -7,7 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = Path(env_str("LOUPE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -162,6 +162,9 @@ LOUPE_PROCESS_CHUNK = env_int("LOUPE_PROCESS_CHUNK", 200, minimum=1)
 LOUPE_JOB_STALE_SECONDS = env_int("LOUPE_JOB_STALE_SECONDS", 600, minimum=30)
 # Near-duplicates: largest Hamming distance between 64-bit pHashes (see README for the choice).
 LOUPE_DUPLICATE_MAX_DISTANCE = env_int("LOUPE_DUPLICATE_MAX_DISTANCE", 8, minimum=0)
+# Production logs: a top score at or above this was shown to the user as the answer (the happy
+# path); below it the user was asked to try again (the sad path).
+LOUPE_PRODUCTION_THRESHOLD = env_float("LOUPE_PRODUCTION_THRESHOLD", 0.95, minimum=0.0, maximum=1.0)
 # How long an image shown to one SME stays out of other SMEs' queues.
 LOUPE_CLAIM_SECONDS = env_int("LOUPE_CLAIM_SECONDS", 600, minimum=10)
 

@@ -410,3 +410,19 @@ def test_predict_with_log_true_records_a_production_log(api: APIClient) -> None:
     )
     assert plain.json()["log_id"] is None
     assert PredictionLog.objects.count() == 1
+
+
+def test_a_logged_file_that_is_not_an_allowed_image_is_refused_by_name(api: Any) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = api.post(
+        "/api/v1/prediction-logs/",
+        {
+            "image": SimpleUploadedFile("x.jpg", b"%PDF-1.4 not an image", "image/jpeg"),
+            "model_version": "v1",
+            "predictions": '[{"label": "Robin", "score": 0.9}]',
+        },
+        format="multipart",
+    )
+    assert response.status_code == 400
+    assert "not a supported image" in response.json()["detail"]
