@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 from sklearn.metrics import (
@@ -82,6 +82,11 @@ HISTOGRAM_BINS = 1000  # top-score histograms for the threshold slider: exact to
 TOP_PAIRS = 20
 SUGGESTED_PAIRS = 10
 MIN_PROBABILITY = 1e-15
+QUEUE_INSERT = (
+    "INSERT INTO inference_doublecheckitem (run_id, image_id, true_class_id, "
+    "predicted_class_id, predicted_name, top1_score, given_probability, rank, why, status) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
 
 
 class EvaluationError(Exception):
@@ -241,13 +246,10 @@ def samples_collect(
     seen = 0
     for chunk in _scope_rows(run):
         image_ids = [image_id for image_id, _, _ in chunk]
-        predictions_make(image_ids=image_ids, version=version)
-        stored = {
-            image_id: (indices, scores)
-            for image_id, indices, scores in Prediction.objects.filter(
-                model_version=version, image_id__in=image_ids
-            ).values_list("image_id", "class_indices", "scores")
-        }
+        stored = _stored_predictions(version, image_ids)
+        missing = [image_id for image_id in image_ids if image_id not in stored]
+        if missing and predictions_make(image_ids=missing, version=version):
+            stored.update(_stored_predictions(version, missing))
         for image_id, class_id, group in chunk:
             if class_id is not None and class_id in holding:
                 excluded["holding_class"] += 1
@@ -287,6 +289,17 @@ def samples_collect(
         excluded=dict(excluded),
         excluded_classes=dict(excluded_classes.most_common(50)),
     )
+
+
+def _stored_predictions(
+    version: ModelVersion, image_ids: list[int]
+) -> dict[int, tuple[list[int], list[float]]]:
+    return {
+        image_id: (indices, scores)
+        for image_id, indices, scores in Prediction.objects.filter(
+            model_version=version, image_id__in=image_ids
+        ).values_list("image_id", "class_indices", "scores")
+    }
 
 
 def _scope_count(run: EvaluationRun) -> int:
@@ -561,49 +574,78 @@ def tag_report(samples: Samples, in_scope: np.ndarray) -> list[dict[str, Any]]:
     Sorted by excess errors (errors beyond what the overall error rate predicts)."""
     ids = samples.image_ids[in_scope]
     wrong = (samples.true_index != samples.pred_index)[in_scope]
-    position = {int(image_id): i for i, image_id in enumerate(ids)}
-    tags: dict[str, list[int]] = {}
+    subclass_of = np.zeros(len(ids), dtype=np.int64)
+    batch_of = np.zeros(len(ids), dtype=np.int64)
+    order = np.argsort(ids)
+    sorted_ids = ids[order]
+    bad: list[tuple[int, str]] = []
     for start in range(0, len(ids), CHUNK):
-        chunk = [int(i) for i in ids[start : start + CHUNK]]
-        for image_id, sub_name, class_name, source, batch in Image.objects.filter(
-            pk__in=chunk
-        ).values_list(
-            "pk",
-            "subclass__name",
-            "subclass__label_class__name",
-            "subclass__source",
-            "import_batch_id",
-        ):
-            at = position[image_id]
-            if sub_name is not None:
-                tags.setdefault(f"sub-class: {class_name} / {sub_name}", []).append(at)
-                tags.setdefault(f"source: {source}", []).append(at)
-            if batch is not None:
-                tags.setdefault(f"import batch: #{batch}", []).append(at)
-        for image_id, reason in BadVerdict.objects.filter(image_id__in=chunk).values_list(
-            "image_id", "reason"
-        ):
-            tags.setdefault(f"bad image: {reason}", []).append(position[image_id])
+        chunk = [int(i) for i in sorted_ids[start : start + CHUNK]]
+        rows = np.asarray(
+            Image.objects.filter(pk__in=chunk)
+            .order_by("pk")
+            .values_list("pk", "subclass_id", "import_batch_id"),
+            dtype=object,
+        )
+        if len(rows):
+            at = order[np.searchsorted(sorted_ids, rows[:, 0].astype(np.int64))]
+            subclass_of[at] = [value or 0 for value in rows[:, 1]]
+            batch_of[at] = [value or 0 for value in rows[:, 2]]
+        bad.extend(BadVerdict.objects.filter(image_id__in=chunk).values_list("image_id", "reason"))
+    subclasses = {
+        pk: (f"{class_name} / {name}", source)
+        for pk, name, class_name, source in SubClass.objects.filter(
+            pk__in=[int(v) for v in np.unique(subclass_of) if v]
+        ).values_list("pk", "name", "label_class__name", "source")
+    }
     total = len(ids)
     errors = int(wrong.sum())
     rate = errors / total if total else 0.0
-    rows = []
-    for tag, positions in tags.items():
-        carried = len(positions)
-        tag_errors = int(wrong[np.asarray(positions, dtype=np.int64)].sum())
-        rows.append(
-            {
-                "tag": tag,
-                "images": carried,
-                "errors": tag_errors,
-                "share_of_errors": tag_errors / errors if errors else 0.0,
-                "error_rate": tag_errors / carried if carried else 0.0,
-                "share_of_data": carried / total if total else 0.0,
-                "excess_errors": tag_errors - carried * rate,
-            }
-        )
-    rows.sort(key=lambda row: (-row["excess_errors"], -row["errors"], row["tag"]))
-    return rows[:200]
+    counted: list[tuple[str, int, int]] = []  # tag, images, errors
+
+    def count_codes(codes: np.ndarray, name: Callable[[int], str | None]) -> None:
+        values, inverse = np.unique(codes, return_inverse=True)
+        carried = np.bincount(inverse)
+        wrong_count = np.bincount(inverse, weights=wrong.astype(np.float64))
+        for value, n, e in zip(values, carried, wrong_count, strict=True):
+            label = name(int(value)) if value else None
+            if label:
+                counted.append((label, int(n), int(e)))
+
+    count_codes(
+        subclass_of, lambda pk: f"sub-class: {subclasses[pk][0]}" if pk in subclasses else None
+    )
+    # Sources as small integer codes (0: no sub-class), looked up per sub-class.
+    source_names = sorted({source for _, source in subclasses.values()})
+    source_code = {name: code for code, name in enumerate(source_names, start=1)}
+    code_of_subclass = np.zeros(int(subclass_of.max(initial=0)) + 1, dtype=np.int64)
+    for pk, (_, source) in subclasses.items():
+        code_of_subclass[pk] = source_code[source]
+    count_codes(code_of_subclass[subclass_of], lambda code: f"source: {source_names[code - 1]}")
+    count_codes(batch_of, lambda pk: f"import batch: #{pk}")
+    if bad:
+        position = {int(image_id): i for i, image_id in enumerate(ids)}
+        by_reason: dict[str, list[int]] = {}
+        for image_id, reason in bad:
+            by_reason.setdefault(reason, []).append(position[image_id])
+        for reason, positions in by_reason.items():
+            counted.append(
+                (f"bad image: {reason}", len(positions), int(wrong[np.asarray(positions)].sum()))
+            )
+    rows_out = [
+        {
+            "tag": tag,
+            "images": carried,
+            "errors": tag_errors,
+            "share_of_errors": tag_errors / errors if errors else 0.0,
+            "error_rate": tag_errors / carried if carried else 0.0,
+            "share_of_data": carried / total if total else 0.0,
+            "excess_errors": tag_errors - carried * rate,
+        }
+        for tag, carried, tag_errors in counted
+    ]
+    rows_out.sort(key=lambda row: (-row["excess_errors"], -row["errors"], row["tag"]))
+    return rows_out[:200]
 
 
 def reports_compute(run: EvaluationRun, samples: Samples) -> dict[str, Any]:
@@ -691,19 +733,26 @@ def queue_fill(run: EvaluationRun, samples: Samples) -> int:
         else:
             why = "low_confidence"
         rows.append(
-            DoubleCheckItem(
-                run=run,
-                image_id=int(samples.image_ids[position]),
-                true_class_id=int(samples.true_class[position]) or None,
-                predicted_class_id=class_of_index.get(predicted),
-                predicted_name=_name(label_map, predicted)[:500],
-                top1_score=float(samples.top1[position]),
-                given_probability=float(samples.p_true[position]),
-                rank=rank,
-                why=why,
+            (
+                run.pk,
+                int(samples.image_ids[position]),
+                int(samples.true_class[position]) or None,
+                class_of_index.get(predicted),
+                _name(label_map, predicted)[:500],
+                float(samples.top1[position]),
+                float(samples.p_true[position]),
+                rank,
+                why,
+                DoubleCheckStatus.OPEN.value,
             )
         )
-    DoubleCheckItem.objects.bulk_create(rows, batch_size=1000)
+    # Tens of thousands of rows: one prepared INSERT run many times, not model instances.
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), 5000):
+            cursor.executemany(
+                QUEUE_INSERT,
+                rows[start : start + 5000],
+            )
     return len(rows)
 
 
