@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import Exists, FilteredRelation, Max, OuterRef, Q
 from django.utils import timezone
 from sklearn.metrics import (
     accuracy_score,
@@ -220,6 +220,9 @@ class Samples:
     groups: list[str]
     excluded: dict[str, int] = field(default_factory=dict)
     excluded_classes: dict[str, int] = field(default_factory=dict)
+    # Sub-class and import batch ids (0: none), when the scope query carried them.
+    subclass: np.ndarray | None = None
+    batch: np.ndarray | None = None
 
 
 def samples_collect(
@@ -239,18 +242,17 @@ def samples_collect(
     class_names = dict(LabelClass.objects.values_list("pk", "name"))
 
     total = _scope_count(run)
-    columns: dict[str, list[Any]] = {key: [] for key in ("id", "t", "c", "p", "s", "pt", "g")}
+    _predictions_ensure(run, total, progress)
+    keys = ("id", "t", "c", "p", "s", "pt", "g", "sub", "batch")
+    columns: dict[str, list[Any]] = {key: [] for key in keys}
     groups: list[str] = []
     excluded: Counter[str] = Counter()
     excluded_classes: Counter[str] = Counter()
-    seen = 0
-    for chunk in _scope_rows(run):
-        image_ids = [image_id for image_id, _, _ in chunk]
-        stored = _stored_predictions(version, image_ids)
-        missing = [image_id for image_id in image_ids if image_id not in stored]
-        if missing and predictions_make(image_ids=missing, version=version):
-            stored.update(_stored_predictions(version, missing))
-        for image_id, class_id, group in chunk:
+    # A right top-1 answer's score is the probability of the given label; only the wrong ones
+    # need the stored top-k read back (a JSON decode per row).
+    needs_top_k: list[int] = []
+    for chunk in _scored_rows(run):
+        for image_id, class_id, group, top1_index, top1_score, subclass, batch in chunk:
             if class_id is not None and class_id in holding:
                 excluded["holding_class"] += 1
                 excluded_classes[class_names.get(class_id, str(class_id))] += 1
@@ -259,36 +261,131 @@ def samples_collect(
                 excluded["class_not_in_label_map"] += 1
                 excluded_classes[class_names.get(class_id, str(class_id))] += 1
                 continue
-            prediction = stored.get(image_id)
-            if prediction is None:
+            if top1_index is None:
                 excluded["no_prediction"] += 1
                 continue
-            indices, scores = prediction
             true_index = index_of[class_id] if class_id is not None else -1
             if group not in groups:
                 groups.append(group)
+            if true_index == top1_index:
+                given = top1_score
+            else:
+                given = 0.0
+                if true_index >= 0:
+                    needs_top_k.append(len(columns["id"]))
             columns["id"].append(image_id)
             columns["t"].append(true_index)
             columns["c"].append(class_id or 0)
-            columns["p"].append(indices[0])
-            columns["s"].append(scores[0])
-            columns["pt"].append(_given_probability(true_index, indices, scores, class_count))
+            columns["p"].append(top1_index)
+            columns["s"].append(top1_score)
+            columns["pt"].append(given)
             columns["g"].append(groups.index(group))
-        seen += len(chunk)
-        if progress:
-            progress(seen, max(seen, total))
+            columns["sub"].append(subclass or 0)
+            columns["batch"].append(batch or 0)
+    given_column = columns["pt"]
+    for start in range(0, len(needs_top_k), CHUNK):
+        positions = needs_top_k[start : start + CHUNK]
+        stored = _stored_predictions(version, [columns["id"][at] for at in positions])
+        for at in positions:
+            indices, scores = stored[columns["id"][at]]
+            given_column[at] = _given_probability(columns["t"][at], indices, scores, class_count)
+    if progress:
+        progress(total, total)
     return Samples(
         image_ids=np.asarray(columns["id"], dtype=np.int64),
         true_index=np.asarray(columns["t"], dtype=np.int64),
         true_class=np.asarray(columns["c"], dtype=np.int64),
         pred_index=np.asarray(columns["p"], dtype=np.int64),
         top1=np.asarray(columns["s"], dtype=np.float64),
-        p_true=np.asarray(columns["pt"], dtype=np.float64),
+        p_true=np.asarray(given_column, dtype=np.float64),
         group=np.asarray(columns["g"], dtype=np.int64),
         groups=groups,
         excluded=dict(excluded),
         excluded_classes=dict(excluded_classes.most_common(50)),
+        subclass=np.asarray(columns["sub"], dtype=np.int64)
+        if run.scope_kind == EvaluationScopeKind.LIBRARY
+        else None,
+        batch=np.asarray(columns["batch"], dtype=np.int64)
+        if run.scope_kind == EvaluationScopeKind.LIBRARY
+        else None,
     )
+
+
+def _predictions_ensure(
+    run: EvaluationRun, total: int, progress: Callable[[int, int], None] | None
+) -> None:
+    """Predictions of the run's version for the scope's images that have none (stored ones
+    are reused: an image's content never changes, nor does a model version)."""
+    version = run.model_version
+    if run.scope_kind == EvaluationScopeKind.DATASET:
+        query: Any = DatasetAssignment.objects.filter(version_id=run.dataset_id)
+        if run.split:
+            query = query.filter(split=run.split)
+    elif run.scope_kind == EvaluationScopeKind.BENCHMARK:
+        query = BenchmarkMember.objects.filter(benchmark_set_id=run.benchmark_set_id)
+    else:
+        query = Image.objects.filter(status=ImageStatus.ACTIVE, subclass__isnull=False)
+    image_field = "pk" if run.scope_kind == EvaluationScopeKind.LIBRARY else "image_id"
+    has = Prediction.objects.filter(model_version=version, image_id=OuterRef(image_field))
+    missing = query.filter(~Exists(has))
+    last = 0
+    done = 0
+    while True:
+        rows = list(
+            missing.filter(pk__gt=last).order_by("pk").values_list("pk", image_field)[:CHUNK]
+        )
+        if not rows:
+            break
+        predictions_make(image_ids=[image_id for _, image_id in rows], version=version)
+        last = rows[-1][0]
+        done += len(rows)
+        if progress:
+            progress(done, max(done, total))
+
+
+def _scored_rows(
+    run: EvaluationRun,
+) -> Iterator[list[tuple[int, int | None, str, int | None, float]]]:
+    """Chunks of (image id, ground-truth class id, set name, top-1 index, top-1 score); the
+    index is None for images without a prediction."""
+    version = run.model_version
+    if run.scope_kind == EvaluationScopeKind.LIBRARY:
+        # Driven by the image primary key (a range scan), the prediction joined on its
+        # (image, version) unique index; a missing prediction reads as None.
+        images = Image.objects.filter(status=ImageStatus.ACTIVE, subclass__isnull=False).annotate(
+            prediction=FilteredRelation(
+                "predictions", condition=Q(predictions__model_version=version)
+            )
+        )
+        last = 0
+        while True:
+            rows = list(
+                images.filter(pk__gt=last)
+                .order_by("pk")
+                .values_list(
+                    "pk",
+                    "subclass__label_class_id",
+                    "prediction__top1_index",
+                    "prediction__top1_score",
+                    "subclass_id",
+                    "import_batch_id",
+                )[:CHUNK]
+            )
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [(row[0], row[1], "library", *row[2:]) for row in rows]
+    for chunk in _scope_rows(run):
+        top1 = {
+            image_id: (index, score)
+            for image_id, index, score in Prediction.objects.filter(
+                model_version=version, image_id__in=[image for image, _, _ in chunk]
+            ).values_list("image_id", "top1_index", "top1_score")
+        }
+        yield [
+            (image, cls, group, *top1.get(image, (None, 0.0)), None, None)
+            for image, cls, group in chunk
+        ]
 
 
 def _stored_predictions(
@@ -574,24 +671,33 @@ def tag_report(samples: Samples, in_scope: np.ndarray) -> list[dict[str, Any]]:
     Sorted by excess errors (errors beyond what the overall error rate predicts)."""
     ids = samples.image_ids[in_scope]
     wrong = (samples.true_index != samples.pred_index)[in_scope]
-    subclass_of = np.zeros(len(ids), dtype=np.int64)
-    batch_of = np.zeros(len(ids), dtype=np.int64)
-    order = np.argsort(ids)
-    sorted_ids = ids[order]
-    bad: list[tuple[int, str]] = []
-    for start in range(0, len(ids), CHUNK):
-        chunk = [int(i) for i in sorted_ids[start : start + CHUNK]]
-        rows = np.asarray(
-            Image.objects.filter(pk__in=chunk)
-            .order_by("pk")
-            .values_list("pk", "subclass_id", "import_batch_id"),
-            dtype=object,
-        )
-        if len(rows):
-            at = order[np.searchsorted(sorted_ids, rows[:, 0].astype(np.int64))]
-            subclass_of[at] = [value or 0 for value in rows[:, 1]]
-            batch_of[at] = [value or 0 for value in rows[:, 2]]
-        bad.extend(BadVerdict.objects.filter(image_id__in=chunk).values_list("image_id", "reason"))
+    if samples.subclass is not None and samples.batch is not None:
+        subclass_of = samples.subclass[in_scope]
+        batch_of = samples.batch[in_scope]
+    else:
+        subclass_of = np.zeros(len(ids), dtype=np.int64)
+        batch_of = np.zeros(len(ids), dtype=np.int64)
+        order = np.argsort(ids)
+        sorted_ids = ids[order]
+        for start in range(0, len(ids), CHUNK):
+            chunk = [int(i) for i in sorted_ids[start : start + CHUNK]]
+            rows = np.asarray(
+                Image.objects.filter(pk__in=chunk)
+                .order_by("pk")
+                .values_list("pk", "subclass_id", "import_batch_id"),
+                dtype=object,
+            )
+            if len(rows):
+                at = order[np.searchsorted(sorted_ids, rows[:, 0].astype(np.int64))]
+                subclass_of[at] = [value or 0 for value in rows[:, 1]]
+                batch_of[at] = [value or 0 for value in rows[:, 2]]
+    # Bad-image verdicts are given by people, one at a time: few enough to read whole.
+    in_run = set(ids.tolist())
+    bad = [
+        (image_id, reason)
+        for image_id, reason in BadVerdict.objects.values_list("image_id", "reason").iterator()
+        if image_id in in_run
+    ]
     subclasses = {
         pk: (f"{class_name} / {name}", source)
         for pk, name, class_name, source in SubClass.objects.filter(

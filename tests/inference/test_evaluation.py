@@ -338,3 +338,77 @@ def test_report_and_double_check_pages_render(
         or str(planted[0].pk).encode() in check.content
     )
     assert LabelClass.objects.count() == 3
+
+
+def test_errors_by_tag_put_the_worst_sub_class_first(
+    make_image: Callable[..., Image], classes: dict[str, SubClass]
+) -> None:
+    from curation.services.taxonomy import subclass_create
+
+    version = register()
+    _library(make_image, classes, version)
+    juvenile = subclass_create(
+        label_class=classes["Robin"].label_class, name="juvenile", actor=None
+    )
+    for _ in range(2):
+        predict(make_image(juvenile), version, [0.01, 0.98, 0.01])  # always called Sparrow
+    run = evaluation_create(version=version, scope=EvaluationScope(), actor=None, enqueue=False)
+    metrics = evaluation_execute(run=run)
+    top = metrics["tags"][0]
+    assert top["tag"] == "sub-class: Robin / juvenile"
+    assert top["images"] == 2 and top["errors"] == 2
+    assert top["error_rate"] == 1.0
+    assert top["share_of_errors"] == pytest.approx(2 / 5)
+    assert top["share_of_data"] == pytest.approx(2 / 17)
+
+
+def test_benchmark_and_dataset_scopes(
+    make_image: Callable[..., Image], classes: dict[str, SubClass]
+) -> None:
+    from curation.models import (
+        BenchmarkKind,
+        BenchmarkMember,
+        BenchmarkSet,
+        DatasetAssignment,
+        DatasetVersion,
+    )
+
+    version = register()
+    good, planted = _library(make_image, classes, version)
+    outside = BenchmarkSet.objects.create(name="not birds", kind=BenchmarkKind.OUT_OF_SCOPE)
+    scores = ([0.97, 0.02, 0.01], [0.5, 0.3, 0.2], [0.96, 0.02, 0.02], [0.4, 0.4, 0.2])
+    for score in scores:
+        image = make_image(None)
+        predict(image, version, score)
+        BenchmarkMember.objects.create(benchmark_set=outside, image=image, label_class=None)
+    run = evaluation_create(
+        version=version,
+        scope=EvaluationScope.parse("benchmark:not birds"),
+        actor=None,
+        enqueue=False,
+    )
+    report = evaluation_execute(run=run)["sets"]["not birds v1"]
+    assert report["out_of_scope"] is True
+    assert report["threshold"]["above"] == 2
+    assert report["threshold"]["false_positive_rate"] == pytest.approx(0.5)
+    assert report["score_stats"]["max"] == pytest.approx(0.97)
+    assert DoubleCheckItem.objects.filter(run=run).count() == 0
+
+    dataset = DatasetVersion.objects.create(name="d1")
+    for n, image in enumerate([*good[:6], *planted]):
+        DatasetAssignment.objects.create(
+            version=dataset,
+            image=image,
+            split="train" if n < 4 else "test",
+            label_class=image.subclass.label_class,
+            subclass=image.subclass,
+            source=image.subclass.source,
+        )
+    run = evaluation_create(
+        version=version, scope=EvaluationScope.parse("dataset:d1"), actor=None, enqueue=False
+    )
+    sets = evaluation_execute(run=run)["sets"]
+    assert set(sets) == {"train", "test", "all"}
+    assert sets["train"]["metrics"]["errors"] == 0
+    assert sets["test"]["metrics"]["errors"] == 3
+    assert sets["all"]["images"] == 9
