@@ -205,6 +205,9 @@ def evaluation_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "slider": {"histogram": histogram, "bins": HISTOGRAM_BINS, "threshold": threshold},
             "other_runs": other_runs,
             "classes": LabelClass.objects.order_by("name").only("pk", "name"),
+            "subclasses": SubClass.objects.select_related("label_class").order_by(
+                "label_class__name", "name"
+            ),
         },
     )
 

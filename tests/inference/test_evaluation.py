@@ -412,3 +412,24 @@ def test_benchmark_and_dataset_scopes(
     assert sets["train"]["metrics"]["errors"] == 0
     assert sets["test"]["metrics"]["errors"] == 3
     assert sets["all"]["images"] == 9
+
+
+def test_a_reviewer_adds_a_whole_class_to_the_queue(
+    make_image: Callable[..., Image], classes: dict[str, SubClass], reviewer: User
+) -> None:
+    version = register()
+    _library(make_image, classes, version)
+    run = evaluation_create(version=version, scope=EvaluationScope(), actor=None, enqueue=False)
+    evaluation_execute(run=run)
+    client = Client()
+    client.force_login(reviewer)
+    response = client.post(
+        f"/models/evaluations/{run.pk}/double-check/add/",
+        {"target": f"subclass:{classes['Sparrow'].pk}"},
+    )
+    assert response.status_code == 302
+    items = list(DoubleCheckItem.objects.filter(run=run).order_by("rank"))
+    # The planted Sparrow image was queued already; the four right ones follow the rest.
+    assert len(items) == 3 + 4
+    assert {item.why for item in items[3:]} == {"added"}
+    assert all(item.true_class == classes["Sparrow"].label_class for item in items[3:])
