@@ -76,7 +76,7 @@ def evaluation_list(request: HttpRequest) -> HttpResponse:
     runs = list(
         EvaluationRun.objects.select_related("model_version", "job", "dataset", "benchmark_set")
         .defer("metrics")
-        .annotate(items=Count("items"))[:100]
+        .annotate(item_count=Count("items"))[:100]
     )
     for run in runs:
         run.scope_text = scope_describe(run)  # type: ignore[attr-defined]

@@ -328,6 +328,9 @@ def test_report_and_double_check_pages_render(
     evaluation_execute(run=run)
     client = Client()
     client.force_login(reviewer)
+    listing = client.get("/models/evaluations/")
+    assert listing.status_code == 200
+    assert f"/models/evaluations/{run.pk}/double-check/".encode() in listing.content
     page = client.get(f"/models/evaluations/{run.pk}/")
     assert page.status_code == 200
     assert b"Confidence threshold" in page.content
@@ -433,3 +436,21 @@ def test_a_reviewer_adds_a_whole_class_to_the_queue(
     assert len(items) == 3 + 4
     assert {item.why for item in items[3:]} == {"added"}
     assert all(item.true_class == classes["Sparrow"].label_class for item in items[3:])
+
+
+def test_comparing_two_runs_lists_the_images_that_flipped(
+    make_image: Callable[..., Image], classes: dict[str, SubClass], reviewer: User
+) -> None:
+    version = register()
+    _, planted = _library(make_image, classes, version)
+    before = evaluation_create(version=version, scope=EvaluationScope(), actor=None, enqueue=False)
+    evaluation_execute(run=before)
+    predict(planted[0], version, [0.98, 0.01, 0.01])  # now right: it is a Robin
+    after = evaluation_create(version=version, scope=EvaluationScope(), actor=None, enqueue=False)
+    evaluation_execute(run=after)
+    client = Client()
+    client.force_login(reviewer)
+    page = client.get(f"/models/evaluations/{after.pk}/compare/{before.pk}/")
+    assert page.status_code == 200
+    assert page.context["flipped"]["fixed"] == [planted[0]]
+    assert page.context["flipped"]["broken"] == []
