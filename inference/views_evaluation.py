@@ -45,7 +45,7 @@ from inference.models import (
 )
 from labelling.models import BadReason, Exemplar, ExemplarKind
 
-EXEMPLARS = 4
+EXEMPLARS = 6
 HEATMAP_CLASSES = 10
 EXCLUDED_LABELS = {
     "holding_class": "in holding classes",
