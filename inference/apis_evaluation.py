@@ -99,7 +99,7 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
     def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
         serializer = super().get_serializer(*args, **kwargs)
         if self.action == "list":
-            child = getattr(serializer, "child", serializer)
+            child: Any = getattr(serializer, "child", serializer)
             child.fields.pop("metrics", None)
         return serializer
 

@@ -142,6 +142,8 @@ def scope_describe(run: EvaluationRun) -> str:
 def _scope_rows(run: EvaluationRun) -> Iterator[list[tuple[int, int | None, str]]]:
     """Chunks of (image id, ground-truth class id or None, set name), in key order."""
     last = 0
+    rows: list[Any]
+    chunk: list[tuple[int, int | None, str]]
     while True:
         if run.scope_kind == EvaluationScopeKind.DATASET:
             query = DatasetAssignment.objects.filter(version_id=run.dataset_id, pk__gt=last)
@@ -343,9 +345,7 @@ def _predictions_ensure(
             progress(done, max(done, total))
 
 
-def _scored_rows(
-    run: EvaluationRun,
-) -> Iterator[list[tuple[int, int | None, str, int | None, float]]]:
+def _scored_rows(run: EvaluationRun) -> Iterator[list[tuple[Any, ...]]]:
     """Chunks of (image id, ground-truth class id, set name, top-1 index, top-1 score); the
     index is None for images without a prediction."""
     version = run.model_version
@@ -738,7 +738,7 @@ def tag_report(samples: Samples, in_scope: np.ndarray) -> list[dict[str, Any]]:
             counted.append(
                 (f"bad image: {reason}", len(positions), int(wrong[np.asarray(positions)].sum()))
             )
-    rows_out = [
+    rows_out: list[dict[str, Any]] = [
         {
             "tag": tag,
             "images": carried,

@@ -410,7 +410,7 @@ def double_check(request: HttpRequest, pk: int) -> HttpResponse:
         context.update(
             {
                 "image": image,
-                "current_class": image.subclass.label_class if image.subclass_id else None,
+                "current_class": image.subclass.label_class if image.subclass else None,
                 "top": list(zip(prediction.class_names, prediction.scores, strict=False))[:3]
                 if prediction
                 else [],
