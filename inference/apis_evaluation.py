@@ -13,11 +13,15 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from accounts.permissions import IsReviewer
+from curation.models import SubClass
 from curation.serializers import JobSerializer
+from curation.services.images import ImageStateError, VersionConflict
 from inference.evaluation import (
+    DoubleCheckError,
     EvaluationError,
     EvaluationScope,
     confused_pairs_update,
+    double_check_resolve,
     evaluation_create,
     scope_describe,
 )
@@ -75,6 +79,12 @@ class DoubleCheckItemSerializer(serializers.ModelSerializer[DoubleCheckItem]):
             "why",
             "status",
         ]
+
+
+class DoubleCheckAnswerSerializer(serializers.Serializer[Any]):
+    action = serializers.ChoiceField(choices=["keep", "predicted", "relabel", "trash", "skip"])
+    subclass = serializers.IntegerField(required=False, help_text="for relabel")
+    reason = serializers.CharField(required=False, default="", help_text="for trash")
 
 
 class PairsSerializer(serializers.Serializer[Any]):
@@ -143,6 +153,44 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
         paginator.max_limit = 1000
         page = paginator.paginate_queryset(items, request, view=self)
         return paginator.get_paginated_response(DoubleCheckItemSerializer(page, many=True).data)
+
+    @extend_schema(request=DoubleCheckAnswerSerializer, responses={200: DoubleCheckItemSerializer})
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=r"double-check/(?P<rank>[0-9]+)",
+        url_name="double-check-answer",
+    )
+    def double_check_answer(
+        self, request: Request, pk: str | None = None, rank: str | None = None
+    ) -> Response:
+        """Answer the queue item at ``rank``: keep, predicted, relabel (with ``subclass``),
+        trash (with ``reason``) or skip; each change is a label event with reason
+        ``double_check``."""
+        run = self.get_object()
+        item = DoubleCheckItem.objects.filter(run=run, rank=int(rank or 0)).first()
+        if item is None:
+            return Response({"detail": f"No item {rank} in this queue."}, status=404)
+        serializer = DoubleCheckAnswerSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        subclass = None
+        if data["action"] == "relabel":
+            subclass = SubClass.objects.filter(pk=data.get("subclass") or 0).first()
+            if subclass is None:
+                return Response({"detail": "Name an existing sub-class."}, status=400)
+        try:
+            item = double_check_resolve(
+                item=item,
+                action=data["action"],
+                actor=cast(User, request.user),
+                subclass=subclass,
+                note=data["reason"],
+            )
+        except (DoubleCheckError, ImageStateError, VersionConflict) as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        item = DoubleCheckItem.objects.select_related("image", "true_class").get(pk=item.pk)
+        return Response(DoubleCheckItemSerializer(item).data)
 
     @extend_schema(request=PairsSerializer, responses={200: EvaluationSerializer})
     @action(detail=True, methods=["put"], url_path="confused-pairs")

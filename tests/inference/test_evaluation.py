@@ -454,3 +454,25 @@ def test_comparing_two_runs_lists_the_images_that_flipped(
     assert page.status_code == 200
     assert page.context["flipped"]["fixed"] == [planted[0]]
     assert page.context["flipped"]["broken"] == []
+
+
+def test_queue_items_are_answered_over_the_api(
+    queued, reviewer_api: APIClient, reviewer: User, classes: dict[str, SubClass]
+) -> None:
+    run, items = queued
+    url = f"/api/v1/evaluations/{run.pk}/double-check"
+    response = reviewer_api.post(f"{url}/1/", {"action": "predicted"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "relabelled"
+    assert _events(items[0].image_id)[0].to_subclass == classes["Wren"]
+    response = reviewer_api.post(
+        f"{url}/2/", {"action": "relabel", "subclass": classes["Wren"].pk}, format="json"
+    )
+    assert response.json()["status"] == "relabelled"
+    response = reviewer_api.post(
+        f"{url}/3/", {"action": "trash", "reason": "Blurry"}, format="json"
+    )
+    assert response.json()["status"] == "trashed"
+    again = reviewer_api.post(f"{url}/3/", {"action": "trash", "reason": "x"}, format="json")
+    assert again.status_code == 409
+    assert reviewer_api.post(f"{url}/99/", {"action": "skip"}, format="json").status_code == 404
