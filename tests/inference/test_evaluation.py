@@ -476,3 +476,17 @@ def test_queue_items_are_answered_over_the_api(
     again = reviewer_api.post(f"{url}/3/", {"action": "trash", "reason": "x"}, format="json")
     assert again.status_code == 409
     assert reviewer_api.post(f"{url}/99/", {"action": "skip"}, format="json").status_code == 404
+
+
+def test_pair_weights_are_edited_over_the_api(queued, reviewer_api: APIClient) -> None:
+    run, _ = queued
+    url = f"/api/v1/evaluations/{run.pk}/confused-pairs/"
+    bad = reviewer_api.put(url, {"pairs": [{"a": "Robin", "b": "Heron"}]}, format="json")
+    assert bad.status_code == 400 and "Heron" in bad.json()["detail"]
+    response = reviewer_api.put(
+        url, {"pairs": [{"a": "Robin", "b": "Wren", "weight": 0}]}, format="json"
+    )
+    assert response.status_code == 200
+    weighted = response.json()["metrics"]["sets"]["library"]["metrics"]["weighted_log_loss"]
+    losses = [-math.log(0.98)] * 12 + [-math.log(0.01), -math.log(0.03)]
+    assert weighted == pytest.approx(sum(losses) / 14)
