@@ -4,7 +4,6 @@
 from django.conf import settings
 from django.db import migrations, models
 
-
 COVER = "predictionlog_received_cover"
 
 
