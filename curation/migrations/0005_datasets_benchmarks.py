@@ -6,88 +6,230 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('curation', '0004_quality_histograms'),
+        ("curation", "0004_quality_histograms"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BenchmarkSet',
+            name="BenchmarkSet",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('kind', models.CharField(choices=[('difficult', 'Difficult'), ('out_of_scope', 'Out of scope'), ('most_common', 'Most common'), ('least_common', 'Least common'), ('custom', 'Custom')], max_length=16)),
-                ('description', models.TextField(blank=True)),
-                ('member_count', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("version", models.PositiveIntegerField(default=1)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("difficult", "Difficult"),
+                            ("out_of_scope", "Out of scope"),
+                            ("most_common", "Most common"),
+                            ("least_common", "Least common"),
+                            ("custom", "Custom"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("description", models.TextField(blank=True)),
+                ("member_count", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name', '-version'],
+                "ordering": ["name", "-version"],
             },
         ),
         migrations.CreateModel(
-            name='BenchmarkMember',
+            name="BenchmarkMember",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='benchmark_members', to='curation.image')),
-                ('label_class', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='curation.labelclass')),
-                ('benchmark_set', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='members', to='curation.benchmarkset')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="benchmark_members",
+                        to="curation.image",
+                    ),
+                ),
+                (
+                    "label_class",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="curation.labelclass",
+                    ),
+                ),
+                (
+                    "benchmark_set",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="members",
+                        to="curation.benchmarkset",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='DatasetVersion',
+            name="DatasetVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('seed', models.IntegerField(default=0)),
-                ('exploratory', models.BooleanField(default=False)),
-                ('status', models.CharField(choices=[('building', 'Building'), ('ready', 'Ready'), ('failed', 'Failed')], default='building', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('summary', models.JSONField(blank=True, default=dict)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='curation.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("params", models.JSONField(blank=True, default=dict)),
+                ("seed", models.IntegerField(default=0)),
+                ("exploratory", models.BooleanField(default=False)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("building", "Building"),
+                            ("ready", "Ready"),
+                            ("failed", "Failed"),
+                        ],
+                        default="building",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("summary", models.JSONField(blank=True, default=dict)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="curation.job",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='DatasetAssignment',
+            name="DatasetAssignment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('split', models.CharField(choices=[('train', 'Train'), ('val', 'Validation'), ('test', 'Test')], max_length=8)),
-                ('source', models.CharField(choices=[('real', 'Real'), ('staged', 'Staged'), ('synthetic', 'Synthetic')], max_length=16)),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='curation.image')),
-                ('label_class', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='curation.labelclass')),
-                ('subclass', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='curation.subclass')),
-                ('version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='curation.datasetversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "split",
+                    models.CharField(
+                        choices=[("train", "Train"), ("val", "Validation"), ("test", "Test")],
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("real", "Real"),
+                            ("staged", "Staged"),
+                            ("synthetic", "Synthetic"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="curation.image",
+                    ),
+                ),
+                (
+                    "label_class",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="curation.labelclass",
+                    ),
+                ),
+                (
+                    "subclass",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="curation.subclass",
+                    ),
+                ),
+                (
+                    "version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to="curation.datasetversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='benchmarkset',
-            constraint=models.UniqueConstraint(fields=('name', 'version'), name='benchmarkset_name_version'),
+            model_name="benchmarkset",
+            constraint=models.UniqueConstraint(
+                fields=("name", "version"), name="benchmarkset_name_version"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='benchmarkmember',
-            constraint=models.UniqueConstraint(fields=('benchmark_set', 'image'), name='benchmarkmember_unique'),
+            model_name="benchmarkmember",
+            constraint=models.UniqueConstraint(
+                fields=("benchmark_set", "image"), name="benchmarkmember_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='datasetassignment',
-            index=models.Index(fields=['version', 'split'], name='datasetassignment_split'),
+            model_name="datasetassignment",
+            index=models.Index(fields=["version", "split"], name="datasetassignment_split"),
         ),
         migrations.AddConstraint(
-            model_name='datasetassignment',
-            constraint=models.UniqueConstraint(fields=('version', 'image'), name='datasetassignment_unique'),
+            model_name="datasetassignment",
+            constraint=models.UniqueConstraint(
+                fields=("version", "image"), name="datasetassignment_unique"
+            ),
         ),
     ]

@@ -6,57 +6,199 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('curation', '0005_datasets_benchmarks'),
-        ('inference', '0001_initial'),
+        ("curation", "0005_datasets_benchmarks"),
+        ("inference", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='EvaluationRun',
+            name="EvaluationRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scope_kind', models.CharField(choices=[('library', 'Labelled library'), ('dataset', 'Dataset version'), ('benchmark', 'Benchmark set')], max_length=16)),
-                ('split', models.CharField(blank=True, help_text='blank: every split', max_length=8)),
-                ('threshold', models.FloatField(default=0.95)),
-                ('confused_pairs', models.JSONField(blank=True, default=list)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='queued', max_length=16)),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('benchmark_set', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='evaluations', to='curation.benchmarkset')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('dataset', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='evaluations', to='curation.datasetversion')),
-                ('job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='curation.job')),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='evaluations', to='inference.modelversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "scope_kind",
+                    models.CharField(
+                        choices=[
+                            ("library", "Labelled library"),
+                            ("dataset", "Dataset version"),
+                            ("benchmark", "Benchmark set"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "split",
+                    models.CharField(blank=True, help_text="blank: every split", max_length=8),
+                ),
+                ("threshold", models.FloatField(default=0.95)),
+                ("confused_pairs", models.JSONField(blank=True, default=list)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "benchmark_set",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="evaluations",
+                        to="curation.benchmarkset",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="evaluations",
+                        to="curation.datasetversion",
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="curation.job",
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="evaluations",
+                        to="inference.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='DoubleCheckItem',
+            name="DoubleCheckItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('predicted_name', models.CharField(blank=True, max_length=500)),
-                ('top1_score', models.FloatField(default=0.0)),
-                ('given_probability', models.FloatField(default=0.0, help_text="the model's probability of the image's label")),
-                ('rank', models.PositiveIntegerField()),
-                ('why', models.CharField(blank=True, max_length=32)),
-                ('status', models.CharField(choices=[('open', 'Open'), ('kept', 'Kept'), ('relabelled', 'Relabelled'), ('trashed', 'Trashed'), ('skipped', 'Skipped')], default='open', max_length=16)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='curation.image')),
-                ('predicted_class', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='curation.labelclass')),
-                ('resolved_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('true_class', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='curation.labelclass')),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='inference.evaluationrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("predicted_name", models.CharField(blank=True, max_length=500)),
+                ("top1_score", models.FloatField(default=0.0)),
+                (
+                    "given_probability",
+                    models.FloatField(
+                        default=0.0, help_text="the model's probability of the image's label"
+                    ),
+                ),
+                ("rank", models.PositiveIntegerField()),
+                ("why", models.CharField(blank=True, max_length=32)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("open", "Open"),
+                            ("kept", "Kept"),
+                            ("relabelled", "Relabelled"),
+                            ("trashed", "Trashed"),
+                            ("skipped", "Skipped"),
+                        ],
+                        default="open",
+                        max_length=16,
+                    ),
+                ),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="curation.image",
+                    ),
+                ),
+                (
+                    "predicted_class",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="curation.labelclass",
+                    ),
+                ),
+                (
+                    "resolved_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "true_class",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="curation.labelclass",
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="items",
+                        to="inference.evaluationrun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['run', 'rank'],
-                'indexes': [models.Index(fields=['run', 'status', 'rank'], name='doublecheck_queue')],
-                'constraints': [models.UniqueConstraint(fields=('run', 'image'), name='doublecheck_one_per_run_image')],
+                "ordering": ["run", "rank"],
+                "indexes": [
+                    models.Index(fields=["run", "status", "rank"], name="doublecheck_queue")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("run", "image"), name="doublecheck_one_per_run_image"
+                    )
+                ],
             },
         ),
     ]

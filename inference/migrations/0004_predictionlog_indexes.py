@@ -21,25 +21,28 @@ def drop_cover(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('curation', '0005_datasets_benchmarks'),
-        ('inference', '0003_predictionlog'),
+        ("curation", "0005_datasets_benchmarks"),
+        ("inference", "0003_predictionlog"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='predictionlog',
-            name='predictionlog_received',
+            model_name="predictionlog",
+            name="predictionlog_received",
         ),
         migrations.AddIndex(
-            model_name='predictionlog',
-            index=models.Index(fields=['received_at'], name='predictionlog_received'),
+            model_name="predictionlog",
+            index=models.Index(fields=["received_at"], name="predictionlog_received"),
         ),
         migrations.AddIndex(
-            model_name='predictionlog',
-            index=models.Index(condition=models.Q(('verdict', '')), fields=['-received_at'], name='predictionlog_unreviewed'),
+            model_name="predictionlog",
+            index=models.Index(
+                condition=models.Q(("verdict", "")),
+                fields=["-received_at"],
+                name="predictionlog_unreviewed",
+            ),
         ),
         migrations.RunPython(create_cover, drop_cover),
     ]

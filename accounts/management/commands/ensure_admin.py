@@ -23,9 +23,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         username = options["username"]
         password_file = settings.DATA_DIR / "initial_admin_password"
-        if User.objects.filter(role=Role.ADMIN).exists() or User.objects.filter(
-            is_superuser=True
-        ).exists():
+        if (
+            User.objects.filter(role=Role.ADMIN).exists()
+            or User.objects.filter(is_superuser=True).exists()
+        ):
             if password_file.exists() and User.objects.filter(username=username).exists():
                 self.stdout.write(
                     f"Log in as {username!r} with the password in {password_file} "
