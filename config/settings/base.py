@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "knox",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "curation",
     "labelling",
@@ -228,7 +229,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Curate and label an image-classification library.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and docs describe a private service: signed-in users only.
+    "SERVE_PERMISSIONS": ["accounts.permissions.IsLabeller"],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from the installed sidecar package, never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "ImageStatusEnum": "curation.models.ImageStatus",
         "JobStatusEnum": "curation.models.JobStatus",
