@@ -19,13 +19,12 @@ import contextlib
 import csv
 import io
 import json
-import multiprocessing
 import os
 import re
 import shutil
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 from django.core.files.storage import default_storage
 
 from curation.models import DatasetAssignment, DatasetStatus, DatasetVersion
+from curation.parallel import file_worker_pool
 from curation.storage import original_name
 
 EXPORT_FORMATS = ("webdataset", "folder")
@@ -312,26 +312,9 @@ def _shard_tasks(
     return tasks
 
 
-class _InProcess:
-    """The pool's ``imap_unordered`` for one worker: no fork."""
-
-    @staticmethod
-    def imap_unordered(function: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
-        return map(function, items)
-
-
-@contextlib.contextmanager
-def _pool(workers: int) -> Iterator[Any]:
-    """Processes that read originals and write files; they never touch the database."""
-    if workers <= 1:
-        yield _InProcess()
-        return
-    # The children inherit this process's database connections but never use them, and fork
-    # workers leave through os._exit, so nothing closes them under the parent; closing them
-    # here instead would break a caller's open transaction.
-    context = multiprocessing.get_context("fork")
-    with context.Pool(workers) as pool:
-        yield pool
+def _pool(workers: int) -> Any:
+    """Workers that read originals and write files; they never touch the database."""
+    return file_worker_pool(workers)
 
 
 def _prepare(out: Path) -> None:

@@ -15,6 +15,7 @@ from django.conf import settings
 
 from accounts.models import User
 from curation.models import ImportBatch, ImportItem, ImportOutcome, Source, SubClass
+from curation.parallel import file_worker_pool
 from curation.services.images import (
     ImportResult,
     Inspection,
@@ -293,16 +294,7 @@ def folder_inspections(
 ) -> Iterator[tuple[str, object]]:
     """Inspect files (hash and decode) in a pool of processes, in order."""
     jobs = [(str(root), r) for r in relatives]
-    if workers <= 1:
-        yield from map(_inspect_path, jobs)
-        return
-    import multiprocessing
-
-    # The children inherit this process's database connections but never use them (they only
-    # read, hash, decode and store files), and fork workers leave through os._exit, so nothing
-    # closes them under the parent; closing them here would break a caller's transaction.
-    context = multiprocessing.get_context("fork")
-    with context.Pool(workers) as pool:
+    with file_worker_pool(workers) as pool:
         yield from pool.imap(_inspect_path, jobs, chunksize=8)
 
 
