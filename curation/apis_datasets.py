@@ -3,12 +3,8 @@ the leakage report), start an export."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
-from django.db import transaction
-from django.utils.text import slugify
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -17,10 +13,10 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.models import User
 from accounts.permissions import IsLabeller, IsReviewer
-from curation.models import BenchmarkKind, BenchmarkMember, BenchmarkSet, DatasetVersion, Job
+from curation.models import BenchmarkKind, BenchmarkMember, BenchmarkSet, DatasetVersion
 from curation.serializers import JobSerializer
+from curation.services.dataset_jobs import dataset_build_job_start, dataset_export_job_start
 from curation.services.datasets import (
     DEFAULT_MAX_PER_CLASS,
     DEFAULT_MIN_PER_CLASS,
@@ -29,57 +25,8 @@ from curation.services.datasets import (
     DatasetParams,
     benchmark_set_create,
     dataset_leakage,
-    dataset_version_create,
 )
 from curation.services.export import EXPORT_FORMATS
-from curation.services.jobs import job_create, job_enqueue
-
-BUILD_DATASET_JOB = "curation.build_dataset"
-EXPORT_DATASET_JOB = "curation.export_dataset"
-
-
-def export_root() -> Path:
-    return Path(getattr(settings, "LOUPE_EXPORT_DIR", settings.DATA_DIR / "exports"))
-
-
-def dataset_build_job_start(
-    *, name: str, params: DatasetParams, actor: User | None
-) -> tuple[DatasetVersion, Job]:
-    """The version row and its build job, sent once both commit."""
-    with transaction.atomic():
-        version = dataset_version_create(name=name, params=params, actor=actor)
-        job = job_create(
-            kind=BUILD_DATASET_JOB, actor=actor, params={"version_id": version.pk}, total=0
-        )
-        version.job = job
-        version.save(update_fields=["job"])
-        job_enqueue(job=job)
-    return version, job
-
-
-def dataset_export_job_start(
-    *, version: DatasetVersion, format: str, letterbox: int | None, shard_size: int, actor: Any
-) -> Job:
-    """An export job writing under the export folder (never a path a client chose)."""
-    if format not in EXPORT_FORMATS:
-        raise DatasetError(f"Unknown export format {format!r}.")
-    suffix = f"-letterbox{letterbox}" if letterbox else ""
-    out = export_root() / f"{version.pk}-{slugify(version.name) or 'dataset'}-{format}{suffix}"
-    with transaction.atomic():
-        job = job_create(
-            kind=EXPORT_DATASET_JOB,
-            actor=actor,
-            params={
-                "version_id": version.pk,
-                "format": format,
-                "letterbox": letterbox,
-                "shard_size": shard_size,
-                "out": str(out),
-            },
-            total=version.assignments.count(),
-        )
-        job_enqueue(job=job)
-    return job
 
 
 class DatasetVersionSerializer(serializers.ModelSerializer[DatasetVersion]):

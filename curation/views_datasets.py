@@ -12,11 +12,6 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import reviewer_required
 from accounts.models import User
-from curation.apis_datasets import (
-    EXPORT_DATASET_JOB,
-    dataset_build_job_start,
-    dataset_export_job_start,
-)
 from curation.models import (
     BenchmarkKind,
     BenchmarkSet,
@@ -25,6 +20,11 @@ from curation.models import (
     ImageStatus,
     Job,
     LabelClass,
+)
+from curation.services.dataset_jobs import (
+    EXPORT_DATASET_JOB,
+    dataset_build_job_start,
+    dataset_export_job_start,
 )
 from curation.services.datasets import (
     DEFAULT_MAX_PER_CLASS,

@@ -7,8 +7,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from curation.apis_datasets import export_root
 from curation.models import DatasetVersion
+from curation.services.dataset_jobs import export_root
 from curation.services.export import (
     DEFAULT_SHARD_SIZE,
     EXPORT_FORMATS,
