@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def test_the_double_check_queue_is_worked_through_by_keyboard(
     browser: Any, live_server: Any, make_image: Callable[..., Image]
 ) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -57,7 +58,11 @@ def test_the_double_check_queue_is_worked_through_by_keyboard(
     items = list(DoubleCheckItem.objects.filter(run=run).order_by("rank"))
     assert [item.image_id for item in items] == [image.pk for image in planted]
 
-    wait = WebDriverWait(browser, 10, poll_frequency=0.05)
+    # The page reloads after each answer: an element found a moment ago may belong to the old
+    # page, so a stale reference only means "look again".
+    wait = WebDriverWait(
+        browser, 10, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
+    )
     browser.get(f"{live_server.url}/login/?next=/models/evaluations/{run.pk}/double-check/")
     browser.find_element(By.ID, "id_username").send_keys(reviewer.username)
     browser.find_element(By.ID, "id_password").send_keys("pw", Keys.ENTER)

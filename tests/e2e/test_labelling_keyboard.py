@@ -75,13 +75,17 @@ def library(make_image: Callable[..., Image]) -> dict[str, Any]:
 def test_an_sme_labels_30_images_with_the_keyboard_alone(
     browser: Any, live_server: Any, library: dict[str, Any]
 ) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     user = UserFactory(username="sme", role=Role.LABELLER)
-    wait = WebDriverWait(browser, 10, poll_frequency=0.02)
+    # Pages navigate (login, reloads): a stale element only means "look again".
+    wait = WebDriverWait(
+        browser, 10, poll_frequency=0.02, ignored_exceptions=(StaleElementReferenceException,)
+    )
 
     def shown() -> int:
         return int(

@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def test_a_blind_second_opinion_given_by_keyboard_is_settled_by_keyboard(
     browser: Any, live_server: Any, make_image: Callable[..., Image]
 ) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -36,7 +37,10 @@ def test_a_blind_second_opinion_given_by_keyboard_is_settled_by_keyboard(
     image_relabel(
         image_id=image.pk, subclass=robin, actor=first, reason="labelling", expected_version=1
     )
-    wait = WebDriverWait(browser, 10, poll_frequency=0.05)
+    # Pages navigate (login, reloads): a stale element only means "look again".
+    wait = WebDriverWait(
+        browser, 10, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
+    )
 
     def press(*keys: str) -> None:
         ActionChains(browser).send_keys(*keys).perform()
