@@ -143,6 +143,34 @@ class LabelMatch(models.Model):
         indexes = [models.Index(fields=["label_class"], name="labelmatch_class")]
 
 
+# --- Embeddings -----------------------------------------------------------------------------
+
+
+class ImageEmbedding(models.Model):
+    """The embedding model's pooled feature vector of one image, L2-normalised and stored as
+    little-endian float16 (2 bytes per dimension), with the image's out-of-distribution score:
+    the mean cosine distance to its nearest labelled library images."""
+
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="embeddings"
+    )
+    image = models.ForeignKey("curation.Image", on_delete=models.CASCADE, related_name="embeddings")
+    vector = models.BinaryField()
+    ood_score = models.FloatField(null=True, blank=True)
+    computed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version", "image"], name="embedding_one_per_model_image"
+            )
+        ]
+        indexes = [models.Index(fields=["model_version", "ood_score"], name="embedding_ood")]
+
+    def __str__(self) -> str:
+        return f"Embedding of image {self.image_id} by v{self.model_version.number}"
+
+
 # --- Evaluations ----------------------------------------------------------------------------
 
 
@@ -150,6 +178,9 @@ class EvaluationScopeKind(models.TextChoices):
     LIBRARY = "library", "Labelled library"
     DATASET = "dataset", "Dataset version"
     BENCHMARK = "benchmark", "Benchmark set"
+    # Out-of-sample probabilities from K-fold quick-trainer heads on the labelled library; the
+    # run's model version is the embedding model the features came from.
+    CROSS_VALIDATION = "cross_validation", "Cross-validated label-error ranking"
 
 
 class EvaluationStatus(models.TextChoices):
