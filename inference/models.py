@@ -359,3 +359,95 @@ class PredictionLog(models.Model):
 
     def __str__(self) -> str:
         return f"Log {self.pk}: {self.top1_name} {self.top1_score:.2f} ({self.client})"
+
+
+# --- Production roll-ups
+
+
+class PredictionLogHour(models.Model):
+    """Calls of one hour per model version label and client. The hour is ``received_at``
+    truncated in UTC. Like the other roll-ups below, the production services write it in the
+    transaction that writes the logs or verdicts (``inference.rollups``), and
+    ``rebuild_production_rollups`` recomputes it from the logs; the dashboard reads whole hours
+    from the roll-ups and only the partial hours at the edges of its range from the logs."""
+
+    hour = models.DateTimeField()
+    model_version_label = models.CharField(max_length=100)
+    client = models.CharField(max_length=100)
+    calls = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "model_version_label", "client"], name="loghour_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.model_version_label} {self.client}: {self.calls}"
+
+
+class PredictionLogScoreHour(models.Model):
+    """Calls of one hour per top-1 score centile: ``centile`` is the largest k in 0..100 with
+    ``top1_score >= k / 100``, so the count at or above any threshold on the 0.01 grid is a sum
+    of whole centiles."""
+
+    hour = models.DateTimeField()
+    centile = models.PositiveSmallIntegerField()
+    calls = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "centile"], name="logscorehour_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h ≥ {self.centile / 100:.2f}: {self.calls}"
+
+
+class PredictionLogClassHour(models.Model):
+    """Calls of one hour per predicted (top-1) class name."""
+
+    hour = models.DateTimeField()
+    top1_name = models.CharField(max_length=500)
+    calls = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "top1_name"], name="logclasshour_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.top1_name}: {self.calls}"
+
+
+class PredictionLogVerdictHour(models.Model):
+    """Reviewed logs of one hour (the hour the log was received, not reviewed) per model version
+    label, top-1 class, score centile, verdict and out-of-scope subject. A changed verdict moves
+    its log from one row to another; rows that reach zero are deleted."""
+
+    hour = models.DateTimeField()
+    model_version_label = models.CharField(max_length=100)
+    top1_name = models.CharField(max_length=500)
+    centile = models.PositiveSmallIntegerField()
+    verdict = models.CharField(max_length=32, choices=Verdict.choices)
+    out_of_scope_subject = models.CharField(max_length=200, blank=True)
+    logs = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "hour",
+                    "model_version_label",
+                    "top1_name",
+                    "centile",
+                    "verdict",
+                    "out_of_scope_subject",
+                ],
+                name="logverdicthour_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.top1_name} {self.verdict}: {self.logs}"
