@@ -1,14 +1,27 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from django.contrib.auth import authenticate
 from drf_spectacular.utils import extend_schema
+from knox.auth import TokenAuthentication
 from knox.models import AuthToken
 from rest_framework import serializers, status, viewsets
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from accounts.services import token_issue, token_revoke
+from accounts.models import User
+from accounts.permissions import IsLabeller
+from accounts.services import token_issue, token_revoke, token_revoke_all
+from accounts.throttling import (
+    login_failure_record,
+    login_failures_clear,
+    login_wait_seconds,
+    too_many_attempts_message,
+)
 
 
 class TokenSerializer(serializers.ModelSerializer[AuthToken]):
@@ -48,3 +61,77 @@ class TokenViewSet(viewsets.GenericViewSet):
         if not token_revoke(user=request.user, token_key=token_key or ""):
             return Response({"detail": "No such token."}, status=status.HTTP_404_NOT_FOUND)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenLoginSerializer(serializers.Serializer[Any]):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+
+class TokenLoginResponseSerializer(TokenSerializer):
+    token = serializers.CharField(read_only=True)
+    username = serializers.CharField(source="user.username", read_only=True)
+    role = serializers.CharField(source="user.role", read_only=True)
+
+    class Meta(TokenSerializer.Meta):
+        fields = ["token", *TokenSerializer.Meta.fields, "username", "role"]
+
+
+class TokenLoginView(APIView):
+    """Exchange a username and password for a new token, for scripts that are given a password
+    rather than a token. Failed attempts are rate-limited per address and username (429)."""
+
+    authentication_classes: list[type[BaseAuthentication]] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=TokenLoginSerializer,
+        responses={201: TokenLoginResponseSerializer, 400: dict, 429: dict},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = TokenLoginSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        username = serializer.validated_data["username"]
+        wait = login_wait_seconds(request=request._request, username=username)
+        if wait:
+            return Response(
+                {"detail": too_many_attempts_message(wait)},
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(wait)},
+            )
+        user = authenticate(
+            request._request, username=username, password=serializer.validated_data["password"]
+        )
+        if user is None:
+            login_failure_record(request=request._request, username=username)
+            return Response(
+                {"detail": "Wrong username or password, or the account is disabled."},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        login_failures_clear(request=request._request, username=username)
+        instance, token = token_issue(user=cast(User, user))
+        instance.token = token  # type: ignore[attr-defined]
+        return Response(TokenLoginResponseSerializer(instance).data, status=status.HTTP_201_CREATED)
+
+
+class TokenLogoutView(APIView):
+    """Revoke the token that authenticates this request."""
+
+    authentication_classes = [TokenAuthentication]
+    permission_classes = [IsLabeller]
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request) -> Response:
+        request.auth.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenLogoutAllView(APIView):
+    """Revoke every one of your tokens at once (a leaked token, a retired machine)."""
+
+    permission_classes = [IsLabeller]
+
+    @extend_schema(request=None, responses={200: dict})
+    def post(self, request: Request) -> Response:
+        revoked = token_revoke_all(user=cast(User, request.user))
+        return Response({"detail": f"{revoked} token(s) revoked.", "revoked": revoked})

@@ -27,3 +27,9 @@ def token_issue(*, user: User) -> tuple[AuthToken, str]:
 def token_revoke(*, user: User, token_key: str) -> int:
     deleted, _ = AuthToken.objects.filter(user=user, token_key=token_key).delete()
     return deleted
+
+
+def token_revoke_all(*, user: User) -> int:
+    """Revoke every token of ``user`` (sign every script and machine out at once)."""
+    deleted, _ = AuthToken.objects.filter(user=user).delete()
+    return deleted

@@ -1,14 +1,24 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 from knox.models import AuthToken
 
-from accounts.services import token_issue, token_revoke
+from accounts.services import token_issue, token_revoke, token_revoke_all
+from accounts.throttling import (
+    login_failure_record,
+    login_failures_clear,
+    login_wait_seconds,
+    too_many_attempts_message,
+)
 
 
 @login_required
@@ -17,6 +27,10 @@ def tokens(request: HttpRequest) -> HttpResponse:
     """Issue and revoke your own API tokens."""
     new_token = None
     if request.method == "POST":
+        if "revoke_all" in request.POST:
+            revoked = token_revoke_all(user=request.user)
+            messages.success(request, f"{revoked} token{'s' if revoked != 1 else ''} revoked.")
+            return redirect("accounts:tokens")
         if "revoke" in request.POST:
             if token_revoke(user=request.user, token_key=request.POST["revoke"]):
                 messages.success(request, "Token revoked.")
@@ -31,3 +45,28 @@ def tokens(request: HttpRequest) -> HttpResponse:
             "api_url": request.build_absolute_uri(reverse("api:image-list")),
         },
     )
+
+
+class LoginView(auth_views.LoginView):
+    """Django's sign-in form, refusing an address that keeps guessing one username's password
+    (see ``accounts.throttling``)."""
+
+    redirect_authenticated_user = True
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        wait = login_wait_seconds(request=request, username=request.POST.get("username", ""))
+        if wait:
+            form = self.get_form_class()(request)  # unbound: nothing is checked
+            context = self.get_context_data(form=form, throttled=too_many_attempts_message(wait))
+            response = self.render_to_response(context, status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
+        login_failures_clear(request=self.request, username=form.cleaned_data["username"])
+        return super().form_valid(form)
+
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        login_failure_record(request=self.request, username=self.request.POST.get("username", ""))
+        return super().form_invalid(form)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework.routers import DefaultRouter
 
 from accounts.apis import TokenViewSet
+from accounts.urls_api import urlpatterns as accounts_api_urls
 from curation.apis import (
     ImageViewSet,
     ImportViewSet,
@@ -36,4 +37,4 @@ router.register("identifications", IdentificationViewSet, basename="identificati
 router.register("evaluations", EvaluationViewSet, basename="evaluation")
 router.register("prediction-logs", PredictionLogViewSet, basename="prediction-log")
 
-urlpatterns = router.urls + labelling_api_urls
+urlpatterns = router.urls + labelling_api_urls + accounts_api_urls

@@ -218,7 +218,8 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "EXCEPTION_HANDLER": "config.api.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"login": "10/min"},
+    # Failed sign-ins per address and username (accounts/throttling.py), e.g. "10/min".
+    "DEFAULT_THROTTLE_RATES": {"login": env_str("LOUPE_LOGIN_RATE", "10/min")},
 }
 REST_KNOX = {
     # Machine tokens do not expire on their own; they are revoked explicitly.
@@ -281,3 +282,23 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOUPE_LOG_LEVEL", "INFO")},
 }
+# Reverse proxies in front of Loupe that append the client's address to X-Forwarded-For; 0 means
+# clients connect directly and REMOTE_ADDR is their address (used to rate-limit sign-ins).
+LOUPE_PROXY_COUNT = env_int("LOUPE_PROXY_COUNT", 0)
+# The cache holds failed sign-in counters: Redis when REDIS_URL is set (shared by every web
+# process on every machine), else a folder under LOUPE_DATA_DIR (shared by this machine's).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "loupe",
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+        }
+    }

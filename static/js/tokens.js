@@ -31,6 +31,14 @@
     });
   });
 
+  document.querySelectorAll(".revoke-all-form").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm("Revoke all your tokens? Every script using one will stop working.")) {
+        event.preventDefault();
+      }
+    });
+  });
+
   document.querySelectorAll(".revoke-form").forEach(function (form) {
     form.addEventListener("submit", function (event) {
       if (!window.confirm("Revoke this token? Scripts using it will stop working.")) {
