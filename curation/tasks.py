@@ -41,6 +41,9 @@ def process_images(image_ids: list[int]) -> int:
     from inference.services import suggestions_make  # top-k from the active model, if any
 
     suggestions_make(image_ids=image_ids)
+    from inference.embeddings import embeddings_for_new_images  # vectors and OOD scores
+
+    embeddings_for_new_images(image_ids=image_ids)
     return made
 
 

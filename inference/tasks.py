@@ -9,6 +9,7 @@ from celery import shared_task
 from curation.models import Job
 from curation.services.jobs import job_progress, job_run
 from inference.bulk import IDENTIFY_KIND, Scope, identification_run
+from inference.embeddings import EMBEDDINGS_KIND, embeddings_compute
 from inference.models import ModelVersion
 from inference.services import RECOMPUTE_KIND, predictions_recompute
 
@@ -61,5 +62,44 @@ def evaluate(job_id: int) -> None:
             job_progress(job_id=job.pk, done=done, total=total, message=f"{done} of {total} images")
 
         return evaluation_job_work(job, progress)
+
+    job_run(job_id=job_id, work=work)
+
+
+@shared_task(name=EMBEDDINGS_KIND, acks_late=True)
+def compute_embeddings(job_id: int) -> None:
+    def work(job: Job) -> dict[str, Any]:
+        version = ModelVersion.objects.get(pk=job.params["model_version_id"])
+
+        def progress(done: int, total: int) -> None:
+            job_progress(job_id=job.pk, done=done, total=total, message=f"{done} of {total} images")
+
+        return embeddings_compute(version=version, progress=progress)
+
+    job_run(job_id=job_id, work=work)
+
+
+@shared_task(name="inference.train_model", acks_late=True)
+def train_model(job_id: int) -> None:
+    from inference.trainer import training_job_work
+
+    def work(job: Job) -> dict[str, Any]:
+        def progress(done: int, total: int, message: str) -> None:
+            job_progress(job_id=job.pk, done=done, total=total, message=message)
+
+        return training_job_work(job, progress)
+
+    job_run(job_id=job_id, work=work)
+
+
+@shared_task(name="inference.rank_label_errors", acks_late=True)
+def rank_label_errors(job_id: int) -> None:
+    from inference.label_errors import label_errors_job_work
+
+    def work(job: Job) -> dict[str, Any]:
+        def progress(done: int, total: int, message: str) -> None:
+            job_progress(job_id=job.pk, done=done, total=total, message=message)
+
+        return label_errors_job_work(job, progress)
 
     job_run(job_id=job_id, work=work)

@@ -168,6 +168,18 @@ LOUPE_DUPLICATE_MAX_DISTANCE = env_int("LOUPE_DUPLICATE_MAX_DISTANCE", 8, minimu
 # Production logs: a top score at or above this was shown to the user as the answer (the happy
 # path); below it the user was asked to try again (the sad path).
 LOUPE_PRODUCTION_THRESHOLD = env_float("LOUPE_PRODUCTION_THRESHOLD", 0.95, minimum=0.0, maximum=1.0)
+# Embeddings: the model version (by number) whose embedding output feeds "more like this",
+# embedding near-duplicates and out-of-distribution scores; 0 means the lowest-numbered version
+# that has one (the installed backbone).
+LOUPE_EMBEDDING_MODEL = env_int("LOUPE_EMBEDDING_MODEL", 0, minimum=0)
+# Embedding near-duplicates: smallest cosine similarity of a pair (see README for the choice).
+LOUPE_EMBEDDING_DUPLICATE_SIMILARITY = env_float(
+    "LOUPE_EMBEDDING_DUPLICATE_SIMILARITY", 0.95, minimum=0.0, maximum=1.0
+)
+# Out-of-distribution score: mean cosine distance to this many nearest labelled images; images
+# scoring at or above the threshold count as unlike the library on the production dashboard.
+LOUPE_OOD_NEIGHBOURS = env_int("LOUPE_OOD_NEIGHBOURS", 10, minimum=1)
+LOUPE_OOD_THRESHOLD = env_float("LOUPE_OOD_THRESHOLD", 0.5, minimum=0.0, maximum=2.0)
 # How long an image shown to one SME stays out of other SMEs' queues.
 LOUPE_CLAIM_SECONDS = env_int("LOUPE_CLAIM_SECONDS", 600, minimum=10)
 
