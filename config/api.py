@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -40,8 +41,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
         return Response(
             {
-                "detail": f"Too many files in one request; the limit is {limit}. Send them in "
-                "several requests, or as a zip archive to /api/v1/imports/."
+                "detail": f"Too many files in one request; the limit is {limit} "
+                "(LOUPE_MAX_FILES_PER_REQUEST). Send them in several requests, or as a zip "
+                "archive to /api/v1/imports/."
             },
             status=status.HTTP_400_BAD_REQUEST,
         )
@@ -54,6 +56,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response({"detail": f"Refused: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoValidationError):
         return Response({"detail": "; ".join(exc.messages)}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is unreachable: re-raised, so config.middleware answers 503 with
+        # Retry-After for the API and the pages alike.
+        return None
     response = drf_exception_handler(exc, context)
     if response is None:
         logger.exception("Unhandled API error", exc_info=exc)
