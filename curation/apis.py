@@ -8,7 +8,7 @@ from django.db import transaction
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
@@ -59,6 +59,20 @@ from curation.services.taxonomy import (
 )
 from curation.serving import image_file_response
 from curation.tasks import enqueue_processing
+
+SIMILAR_DEFAULT = 20
+SIMILAR_MAX = 100
+
+
+class SimilarImageSerializer(serializers.Serializer[Any]):
+    similarity = serializers.FloatField(help_text="cosine similarity of the embeddings, -1 to 1")
+    image = ImageSerializer()
+
+
+class SimilarImagesSerializer(serializers.Serializer[Any]):
+    image = serializers.IntegerField(help_text="the image asked about")
+    model_version = serializers.IntegerField(help_text="the embedding model's version number")
+    results = SimilarImageSerializer(many=True)
 
 
 class NewestFirst(CursorPagination):
@@ -217,6 +231,46 @@ class ImageViewSet(
     @action(detail=True, methods=["get"])
     def thumbnail(self, request: Request, pk: str | None = None) -> FileResponse:
         return image_file_response(self.get_object(), thumbnail=True)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("k", int, description="how many images (1-100, default 20)")],
+        responses={200: SimilarImagesSerializer, 400: dict, 409: dict},
+    )
+    @action(detail=True, methods=["get"])
+    def similar(self, request: Request, pk: str | None = None) -> Response:
+        """The active images most like this one (cosine similarity of embeddings), most
+        similar first. 409 when the image has no embedding yet."""
+        from inference.embeddings import EmbeddingError, embedding_version, similar_images
+
+        image = self.get_object()
+        raw = request.query_params.get("k", str(SIMILAR_DEFAULT))
+        if not raw.isdigit() or not 1 <= int(raw) <= SIMILAR_MAX:
+            raise ValidationError({"k": [f"k must be a whole number from 1 to {SIMILAR_MAX}."]})
+        try:
+            version = embedding_version()
+        except EmbeddingError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        found = (
+            similar_images(
+                image_id=image.pk, k=int(raw), version=version, images=selectors.image_list()
+            )
+            if version is not None
+            else None
+        )
+        if found is None:
+            return Response(
+                {
+                    "detail": f"Image {image.pk} has no embedding yet; they are computed after "
+                    "import, or run `manage.py compute_embeddings`."
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
+        data = {
+            "image": image.pk,
+            "model_version": version.number if version else None,
+            "results": [{"similarity": s.similarity, "image": s.image} for s in found],
+        }
+        return Response(SimilarImagesSerializer(data, context={"request": request}).data)
 
     def _reload(self, image: Image) -> Image:
         return selectors.image_list().get(pk=image.pk)

@@ -37,9 +37,20 @@ class ImageFilter(django_filters.FilterSet):
         label="quality flag raised under the library's current thresholds",
     )
 
+    ood_min = django_filters.NumberFilter(
+        method="filter_ood_min",
+        label="out-of-distribution score at least this (mean cosine distance to the nearest "
+        "labelled images)",
+    )
+
     class Meta:
         model = Image
         fields: list[str] = []
+
+    def filter_ood_min(self, queryset: QuerySet[Image], name: str, value: float) -> Any:
+        from inference.embeddings import images_with_ood_at_least
+
+        return images_with_ood_at_least(queryset, minimum=float(value))
 
     def filter_quality(self, queryset: QuerySet[Image], name: str, value: str) -> Any:
         return quality_filter(queryset, flag=value, stats=quality_thresholds())

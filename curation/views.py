@@ -47,6 +47,7 @@ from curation.services.quality import (
 )
 from curation.services.taxonomy import TaxonomyError, class_create, subclass_create, subclass_move
 from curation.serving import image_file_response
+from inference.embeddings import similar_panel
 from labelling.models import BadReason
 from labelling.standards import exemplars_of_image
 
@@ -456,6 +457,7 @@ def _image_page(
             "next_id": next_id,
             # Where the image is pinned as a labelling exemplar (one query).
             "pins": exemplars_of_image(image_id=image.pk),
+            "similar": similar_panel(image_id=image.pk),
         },
         status=status,
     )

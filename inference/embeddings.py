@@ -30,7 +30,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Exists, Max, OuterRef
+from django.db.models import Exists, Max, OuterRef, QuerySet
 
 from accounts.models import User
 from curation.imaging import ImageRejected
@@ -160,6 +160,21 @@ def embedding_counts(*, version: ModelVersion | None = None) -> dict[str, int]:
         model_version=version, image__status=ImageStatus.ACTIVE
     ).count()
     return {"active": active, "embedded": embedded}
+
+
+def images_with_ood_at_least(images: QuerySet[Image], *, minimum: float) -> QuerySet[Image]:
+    """``images`` narrowed to those whose OOD score (from the embedding model) is at least
+    ``minimum``: an EXISTS on the (model_version, ood_score) index. No embedding model: none."""
+    try:
+        version = embedding_version()
+    except EmbeddingError:
+        version = None
+    if version is None:
+        return images.none()
+    scored = ImageEmbedding.objects.filter(
+        model_version=version, image=OuterRef("pk"), ood_score__gte=minimum
+    )
+    return images.filter(Exists(scored))
 
 
 # --- Computing ------------------------------------------------------------------------------
@@ -589,15 +604,21 @@ def _exact_scan(
 
 
 def similar_images(
-    *, image_id: int, k: int = 20, version: ModelVersion | None = None
+    *,
+    image_id: int,
+    k: int = 20,
+    version: ModelVersion | None = None,
+    images: QuerySet[Image] | None = None,
 ) -> list[SimilarImage] | None:
     """The ``k`` active images most like ``image_id`` by cosine similarity of embeddings, most
     similar first; None when the image has no embedding yet.
 
     The index gives the candidates, the rows embedded since it was built are scanned exactly,
     and trashed images are dropped (asking the index for more when too many were). Three to
-    five queries, none proportional to the library.
+    five queries, none proportional to the library. ``images`` is the queryset the results are
+    read from (default: images with their label), so a caller can select what it shows.
     """
+    images = Image.objects.select_related("subclass__label_class") if images is None else images
     version = version or embedding_version()
     if version is None:
         return None
@@ -621,11 +642,44 @@ def similar_images(
         candidates.update(newer)
         candidates.pop(image_id, None)
         ranked = sorted(candidates.items(), key=lambda item: (-item[1], item[0]))
-        images = Image.objects.filter(
-            pk__in=[i for i, _ in ranked[: k + ask]], status=ImageStatus.ACTIVE
-        ).select_related("subclass__label_class")
-        by_id = {image.pk: image for image in images}
+        found = images.filter(pk__in=[i for i, _ in ranked[: k + ask]], status=ImageStatus.ACTIVE)
+        by_id = {image.pk: image for image in found}
         result = [SimilarImage(by_id[i], round(s, 4)) for i, s in ranked if i in by_id][:k]
         if len(result) >= k or exhausted:
             return result
         ask *= 4
+
+
+@dataclass(frozen=True)
+class SimilarPanel:
+    """What the image page shows under "More like this"."""
+
+    results: list[SimilarImage]
+    ood_score: float | None
+    model_version: int | None
+    missing: str = ""  # why there are no results, when there are none
+
+
+def similar_panel(*, image_id: int, k: int = 20) -> SimilarPanel:
+    try:
+        version = embedding_version()
+    except EmbeddingError as exc:
+        return SimilarPanel([], None, None, missing=str(exc))
+    if version is None:
+        return SimilarPanel(
+            [], None, None, missing="No model has an embedding output; install the backbone."
+        )
+    found = similar_images(image_id=image_id, k=k, version=version)
+    if found is None:
+        return SimilarPanel(
+            [],
+            None,
+            version.number,
+            missing="This image has no embedding yet: the worker computes it after import.",
+        )
+    ood = (
+        ImageEmbedding.objects.filter(model_version=version, image_id=image_id)
+        .values_list("ood_score", flat=True)
+        .first()
+    )
+    return SimilarPanel(found, ood, version.number)

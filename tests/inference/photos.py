@@ -4,6 +4,8 @@ scikit-image photos and edited copies of them (nothing downloaded)."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -16,8 +18,10 @@ from tests.curation.duplicate_photos import jpeg, photo
 
 
 @pytest.fixture
-def backbone(db: None) -> ModelVersion:
-    """The installed EfficientNet-Lite0 backbone, the embedding model."""
+def backbone(db: None, settings: Any, tmp_path: Path) -> ModelVersion:
+    """The installed EfficientNet-Lite0 backbone, the embedding model; similarity indexes go to
+    the test's own data folder."""
+    settings.DATA_DIR = tmp_path / "data"
     call_command("install_backbone", "--json", stdout=io.StringIO())
     return ModelVersion.objects.get(number=1)
 
