@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import escape
@@ -82,3 +84,72 @@ def database_unavailable_response(request: HttpRequest, exception: Exception) ->
     response["Retry-After"] = str(seconds)
     response["Cache-Control"] = "no-store"
     return response
+
+
+# --- Request body cap -------------------------------------------------------------------------
+
+# Room for the form fields sent beside a large file (a label map of 100,000 names beside a
+# model, the destination fields beside an archive).
+FORM_ALLOWANCE_BYTES = 64 * 1024 * 1024
+
+
+class RequestBodyLimitMiddleware:
+    """Refuse a request whose body is larger than Loupe accepts, before any byte of it is read.
+
+    The cap is ``LOUPE_MAX_UPLOAD_BYTES``; the views that take one large file (a zip archive, an
+    ONNX model) accept up to that file's own cap plus the form around it, when that is larger.
+    Django reads no more of the body than its declared Content-Length (under WSGI a body
+    without one reads as empty), so checking the header is enough. It runs in ``process_view``
+    to know the view, and must come before CsrfViewMiddleware, which reads form bodies.
+    """
+
+    # view name -> the setting holding the cap on the one file that view takes
+    LARGE_FILE_VIEWS = {
+        "api:import-list": "LOUPE_ZIP_MAX_BYTES",
+        "api:model-version-list": "LOUPE_MAX_MODEL_BYTES",
+        "inference:model-upload": "LOUPE_MAX_MODEL_BYTES",
+    }
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
+        declared = _declared_length(request)
+        limit, setting = self.limit_for(request)
+        if declared <= limit:
+            return None
+        return JsonResponse(
+            {
+                "detail": f"The request body is {declared:,} bytes; the limit is {limit:,} "
+                f"bytes ({setting}). Send fewer or smaller files per request."
+            },
+            status=413,
+        )
+
+    def limit_for(self, request: HttpRequest) -> tuple[int, str]:
+        """The largest body this request's view accepts, and the setting that decides it."""
+        limit: int = settings.LOUPE_MAX_UPLOAD_BYTES
+        setting = "LOUPE_MAX_UPLOAD_BYTES"
+        match = request.resolver_match
+        file_setting = self.LARGE_FILE_VIEWS.get(match.view_name) if match else None
+        if file_setting:
+            file_limit = int(getattr(settings, file_setting)) + FORM_ALLOWANCE_BYTES
+            if file_limit > limit:
+                limit, setting = file_limit, file_setting
+        return limit, setting
+
+
+def _declared_length(request: HttpRequest) -> int:
+    try:
+        return max(0, int(request.META.get("CONTENT_LENGTH") or 0))
+    except ValueError:
+        return 0  # Django reads such a body as empty too

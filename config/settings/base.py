@@ -48,6 +48,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before CsrfViewMiddleware, which reads form bodies: an oversized body is refused unread.
+    "config.middleware.RequestBodyLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -144,6 +146,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("LOUPE_MAX_FILES_PER_REQUEST", 200, minimum=1)
+# Largest request body, refused (413) before any of it is read; the archive and model uploads
+# accept up to LOUPE_ZIP_MAX_BYTES / LOUPE_MAX_MODEL_BYTES (plus their form fields) instead.
+LOUPE_MAX_UPLOAD_BYTES = env_int("LOUPE_MAX_UPLOAD_BYTES", 1024**3, minimum=1)
 FILE_UPLOAD_TEMP_DIR = None
 
 # --- Images ---------------------------------------------------------------------------------
@@ -156,6 +161,8 @@ LOUPE_ZIP_MAX_UNCOMPRESSED_BYTES = env_int(
 )
 LOUPE_ZIP_MAX_ENTRIES = env_int("LOUPE_ZIP_MAX_ENTRIES", 100_000, minimum=1)
 LOUPE_ZIP_MAX_RATIO = env_int("LOUPE_ZIP_MAX_RATIO", 100, minimum=1)
+# Model registry: largest ONNX file accepted.
+LOUPE_MAX_MODEL_BYTES = env_int("LOUPE_MAX_MODEL_BYTES", 1024**3, minimum=1)
 # An orphan (a stored original with no row) younger than this may belong to an import still in
 # flight, so the sweeper leaves it alone.
 LOUPE_ORPHAN_GRACE_SECONDS = env_int("LOUPE_ORPHAN_GRACE_SECONDS", 6 * 3600)
