@@ -17,6 +17,7 @@ from inference.apis import ModelVersionViewSet, PredictViewSet
 from inference.apis_evaluation import EvaluationViewSet
 from inference.apis_identify import IdentificationViewSet
 from inference.apis_production import PredictionLogViewSet
+from inference.apis_trainer import LabelErrorRankingViewSet, TrainingViewSet
 from labelling.urls_api import urlpatterns as labelling_api_urls
 
 app_name = "api"
@@ -36,5 +37,7 @@ router.register("predict", PredictViewSet, basename="predict")
 router.register("identifications", IdentificationViewSet, basename="identification")
 router.register("evaluations", EvaluationViewSet, basename="evaluation")
 router.register("prediction-logs", PredictionLogViewSet, basename="prediction-log")
+router.register("trainings", TrainingViewSet, basename="training")
+router.register("label-error-rankings", LabelErrorRankingViewSet, basename="label-error-ranking")
 
 urlpatterns = router.urls + labelling_api_urls + accounts_api_urls

@@ -136,7 +136,17 @@ def scope_describe(run: EvaluationRun) -> str:
         return f"dataset {run.dataset.name}" + (f" ({run.split})" if run.split else "")
     if run.scope_kind == EvaluationScopeKind.BENCHMARK and run.benchmark_set:
         return f"benchmark set {run.benchmark_set}"
+    if run.scope_kind == EvaluationScopeKind.CROSS_VALIDATION:
+        return "labelled library, cross-validated"
     return "labelled library"
+
+
+def run_label_map(run: EvaluationRun) -> list[str]:
+    """The class names a run's reports index: the model's label map, or for a
+    cross-validation run (whose model is the embedding model) the classes it ranked."""
+    if run.scope_kind == EvaluationScopeKind.CROSS_VALIDATION:
+        return list((run.metrics or {}).get("label_map", []))
+    return list(run.model_version.label_map)
 
 
 def _scope_rows(run: EvaluationRun) -> Iterator[list[tuple[int, int | None, str]]]:
@@ -643,7 +653,7 @@ def weighted_log_loss_from_sums(loss_sums: dict[str, Any], pairs: dict[frozenset
 
 def pairs_by_index(run: EvaluationRun) -> dict[frozenset[int], float]:
     """The run's commonly-confused pairs as {frozenset of output indices: weight}."""
-    position = {name: index for index, name in enumerate(run.model_version.label_map)}
+    position = {name: index for index, name in enumerate(run_label_map(run))}
     pairs: dict[frozenset[int], float] = {}
     for pair in run.confused_pairs or []:
         a, b = position.get(pair.get("a")), position.get(pair.get("b"))
@@ -970,7 +980,7 @@ def evaluation_job_work(job: Job, progress: Callable[[int, int], None]) -> dict[
 def confused_pairs_update(*, run: EvaluationRun, pairs: list[dict[str, Any]]) -> EvaluationRun:
     """Replace the run's commonly-confused pairs and recompute its weighted log losses from the
     stored loss sums. Raises EvaluationError on a pair the label map does not hold."""
-    names = set(run.model_version.label_map)
+    names = set(run_label_map(run))
     cleaned = []
     for pair in pairs:
         a, b = str(pair.get("a", "")).strip(), str(pair.get("b", "")).strip()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from inference import views, views_evaluation, views_identify
+from inference import views, views_evaluation, views_identify, views_trainer
 
 app_name = "inference"
 
@@ -18,7 +18,9 @@ urlpatterns = [
     path("identify/label/", views_identify.identify_label, name="identify-label"),
     path("identify/trash/", views_identify.identify_trash, name="identify-trash"),
     path("identify/queue/", views_identify.identify_queue, name="identify-queue"),
+    path("train/", views_trainer.trainer, name="trainer"),
     path("evaluations/", views_evaluation.evaluation_list, name="evaluations"),
+    path("evaluations/label-errors/", views_trainer.label_errors_start, name="label-errors-start"),
     path("evaluations/<int:pk>/", views_evaluation.evaluation_detail, name="evaluation"),
     path("evaluations/<int:pk>/pairs/", views_evaluation.evaluation_pairs, name="evaluation-pairs"),
     path(

@@ -35,10 +35,12 @@ from inference.evaluation import (
     queue_next,
     scope_describe,
 )
+from inference.label_errors import confident_images
 from inference.models import (
     DoubleCheckItem,
     DoubleCheckStatus,
     EvaluationRun,
+    EvaluationScopeKind,
     LabelMatch,
     ModelVersion,
     Prediction,
@@ -51,6 +53,8 @@ EXCLUDED_LABELS = {
     "holding_class": "in holding classes",
     "class_not_in_label_map": "in classes the model does not know",
     "no_prediction": "without a prediction (unreadable or trashed)",
+    "class_below_folds": "in classes with fewer images than folds",
+    "no_embedding": "without an embedding (unreadable)",
 }
 
 
@@ -368,6 +372,20 @@ def _exemplars(
     return shown
 
 
+def _cross_validation_exemplars(
+    run: EvaluationRun, label_class_id: int | None, exclude: int
+) -> list[dict[str, Any]]:
+    """Pinned good exemplars first, then images of the class the run ranked and did not
+    queue (the out-of-sample heads agreed with their label)."""
+    shown = [entry for entry in _exemplars(run, label_class_id, exclude) if entry["pinned"]]
+    seen = {exclude} | {entry["image"].pk for entry in shown}
+    for image in confident_images(
+        run=run, label_class_id=label_class_id, exclude=seen, limit=EXEMPLARS - len(shown)
+    ):
+        shown.append({"image": image, "score": None, "pinned": False})
+    return shown
+
+
 @reviewer_required
 def double_check(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(EvaluationRun.objects.select_related("model_version"), pk=pk)
@@ -406,16 +424,25 @@ def double_check(request: HttpRequest, pk: int) -> HttpResponse:
     }
     if item is not None:
         image = item.image
-        prediction = Prediction.objects.filter(model_version=run.model_version, image=image).first()
+        if run.scope_kind == EvaluationScopeKind.CROSS_VALIDATION:
+            # The run's model is the embedding model: the answer is the out-of-sample head's.
+            top = [(item.predicted_name, item.top1_score)]
+            exemplars = _cross_validation_exemplars
+        else:
+            prediction = Prediction.objects.filter(
+                model_version=run.model_version, image=image
+            ).first()
+            top = []
+            if prediction is not None:
+                top = list(zip(prediction.class_names, prediction.scores, strict=False))[:3]
+            exemplars = _exemplars
         context.update(
             {
                 "image": image,
                 "current_class": image.subclass.label_class if image.subclass else None,
-                "top": list(zip(prediction.class_names, prediction.scores, strict=False))[:3]
-                if prediction
-                else [],
-                "true_exemplars": _exemplars(run, item.true_class_id, image.pk),
-                "predicted_exemplars": _exemplars(run, item.predicted_class_id, image.pk),
+                "top": top,
+                "true_exemplars": exemplars(run, item.true_class_id, image.pk),
+                "predicted_exemplars": exemplars(run, item.predicted_class_id, image.pk),
                 "duplicate_group": DuplicateMember.objects.filter(image=image)
                 .order_by("-group_id")
                 .values_list("group_id", flat=True)

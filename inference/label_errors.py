@@ -1,0 +1,462 @@
+"""Out-of-sample label-error ranking: K-fold cross-validated probabilities of quick-trainer
+heads over the labelled library, written as an evaluation run whose Double-check queue puts
+the likeliest label errors first.
+
+Which images: active images labelled in a normal class, with an embedding from the embedding
+model (missing ones are computed first; unreadable images are counted and left out). Classes
+with fewer images than folds are left out and counted, since a fold could not both train and
+score them.
+
+Folds: stratified and seeded. Within each class the images are shuffled with the seed and dealt
+to the folds in turn (each class starts where the previous one stopped, so fold sizes stay
+within one image of each other). Near-duplicate groups (as ``find_duplicates`` recorded them)
+are kept in one fold, that of the member with the lowest id, so no head is trained on a copy of
+an image it scores; groups larger than ``MAX_GROUP`` are chains of merely similar images on
+low-information libraries and are not kept together. Fold k's head is fitted on every image
+outside fold k and scores only fold k: every image is scored exactly once, by a head that never
+saw it (``out_of_sample_probabilities``).
+
+The run's model version is the embedding model; its report is computed over the run's own label
+map (the ranked classes, by name), stored in ``metrics["label_map"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from accounts.models import User
+from curation.models import (
+    ClassKind,
+    DuplicateMember,
+    DuplicateStatus,
+    Image,
+    ImageStatus,
+    Job,
+    LabelClass,
+)
+from curation.services.jobs import job_create, job_enqueue
+from inference.embeddings import (
+    embedding_matrix,
+    embeddings_make,
+)
+from inference.evaluation import (
+    QUEUE_INSERT,
+    EvaluationError,
+    Samples,
+    pairs_by_index,
+    set_report,
+    suggested_pairs,
+    tag_report,
+)
+from inference.head import Head, HeadError, head_fit
+from inference.models import (
+    DoubleCheckItem,
+    DoubleCheckStatus,
+    EvaluationRun,
+    EvaluationScopeKind,
+    EvaluationStatus,
+    ImageEmbedding,
+    ModelVersion,
+)
+from inference.trainer import (
+    DEFAULT_C,
+    DEFAULT_MAX_ITER,
+    MAX_ITER_LIMIT,
+    embedding_model_required,
+)
+
+logger = logging.getLogger(__name__)
+
+LABEL_ERRORS_KIND = "inference.rank_label_errors"
+DEFAULT_FOLDS = 5
+DEFAULT_SEED = 0
+MAX_FOLDS = 20
+MAX_GROUP = 50
+READ_CHUNK = 5000
+EMBED_CHUNK = 256
+SET_NAME = "cross-validation"
+Fit = Callable[..., tuple[Head, Any]]
+Progress = Callable[[int, int, str], None]
+
+
+def label_error_ranking_start(
+    *,
+    actor: User | None,
+    folds: int = DEFAULT_FOLDS,
+    C: float = DEFAULT_C,
+    max_iter: int = DEFAULT_MAX_ITER,
+    seed: int = DEFAULT_SEED,
+    threshold: float = 0.95,
+    enqueue: bool = True,
+) -> EvaluationRun:
+    """Record a cross-validation run and its job (sent once the transaction commits).
+    Raises EvaluationError."""
+    if not 2 <= folds <= MAX_FOLDS:
+        raise EvaluationError(f"Folds must be between 2 and {MAX_FOLDS}.")
+    if not (C > 0 and np.isfinite(C)):
+        raise EvaluationError("The regularisation C must be a number above 0.")
+    if not 1 <= max_iter <= MAX_ITER_LIMIT:
+        raise EvaluationError(f"Max iterations must be between 1 and {MAX_ITER_LIMIT:,}.")
+    if not 0 < threshold <= 1:
+        raise EvaluationError("The threshold must be above 0 and at most 1.")
+    version = embedding_model_required(EvaluationError)
+    with transaction.atomic():
+        run = EvaluationRun.objects.create(
+            model_version=version,
+            scope_kind=EvaluationScopeKind.CROSS_VALIDATION,
+            threshold=threshold,
+            created_by=actor,
+        )
+        job = job_create(
+            kind=LABEL_ERRORS_KIND,
+            actor=actor,
+            params={
+                "evaluation_id": run.pk,
+                "folds": folds,
+                "C": C,
+                "max_iter": max_iter,
+                "seed": seed,
+            },
+        )
+        run.job = job
+        run.save(update_fields=["job"])
+        if enqueue:
+            job_enqueue(job=job)
+    return run
+
+
+# --- Folds and out-of-sample probabilities --------------------------------------------------
+
+
+def fold_assignment(
+    labels: np.ndarray, *, folds: int, seed: int, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """The fold (0 … folds-1) of each image: stratified by label, seeded, with images of one
+    group (``groups[i] >= 0``) in the fold of the group's first member."""
+    labels = np.asarray(labels, dtype=np.int64)
+    fold_of = np.zeros(len(labels), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    start = 0
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        members = members[rng.permutation(len(members))]
+        fold_of[members] = (start + np.arange(len(members))) % folds
+        start = (start + len(members)) % folds
+    if groups is not None:
+        groups = np.asarray(groups, dtype=np.int64)
+        grouped = np.flatnonzero(groups >= 0)
+        leader_fold: dict[int, int] = {}
+        for position in grouped:  # positions ascend: the first member leads
+            group = int(groups[position])
+            fold_of[position] = leader_fold.setdefault(group, int(fold_of[position]))
+    return fold_of
+
+
+def out_of_sample_probabilities(
+    features: np.ndarray,
+    labels: np.ndarray,
+    fold_of: np.ndarray,
+    *,
+    class_count: int,
+    C: float,
+    max_iter: int,
+    fit: Fit = head_fit,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Probabilities (n x class_count) where row i comes from the head fitted on every image
+    outside fold ``fold_of[i]``, i.e. never from a head that was trained on image i."""
+    probabilities = np.zeros((len(labels), class_count), dtype=np.float64)
+    for fold in np.unique(fold_of):
+        scored = fold_of == fold
+        head, _ = fit(
+            features=features[~scored],
+            labels=labels[~scored],
+            class_count=class_count,
+            C=C,
+            max_iter=max_iter,
+        )
+        probabilities[scored] = head.probabilities(features[scored])
+        if progress:
+            progress(int(fold) + 1)
+    return probabilities
+
+
+# --- The run --------------------------------------------------------------------------------
+
+
+def _labelled_images() -> tuple[list[int], list[int]]:
+    """Ids and class ids of the active images labelled in normal classes, in id order."""
+    normal = set(LabelClass.objects.filter(kind=ClassKind.NORMAL).values_list("pk", flat=True))
+    ids: list[int] = []
+    classes: list[int] = []
+    last = 0
+    while True:
+        rows = list(
+            Image.objects.filter(status=ImageStatus.ACTIVE, subclass__isnull=False, pk__gt=last)
+            .order_by("pk")
+            .values_list("pk", "subclass__label_class_id")[:READ_CHUNK]
+        )
+        if not rows:
+            break
+        last = rows[-1][0]
+        for image_id, class_id in rows:
+            if class_id in normal:
+                ids.append(image_id)
+                classes.append(class_id)
+    return ids, classes
+
+
+def _duplicate_groups(image_ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per image, the near-duplicate group it shares a fold with (-1: none); and how many
+    groups that keeps together."""
+    groups = np.full(len(image_ids), -1, dtype=np.int64)
+    members = (
+        DuplicateMember.objects.exclude(group__status=DuplicateStatus.DISMISSED)
+        .filter(group__size__lte=MAX_GROUP, group__size__gt=1)
+        .values_list("group_id", "image_id")
+    )
+    position = {int(image_id): at for at, image_id in enumerate(image_ids)}
+    seen: Counter[int] = Counter()
+    for group_id, image_id in members.iterator(chunk_size=READ_CHUNK):
+        at = position.get(image_id)
+        if at is not None and groups[at] < 0:
+            groups[at] = group_id
+            seen[group_id] += 1
+    kept = {group for group, count in seen.items() if count > 1}
+    groups[~np.isin(groups, np.fromiter(kept, dtype=np.int64, count=len(kept)))] = -1
+    return groups, len(kept)
+
+
+def label_errors_execute(
+    *,
+    run: EvaluationRun,
+    folds: int = DEFAULT_FOLDS,
+    C: float = DEFAULT_C,
+    max_iter: int = DEFAULT_MAX_ITER,
+    seed: int = DEFAULT_SEED,
+    progress: Progress | None = None,
+    fit: Fit = head_fit,
+) -> dict[str, Any]:
+    """Rank the labelled library by the out-of-sample probability of each image's label and
+    fill the run's reports and Double-check queue. Safe to run again."""
+    EvaluationRun.objects.filter(pk=run.pk).update(status=EvaluationStatus.RUNNING)
+    try:
+        metrics = _rank(
+            run, folds=folds, C=C, max_iter=max_iter, seed=seed, progress=progress, fit=fit
+        )
+    except Exception:
+        EvaluationRun.objects.filter(pk=run.pk).update(status=EvaluationStatus.FAILED)
+        raise
+    return metrics
+
+
+def _rank(
+    run: EvaluationRun,
+    *,
+    folds: int,
+    C: float,
+    max_iter: int,
+    seed: int,
+    progress: Progress | None,
+    fit: Fit,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    report = progress or (lambda done, total, message: None)
+    version: ModelVersion = run.model_version
+    ids, class_ids = _labelled_images()
+    total = len(ids)
+    for start in range(0, total, EMBED_CHUNK):
+        embeddings_make(image_ids=ids[start : start + EMBED_CHUNK], version=version)
+        report(min(start + EMBED_CHUNK, total), total + folds, "embedding images without one")
+    embedded_ids, matrix = embedding_matrix(image_ids=ids, model_version=version)
+    class_of = dict(zip(ids, class_ids, strict=True))
+    without_embedding = total - len(embedded_ids)
+
+    counts = Counter(class_of[int(i)] for i in embedded_ids)
+    names = dict(LabelClass.objects.filter(pk__in=list(counts)).values_list("pk", "name"))
+    ranked_classes = sorted((c for c, n in counts.items() if n >= folds), key=lambda c: names[c])
+    skipped = {names[c]: n for c, n in counts.items() if n < folds}
+    if len(ranked_classes) < 2:
+        raise EvaluationError(
+            f"Ranking needs two classes with at least {folds} images with embeddings; "
+            f"the library has {len(ranked_classes)}."
+        )
+    index_of = {class_id: index for index, class_id in enumerate(ranked_classes)}
+    label_map = [names[c] for c in ranked_classes]
+    keep = np.fromiter((class_of[int(i)] in index_of for i in embedded_ids), dtype=bool)
+    image_ids = embedded_ids[keep]
+    features = matrix[keep]
+    labels = np.fromiter((index_of[class_of[int(i)]] for i in image_ids), dtype=np.int64)
+    groups, kept_groups = _duplicate_groups(image_ids)
+    fold_of = fold_assignment(labels, folds=folds, seed=seed, groups=groups)
+
+    try:
+        probabilities = out_of_sample_probabilities(
+            features,
+            labels,
+            fold_of,
+            class_count=len(label_map),
+            C=C,
+            max_iter=max_iter,
+            fit=fit,
+            progress=lambda fold: report(
+                total + fold, total + folds, f"fold {fold} of {folds} fitted and scored"
+            ),
+        )
+    except HeadError as exc:
+        raise EvaluationError(str(exc)) from None
+    predicted = probabilities.argmax(axis=1)
+    top1 = probabilities.max(axis=1)
+    given = probabilities[np.arange(len(labels)), labels]
+    class_array = np.asarray(ranked_classes, dtype=np.int64)
+
+    run.metrics = {"label_map": label_map}  # pairs_by_index reads the run's own label map
+    samples = Samples(
+        image_ids=image_ids,
+        true_index=labels,
+        true_class=class_array[labels],
+        pred_index=predicted,
+        top1=top1,
+        p_true=given,
+        group=np.zeros(len(labels), dtype=np.int64),
+        groups=[SET_NAME],
+    )
+    set_metrics = set_report(
+        true_index=labels,
+        pred_index=predicted,
+        top1=top1,
+        p_true=given,
+        label_map=label_map,
+        threshold=run.threshold,
+        pairs=pairs_by_index(run),
+    )
+    reports = {SET_NAME: set_metrics}
+    skipped_images = int(sum(skipped.values()))
+    excluded = {
+        key: value
+        for key, value in (
+            ("class_below_folds", skipped_images),
+            ("no_embedding", without_embedding),
+        )
+        if value
+    }
+    metrics: dict[str, Any] = {
+        "scope": f"labelled library, {folds}-fold cross-validation",
+        "model_version": version.number,
+        "embedding_model": {"number": version.number, "name": version.name},
+        "threshold": run.threshold,
+        "label_map": label_map,
+        "folds": folds,
+        "C": C,
+        "max_iter": max_iter,
+        "seed": seed,
+        "images_ranked": len(labels),
+        "images_scored": len(labels),
+        "images_without_class": 0,
+        "classes_ranked": len(label_map),
+        "classes_skipped": len(skipped),
+        "images_skipped": skipped_images,
+        "images_without_embedding": without_embedding,
+        "excluded": excluded,
+        "excluded_classes": dict(Counter(skipped).most_common(50)),
+        "fold_sizes": np.bincount(fold_of, minlength=folds).tolist(),
+        "duplicate_groups_kept_together": kept_groups,
+        "sets": reports,
+        "suggested_pairs": suggested_pairs(reports),
+        "tags": tag_report(samples, np.ones(len(labels), dtype=bool)),
+    }
+    with transaction.atomic():
+        metrics["double_check_items"] = _queue_fill(run, samples, label_map)
+        metrics["seconds"] = round(time.perf_counter() - started, 3)
+        run.metrics = metrics
+        run.status = EvaluationStatus.DONE
+        run.finished_at = timezone.now()
+        if not run.confused_pairs:
+            run.confused_pairs = [
+                {key: pair[key] for key in ("a", "b", "weight")}
+                for pair in metrics["suggested_pairs"][:5]
+            ]
+        run.save(update_fields=["metrics", "status", "finished_at", "confused_pairs"])
+    report(total + folds, total + folds, "done")
+    return metrics
+
+
+def _queue_fill(run: EvaluationRun, samples: Samples, label_map: list[str]) -> int:
+    """The misclassified images and the right ones below the threshold, lowest out-of-sample
+    probability of the given label first."""
+    wrong = samples.true_index != samples.pred_index
+    chosen = np.flatnonzero(wrong | (samples.top1 < run.threshold))
+    order = chosen[np.lexsort((samples.image_ids[chosen], samples.p_true[chosen]))]
+    class_of_index = {
+        index: int(class_id)
+        for index, class_id in zip(samples.true_index, samples.true_class, strict=True)
+    }
+    DoubleCheckItem.objects.filter(run=run).delete()
+    rows = [
+        (
+            run.pk,
+            int(samples.image_ids[at]),
+            int(samples.true_class[at]),
+            class_of_index.get(int(samples.pred_index[at])),
+            label_map[int(samples.pred_index[at])][:500],
+            float(samples.top1[at]),
+            float(samples.p_true[at]),
+            rank,
+            "misclassified" if wrong[at] else "low_confidence",
+            DoubleCheckStatus.OPEN.value,
+        )
+        for rank, at in enumerate(order, start=1)
+    ]
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), 5000):
+            cursor.executemany(QUEUE_INSERT, rows[start : start + 5000])
+    return len(rows)
+
+
+def label_errors_job_work(job: Job, progress: Progress) -> dict[str, Any]:
+    run = EvaluationRun.objects.select_related("model_version").get(pk=job.params["evaluation_id"])
+    metrics = label_errors_execute(
+        run=run,
+        folds=int(job.params.get("folds", DEFAULT_FOLDS)),
+        C=float(job.params.get("C", DEFAULT_C)),
+        max_iter=int(job.params.get("max_iter", DEFAULT_MAX_ITER)),
+        seed=int(job.params.get("seed", DEFAULT_SEED)),
+        progress=progress,
+    )
+    return {
+        "evaluation_id": run.pk,
+        "images_ranked": metrics["images_ranked"],
+        "double_check_items": metrics["double_check_items"],
+        "message": f"Ranked {metrics['images_ranked']} images by {metrics['folds']}-fold "
+        f"cross-validation: {metrics['double_check_items']} to double-check",
+    }
+
+
+# --- Double-check support -------------------------------------------------------------------
+
+
+def confident_images(
+    *, run: EvaluationRun, label_class_id: int | None, exclude: set[int], limit: int
+) -> list[Image]:
+    """Images of a class that the run ranked and did not queue, i.e. whose out-of-sample head
+    agreed with their label at or above the threshold: exemplars for Double-check."""
+    if label_class_id is None or limit <= 0:
+        return []
+    embedded = ImageEmbedding.objects.filter(model_version=run.model_version, image=OuterRef("pk"))
+    return list(
+        Image.objects.filter(status=ImageStatus.ACTIVE, subclass__label_class_id=label_class_id)
+        .filter(Exists(embedded))
+        .exclude(pk__in=DoubleCheckItem.objects.filter(run=run).values("image_id"))
+        .exclude(pk__in=exclude)
+        .select_related("subclass")
+        .order_by("pk")[:limit]
+    )
