@@ -391,12 +391,22 @@ class DuplicateStatus(models.TextChoices):
     DISMISSED = "dismissed", "Not duplicates"
 
 
+class DuplicateMethod(models.TextChoices):
+    PHASH = "phash", "pHash"
+    EMBEDDING = "embedding", "Embedding"
+
+
 class DuplicateGroup(models.Model):
-    """Images whose pHashes are connected within ``max_distance`` bits (a connected component
-    of the near-duplicate graph), waiting for or past review."""
+    """Images connected as near-duplicates (a connected component of the near-duplicate
+    graph), waiting for or past review. ``method`` says which graph: pHashes within
+    ``max_distance`` bits, or embeddings at or above a cosine similarity (``max_distance`` is
+    then 0)."""
 
     status = models.CharField(
         max_length=16, choices=DuplicateStatus.choices, default=DuplicateStatus.OPEN
+    )
+    method = models.CharField(
+        max_length=16, choices=DuplicateMethod.choices, default=DuplicateMethod.PHASH
     )
     max_distance = models.PositiveSmallIntegerField()
     size = models.PositiveIntegerField(default=0)
@@ -411,7 +421,11 @@ class DuplicateGroup(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["status", "id"], name="duplicategroup_status_id")]
+        indexes = [
+            models.Index(fields=["status", "id"], name="duplicategroup_status_id"),
+            # The review page and API filtered by method.
+            models.Index(fields=["status", "method", "id"], name="duplicategroup_method_id"),
+        ]
 
     def __str__(self) -> str:
         return f"Duplicate group {self.pk} ({self.size} images, {self.status})"
