@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import struct
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -160,22 +161,59 @@ def _entry_problem(info: zipfile.ZipInfo) -> str:
     return ""
 
 
+# The end of central directory record, and the zip64 locator and record that may precede it.
+_END_RECORD = struct.Struct("<4s4H2LH")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")
+
+
+def _declared_entry_count(stream: IO[bytes]) -> int:
+    """The number of entries the archive's end record declares (0 when there is none).
+
+    Read before ``zipfile`` parses the central directory, which builds an object per entry:
+    an archive declaring millions of entries is refused without that memory being spent.
+    """
+    stream.seek(0, os.SEEK_END)
+    size = stream.tell()
+    tail_size = min(size, _END_RECORD.size + 0xFFFF + _ZIP64_LOCATOR.size)
+    stream.seek(size - tail_size)
+    tail = stream.read(tail_size)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + _END_RECORD.size > len(tail):
+        return 0  # not a zip: zipfile says so in its own words
+    count = int(_END_RECORD.unpack_from(tail, at)[4])
+    locator = at - _ZIP64_LOCATOR.size
+    if locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
+        offset = int(_ZIP64_LOCATOR.unpack_from(tail, locator)[2])
+        stream.seek(offset)
+        record = stream.read(_ZIP64_END_RECORD.size)
+        if len(record) == _ZIP64_END_RECORD.size and record[:4] == b"PK\x06\x06":
+            count = max(count, int(_ZIP64_END_RECORD.unpack(record)[7]))
+    return count
+
+
+def _check_entry_count(count: int) -> None:
+    max_entries: int = settings.LOUPE_ZIP_MAX_ENTRIES
+    if count > max_entries:
+        raise ArchiveRejected(f"the archive has {count:,} entries; the limit is {max_entries:,}")
+
+
 def archive_inspect(stream: IO[bytes]) -> list[ArchiveMember]:
     """Read the archive's directory and judge each entry, without extracting anything.
 
-    Raises ArchiveRejected when the archive as a whole is over a cap or not a zip.
+    Raises ArchiveRejected when the archive as a whole is over a cap or not a zip. Folder
+    entries count towards the entry cap: they cost as much to list as files.
     """
+    _check_entry_count(_declared_entry_count(stream))
+    stream.seek(0)
     try:
         archive = zipfile.ZipFile(stream)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ArchiveRejected(f"not a readable zip archive: {exc}") from None
     with archive:
-        infos = [i for i in archive.infolist() if not i.is_dir()]
-    max_entries: int = settings.LOUPE_ZIP_MAX_ENTRIES
-    if len(infos) > max_entries:
-        raise ArchiveRejected(
-            f"the archive has {len(infos):,} entries; the limit is {max_entries:,}"
-        )
+        everything = archive.infolist()
+    _check_entry_count(len(everything))
+    infos = [i for i in everything if not i.is_dir()]
     total = sum(i.file_size for i in infos)
     max_total: int = settings.LOUPE_ZIP_MAX_UNCOMPRESSED_BYTES
     if total > max_total:
