@@ -1,5 +1,13 @@
-"""Decoding overlapped with inference: a pool of threads decodes the next batches while the
-model runs on the current one (Pillow's decoders and onnxruntime both release the GIL)."""
+"""Decoding and inference on every core.
+
+``scored_batches`` is the bulk path: each of ``workers`` threads decodes a whole batch and then
+runs the model on it with a single-threaded onnxruntime session, so every core alternates
+decode and model on its own batch and no core waits for another (Pillow's decoders and
+onnxruntime both release the GIL). Splitting one model run over the cores instead costs a
+synchronisation per layer and leaves cores idle while decoding threads hold them.
+
+``decoded_batches`` only decodes ahead of a consumer that runs the model itself.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ from typing import TypeVar
 import numpy as np
 
 T = TypeVar("T")
+R = TypeVar("R")
 AHEAD = 2  # batches decoded ahead of the model
 
 
@@ -50,3 +59,45 @@ def decoded_batches(
                     batch.append((item, sample))
             if batch:
                 yield batch
+
+
+def scored_batches(
+    items: Sequence[T],
+    load: Callable[[T], np.ndarray | None],
+    score: Callable[[np.ndarray], R],
+    *,
+    batch_size: int,
+    workers: int | None = None,
+) -> Iterator[tuple[list[T], R]]:
+    """(items, ``score`` of their stacked samples) per batch, in order; items whose ``load``
+    returns None are left out, and batches with no sample left are skipped. ``score`` runs in
+    the worker threads, so it must be thread-safe and single-threaded (see
+    ``runtime.session_for(..., threads=1)``)."""
+    workers = workers or decode_threads()
+    chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+
+    def work(chunk: Sequence[T]) -> tuple[list[T], R] | None:
+        kept, samples = [], []
+        for item in chunk:
+            sample = load(item)
+            if sample is not None:
+                kept.append(item)
+                samples.append(sample)
+        return (kept, score(np.stack(samples))) if samples else None
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future[tuple[list[T], R] | None]] = deque()
+        upcoming = iter(chunks)
+        # One batch queued behind each busy thread keeps every core fed without holding more
+        # than 2 x workers decoded batches in memory.
+        for chunk in upcoming:
+            pending.append(pool.submit(work, chunk))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            result = pending.popleft().result()
+            chunk = next(upcoming, None)
+            if chunk is not None:
+                pending.append(pool.submit(work, chunk))
+            if result is not None:
+                yield result

@@ -12,7 +12,7 @@ from django.core.files.storage import default_storage
 
 from inference.models import ModelVersion, OutputKind
 
-_sessions: dict[tuple[int, str], Any] = {}
+_sessions: dict[tuple[int, str, int | None], Any] = {}
 _lock = threading.Lock()
 
 
@@ -32,12 +32,14 @@ def session_options(*, threads: int | None = None) -> Any:
     return options
 
 
-def session_for(version: ModelVersion) -> Any:
+def session_for(version: ModelVersion, *, threads: int | None = None) -> Any:
     """The process's session for ``version``, loaded from storage on first use. Keyed by the
-    file's hash too, so a re-registered file never reuses a stale session."""
+    file's hash too, so a re-registered file never reuses a stale session. ``threads=1`` gives
+    the single-threaded session the bulk path runs from several threads at once (a session's
+    ``run`` is thread-safe)."""
     import onnxruntime as ort
 
-    key = (version.pk, version.sha256)
+    key = (version.pk, version.sha256, threads)
     session = _sessions.get(key)
     if session is not None:
         return session
@@ -47,7 +49,9 @@ def session_for(version: ModelVersion) -> Any:
             with default_storage.open(version.onnx_file, "rb") as stream:
                 data = stream.read()
             session = ort.InferenceSession(
-                data, sess_options=session_options(), providers=["CPUExecutionProvider"]
+                data,
+                sess_options=session_options(threads=threads),
+                providers=["CPUExecutionProvider"],
             )
             _sessions[key] = session
     return session
@@ -71,9 +75,11 @@ class TopK:
     scores: list[float]
 
 
-def scores_for(version: ModelVersion, batch: np.ndarray) -> np.ndarray:
+def scores_for(
+    version: ModelVersion, batch: np.ndarray, *, threads: int | None = None
+) -> np.ndarray:
     """Class probabilities for a batch of preprocessed samples, shape (n, classes)."""
-    session = session_for(version)
+    session = session_for(version, threads=threads)
     outputs = session.run([version.output_name], {version.input_name: batch})[0]
     outputs = np.asarray(outputs, dtype=np.float64)
     if version.output_kind == OutputKind.LOGITS:
@@ -95,10 +101,16 @@ def top_k(version: ModelVersion, probabilities: np.ndarray, *, k: int) -> list[T
     ]
 
 
-def run_batches(version: ModelVersion, samples: list[np.ndarray], *, batch_size: int) -> np.ndarray:
+def run_batches(
+    version: ModelVersion,
+    samples: list[np.ndarray] | np.ndarray,
+    *,
+    batch_size: int,
+    threads: int | None = None,
+) -> np.ndarray:
     """Probabilities for ``samples``, run ``batch_size`` at a time (a model exported with a
     fixed batch of 1 is run one by one)."""
-    session = session_for(version)
+    session = session_for(version, threads=threads)
     first = session.get_inputs()[0].shape[0]
     if isinstance(first, int) and first > 0:
         batch_size = first
@@ -108,9 +120,10 @@ def run_batches(version: ModelVersion, samples: list[np.ndarray], *, batch_size:
         batch = np.stack(chunk)
         if len(chunk) < batch_size and isinstance(first, int) and first > 0:
             pad = np.zeros((batch_size - len(chunk), *batch.shape[1:]), np.float32)
-            parts.append(scores_for(version, np.concatenate([batch, pad]))[: len(chunk)])
+            padded = np.concatenate([batch, pad])
+            parts.append(scores_for(version, padded, threads=threads)[: len(chunk)])
         else:
-            parts.append(scores_for(version, batch))
+            parts.append(scores_for(version, batch, threads=threads))
     if not parts:
         return np.zeros((0, len(version.label_map)))
     return np.concatenate(parts)

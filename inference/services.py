@@ -23,7 +23,7 @@ from curation.models import Image, ImageStatus, Job, LabelClass
 from curation.services.jobs import job_create, job_enqueue
 from curation.services.taxonomy import TaxonomyError, class_create
 from inference.models import LabelMatch, ModelVersion, OutputKind, Prediction
-from inference.pipeline import decoded_batches
+from inference.pipeline import scored_batches
 from inference.preprocessing import PreprocessSpec, load_input
 from inference.runtime import TopK, run_batches, top_k
 from inference.validation import ModelRejected, label_map_parse, onnx_check
@@ -227,14 +227,16 @@ def predictions_make(*, image_ids: Iterable[int], version: ModelVersion | None =
     )
     spec = PreprocessSpec.of(version)
     written = 0
-    for batch in decoded_batches(
-        images, lambda image: _load_image(image, spec), batch_size=BATCH_SIZE
+    for batch, probabilities in scored_batches(
+        images,
+        lambda image: _load_image(image, spec),
+        lambda samples: run_batches(version, samples, batch_size=BATCH_SIZE, threads=1),
+        batch_size=BATCH_SIZE,
     ):
-        probabilities = run_batches(version, [s for _, s in batch], batch_size=BATCH_SIZE)
         results = top_k(version, probabilities, k=STORED_TOP_K)
         rows = [
             _prediction_row(image, version, result)
-            for (image, _), result in zip(batch, results, strict=True)
+            for image, result in zip(batch, results, strict=True)
         ]
         created = Prediction.objects.bulk_create(rows, ignore_conflicts=True)
         written += len(created)
