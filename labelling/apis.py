@@ -303,6 +303,9 @@ class SecondOpinionSettleView(APIView):
 class AgreementView(APIView):
     """Label consistency from second opinions: agreement per class and per labeller pair."""
 
+    # Per labeller pair: the same reviewers' view as /label/second-opinions/agreement/.
+    permission_classes = [IsReviewer]
+
     @extend_schema(responses={200: dict})
     def get(self, request: Request) -> Response:
         return Response(agreement_rates())

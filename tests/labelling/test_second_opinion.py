@@ -92,6 +92,7 @@ def test_a_second_opinion_never_changes_the_image(
 
 def test_agreement_is_counted_per_class_and_per_labeller_pair(
     api: APIClient,
+    reviewer_api: APIClient,
     labeller: User,
     second: tuple[User, APIClient],
     classes: tuple[SubClass, SubClass],
@@ -111,7 +112,8 @@ def test_agreement_is_counted_per_class_and_per_labeller_pair(
             },
             format="json",
         )
-    body = api.get("/api/v1/labelling/agreement/").json()
+    assert api.get("/api/v1/labelling/agreement/").status_code == 403  # reviewers only
+    body = reviewer_api.get("/api/v1/labelling/agreement/").json()
     assert body["open"] == 1
     assert body["per_class"] == [
         {
