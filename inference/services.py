@@ -26,12 +26,11 @@ from inference.models import LabelMatch, ModelVersion, OutputKind, Prediction
 from inference.pipeline import scored_batches
 from inference.preprocessing import PreprocessSpec, load_input
 from inference.runtime import TopK, run_batches, top_k
-from inference.validation import ModelRejected, label_map_parse, onnx_check
+from inference.validation import ModelRejected, label_map_parse, model_size_check, onnx_check
 
 logger = logging.getLogger(__name__)
 
 MODELS_PREFIX = "models"
-MAX_MODEL_BYTES = 1024**3
 STORED_TOP_K = 5
 BATCH_SIZE = 32
 RECOMPUTE_KIND = "inference.recompute_predictions"
@@ -67,10 +66,7 @@ def model_version_register(
     ``create_classes`` the label names no class matches become new classes.
     """
     spec = spec or PreprocessSpec()
-    if not onnx_data:
-        raise ModelRejected("the ONNX file is empty")
-    if len(onnx_data) > MAX_MODEL_BYTES:
-        raise ModelRejected(f"the ONNX file is over the {MAX_MODEL_BYTES // 1024**2} MiB limit")
+    model_size_check(len(onnx_data))
     if output_kind not in OutputKind.values:
         raise ModelRejected("output kind must be 'logits' or 'probabilities'")
     label_names = label_map_parse(json.dumps(labels) if isinstance(labels, list) else labels)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 
 from inference.preprocessing import PreprocessSpec
 
@@ -64,6 +65,17 @@ def label_map_parse(data: bytes | str) -> list[str]:
     return names
 
 
+def model_size_check(size: int) -> None:
+    """Refuse an empty ONNX file or one over ``LOUPE_MAX_MODEL_BYTES``."""
+    limit: int = settings.LOUPE_MAX_MODEL_BYTES
+    if size == 0:
+        raise ModelRejected("the ONNX file is empty")
+    if size > limit:
+        raise ModelRejected(
+            f"the ONNX file is {size:,} bytes; the limit is {limit:,} (LOUPE_MAX_MODEL_BYTES)"
+        )
+
+
 def _static_dims(value_info: Any) -> list[int | None]:
     dims = value_info.type.tensor_type.shape.dim
     return [d.dim_value if d.HasField("dim_value") else None for d in dims]
@@ -91,16 +103,14 @@ def onnx_check(
     except Exception as exc:
         raise ModelRejected(f"not an ONNX model: {exc}") from None
 
-    external = [t.name for t in _all_tensors(model.graph) if uses_external_data(t)]
+    external = list(dict.fromkeys(t.name for t in _all_tensors(model) if uses_external_data(t)))
     if external:
         raise ModelRejected(
             "the model keeps weights in external data files "
             f"({', '.join(external[:3])}{' …' if len(external) > 3 else ''}); "
             "upload a self-contained .onnx file"
         )
-    domains = {op.domain for op in model.opset_import} | {
-        node.domain for node in _all_nodes(model.graph)
-    }
+    domains = {op.domain for op in model.opset_import} | {node.domain for node in _all_nodes(model)}
     unknown = sorted(d for d in domains if d not in STANDARD_DOMAINS)
     if unknown:
         raise ModelRejected(
@@ -185,27 +195,57 @@ def _short(exc: BaseException) -> str:
     return (text[-1] if text else type(exc).__name__)[:300]
 
 
-def _all_nodes(graph: Any) -> list[Any]:
-    nodes = []
-    for node in graph.node:
-        nodes.append(node)
-        for attribute in node.attribute:
-            if attribute.HasField("g"):
-                nodes.extend(_all_nodes(attribute.g))
-            for sub in attribute.graphs:
-                nodes.extend(_all_nodes(sub))
-    return nodes
+def _subgraphs(node: Any) -> list[Any]:
+    """The graphs a node carries as attributes (the branches of If, the bodies of Loop, Scan)."""
+    graphs = []
+    for attribute in node.attribute:
+        if attribute.HasField("g"):
+            graphs.append(attribute.g)
+        graphs.extend(attribute.graphs)
+    return graphs
 
 
-def _all_tensors(graph: Any) -> list[Any]:
-    tensors = list(graph.initializer)
-    for node in _all_nodes(graph):
+def _all_graphs(model: Any) -> list[Any]:
+    """The main graph, every subgraph at any depth (in model-local functions too), and the
+    training graphs: everywhere a loader may find nodes or tensors."""
+    roots = [model.graph]
+    for training in model.training_info:
+        roots.extend((training.initialization, training.algorithm))
+    graphs: list[Any] = []
+    pending_graphs = list(roots)
+    pending_nodes = [node for function in model.functions for node in function.node]
+    while pending_graphs or pending_nodes:
+        if pending_graphs:
+            graph = pending_graphs.pop()
+            graphs.append(graph)
+            pending_nodes.extend(graph.node)
+        else:
+            pending_graphs.extend(_subgraphs(pending_nodes.pop()))
+    return graphs
+
+
+def _all_nodes(model: Any) -> list[Any]:
+    """Every node: in every graph and in the bodies of model-local functions."""
+    nodes = [node for graph in _all_graphs(model) for node in graph.node]
+    return nodes + [node for function in model.functions for node in function.node]
+
+
+def _all_tensors(model: Any) -> list[Any]:
+    """Every tensor a loader would materialise: initializers (sparse ones included) of every
+    graph, and constant tensors held in node attributes."""
+    tensors: list[Any] = []
+    for graph in _all_graphs(model):
+        tensors.extend(graph.initializer)
+        for sparse in graph.sparse_initializer:
+            tensors.extend((sparse.values, sparse.indices))
+    for node in _all_nodes(model):
         for attribute in node.attribute:
             if attribute.HasField("t"):
                 tensors.append(attribute.t)
             tensors.extend(attribute.tensors)
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("g"):
-                tensors.extend(attribute.g.initializer)
+            sparse_tensors = list(attribute.sparse_tensors)
+            if attribute.HasField("sparse_tensor"):
+                sparse_tensors.append(attribute.sparse_tensor)
+            for sparse in sparse_tensors:
+                tensors.extend((sparse.values, sparse.indices))
     return tensors
