@@ -284,6 +284,12 @@ SECURE_HSTS_SECONDS = env_int("LOUPE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
 # Both reach beyond Loupe's own host name, so they are the deployer's decision.
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("LOUPE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("LOUPE_HSTS_PRELOAD", False)
+# `check --deploy` asks for both; leaving them off is a decision, not an oversight, so the check
+# stays quiet about them (and speaks again if HSTS itself is off).
+SILENCED_SYSTEM_CHECKS = [
+    *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS or not SECURE_HSTS_SECONDS else ["security.W005"]),
+    *([] if SECURE_HSTS_PRELOAD or not SECURE_HSTS_SECONDS else ["security.W021"]),
+]
 if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
