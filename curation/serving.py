@@ -6,23 +6,32 @@ from __future__ import annotations
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 
+from curation.imaging import ALLOWED_FORMATS
 from curation.models import Image
+
+# The only types Loupe ever serves inline: those the decoder's allow-list gives a row.
+_INLINE_TYPES = {extension: content_type for extension, content_type in ALLOWED_FORMATS.values()}
 
 
 def image_file_response(image: Image, *, thumbnail: bool = False) -> FileResponse:
     if thumbnail:
         if not image.thumbnail_ready:
             raise Http404("The thumbnail is not made yet.")
-        name, content_type = image.thumbnail_name, "image/jpeg"
+        name, extension, content_type = image.thumbnail_name, "jpg", "image/jpeg"
     else:
-        name, content_type = image.storage_name, image.content_type
+        name, extension, content_type = image.storage_name, image.extension, image.content_type
+    disposition = "inline"
+    if _INLINE_TYPES.get(extension) != content_type:
+        # A row the decoder never wrote (a restored backup, a hand edit): the bytes go out as
+        # an opaque download, never as a type a browser renders.
+        extension, content_type, disposition = "bin", "application/octet-stream", "attachment"
     try:
         handle = default_storage.open(name, "rb")
     except FileNotFoundError:
         raise Http404("The stored file is missing.") from None
     response = FileResponse(handle, content_type=content_type)
-    suffix = "jpg" if thumbnail else image.extension
-    response["Content-Disposition"] = f'inline; filename="{image.sha256}.{suffix}"'
+    # Named by content hash only: the uploader's file name never reaches a header.
+    response["Content-Disposition"] = f'{disposition}; filename="{image.sha256}.{extension}"'
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     # Content-addressed: the bytes behind this URL never change.
