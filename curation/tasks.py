@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.utils import timezone
 
-from curation.models import ImportBatch, Job, JobStatus, SubClass
+from curation.models import ImportBatch, Job, SubClass
 from curation.services.imports import Destination, archive_import
-from curation.services.jobs import job_progress, job_run, send_job
+from curation.services.jobs import job_progress, job_run, jobs_requeue_stalled
 from curation.services.processing import (
     chunked,
     images_needing_thumbnails,
@@ -133,13 +131,8 @@ def sweep_orphans(job_id: int | None = None) -> dict[str, object]:
 
 @shared_task(name="curation.requeue_stalled_jobs")
 def requeue_stalled_jobs() -> int:
-    """Send again the jobs still queued a while after creation (their first send failed)."""
-    cutoff = timezone.now() - timedelta(minutes=2)
-    stalled = Job.objects.filter(status=JobStatus.QUEUED, created_at__lt=cutoff)
-    sent = 0
-    for job_id, kind in stalled.values_list("pk", "kind")[:500]:
-        sent += send_job(job_id=job_id, kind=kind)
-    return sent
+    """Send again the jobs whose first send failed and those whose worker died."""
+    return jobs_requeue_stalled()
 
 
 @shared_task(name="curation.build_dataset", acks_late=True)

@@ -123,6 +123,37 @@ def job_enqueue(*, job: Job) -> bool:
     return True
 
 
+# A queued job older than this was probably never sent (the broker was down at the time).
+QUEUED_RESEND_SECONDS = 120
+
+
+def jobs_requeue_stalled(*, limit: int = 500) -> int:
+    """Send again the jobs that no worker is running: queued ones whose first send failed, and
+    running ones whose heartbeat went stale because their worker died (a SIGKILL, a lost
+    machine: the broker may never redeliver their task). A stale job that has used all its
+    attempts is failed instead, naming why. Returns how many were sent.
+
+    Sending twice is harmless: ``job_claim`` lets exactly one delivery run the job.
+    """
+    now = timezone.now()
+    stale = Q(status=JobStatus.RUNNING, heartbeat_at__lt=_stale_before())
+    gave_up = (
+        f"Gave up: the worker running this job stopped {MAX_JOB_ATTEMPTS} times (killed, or its "
+        "machine lost) before finishing it."
+    )
+    Job.objects.filter(stale, attempts__gte=MAX_JOB_ATTEMPTS).update(
+        status=JobStatus.FAILED, message=gave_up, error=gave_up, finished_at=now
+    )
+    unsent = Q(
+        status=JobStatus.QUEUED, created_at__lt=now - timedelta(seconds=QUEUED_RESEND_SECONDS)
+    )
+    candidates = Job.objects.filter(unsent | stale, attempts__lt=MAX_JOB_ATTEMPTS).order_by("pk")
+    sent = 0
+    for job_id, kind in candidates.values_list("pk", "kind")[:limit]:
+        sent += send_job(job_id=job_id, kind=kind)
+    return sent
+
+
 def send_job(*, job_id: int, kind: str) -> bool:
     import logging
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.test_worker import WAIT_SECONDS
 from tests.test_worker import Worker as BaseWorker
 
 on_postgresql = connection.vendor == "postgresql"
@@ -29,6 +31,14 @@ class Worker(BaseWorker):
         """SIGKILL: no warm shutdown, no acknowledgement, no cleanup (a power cut)."""
         self.process.kill()
         self.process.wait(timeout=15)
+
+    def wait_closely(self, condition: Callable[[], bool], what: str) -> None:
+        """``wait_for``, looking every 20 ms: for a moment that passes quickly."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not condition():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                pytest.fail(f"no sign of {what}; worker log:\n{self.output()}")
+            time.sleep(0.02)
 
 
 @pytest.fixture

@@ -80,9 +80,7 @@ def test_a_page_whose_database_is_gone_answers_a_503_page(labeller: Any) -> None
     client = Client()
     client.force_login(labeller)
     failure = OperationalError("server closed the connection unexpectedly")
-    with mock.patch(
-        "django.db.models.sql.compiler.SQLCompiler.execute_sql", side_effect=failure
-    ):
+    with mock.patch("django.db.models.sql.compiler.SQLCompiler.execute_sql", side_effect=failure):
         response = client.get("/")
 
     assert response.status_code == 503
