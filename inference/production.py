@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, CharField, Count, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -39,7 +39,24 @@ from curation.services.images import (
     images_record,
     inspection_store,
 )
-from inference.models import ModelVersion, Prediction, PredictionLog, Verdict
+from inference.models import (
+    ModelVersion,
+    Prediction,
+    PredictionLog,
+    PredictionLogClassHour,
+    PredictionLogHour,
+    PredictionLogScoreHour,
+    PredictionLogVerdictHour,
+    Verdict,
+)
+from inference.rollups import (
+    hour_ceil,
+    hour_floor,
+    rollups_ready,
+    rollups_record,
+    rollups_verdict_moved,
+    threshold_centile,
+)
 
 PRODUCTION_BATCH_PREFIX = "production/"
 REVIEW_NOTE = "production review"
@@ -184,6 +201,7 @@ def prediction_log_record(*, entry: LogEntry, actor: User | None) -> Logged:
         with transaction.atomic():
             log = _log_row(entry, image, version, actor, now)
             log.save()
+            rollups_record(logs=[log])
     except IntegrityError:
         # A concurrent retry of the same request won the race.
         found = _existing(client, request_id)
@@ -259,6 +277,7 @@ def prediction_logs_record(
             row = _log_row(entry, image, versions[entry.model_version_label.strip()], actor, now)
             to_create.append((index, row))
         created = PredictionLog.objects.bulk_create([row for _, row in to_create])
+        rollups_record(logs=created)
         by_key = {}
         for (index, _), row in zip(to_create, created, strict=True):
             outcomes[index] = BatchOutcome(index, row, True)
@@ -302,6 +321,7 @@ def prediction_log_review(
     subclass: SubClass | None = None,
     subject: str = "",
     bad_reason: str = "",
+    replace: bool = False,
 ) -> PredictionLog:
     """Record a verdict and make the library change it implies:
 
@@ -312,15 +332,20 @@ def prediction_log_review(
     - ``bad_picture``: a bad-image verdict (``labelling.BadVerdict``) with ``bad_reason``;
     - ``out_of_scope``: only the verdict and its subject (candidates for new classes).
 
-    A log already reviewed by someone else raises ReviewError.
+    A log already reviewed raises ReviewError unless ``replace`` is set: then the new verdict
+    takes the place of the old one and makes its own library change; what the old one changed
+    stays (a relabel is undone from the image's history, a bad-image verdict on the image page).
+    The dashboard's roll-ups move the log from the old verdict's count to the new one's.
     """
     from labelling.models import BadReason, BadVerdict
 
     if verdict not in Verdict.values:
         raise ReviewError(f"Unknown verdict {verdict!r}.")
     log = PredictionLog.objects.select_for_update().select_related("image").get(pk=log_id)
-    if log.verdict:
+    if log.verdict and not replace:
         raise ReviewError(f"Log {log.pk} was already reviewed ({log.get_verdict_display()}).")
+    previous_verdict, previous_subject = log.verdict, log.out_of_scope_subject
+    log.true_subclass, log.out_of_scope_subject = None, ""
     if verdict == Verdict.SHOULD_BE_CONFIDENT and log.top1_score >= confidence_threshold():
         raise ReviewError("'Should have been confident' applies to the sad path only.")
     image = log.image
@@ -369,6 +394,9 @@ def prediction_log_review(
             "reviewed_by",
             "reviewed_at",
         ]
+    )
+    rollups_verdict_moved(
+        log=log, previous_verdict=previous_verdict, previous_subject=previous_subject
     )
     return log
 
@@ -444,6 +472,9 @@ class Dashboard:
     by_band: list[Accuracy] = field(default_factory=list)
     verdicts: dict[str, int] = field(default_factory=dict)
     out_of_scope: list[tuple[str, int]] = field(default_factory=list)
+    # Whole hours read from the roll-ups; or the roll-ups are empty although logs exist.
+    from_rollups: bool = False
+    rollups_missing: bool = False
 
     @property
     def below(self) -> int:
@@ -460,75 +491,195 @@ def _accuracy(rows: Iterable[tuple[str, str, int]]) -> list[Accuracy]:
     return sorted(table.values(), key=lambda a: (-a.judged, a.key))
 
 
-def dashboard(
-    *, start: datetime, end: datetime, threshold: float | None = None, top_classes: int = 20
-) -> Dashboard:
-    """Usage and performance of production logs received in [start, end). Three aggregate
-    queries over the received_at index (hourly buckets per version and side of the threshold;
-    top-1 classes; reviewed logs), whatever the number of logs."""
-    threshold = confidence_threshold() if threshold is None else threshold
-    board = Dashboard(start=start, end=end, threshold=threshold)
-    in_range = PredictionLog.objects.filter(received_at__gte=start, received_at__lt=end)
+@dataclass
+class _Tally:
+    """The counts behind a dashboard, read from the logs or from the roll-ups; two tallies of
+    disjoint time ranges add up to the tally of both."""
 
+    # (start of the hour, model version label) -> calls
+    hours: Counter[tuple[datetime, str]] = field(default_factory=Counter)
+    above: int = 0
+    classes: Counter[str] = field(default_factory=Counter)
+    # (model version label, top-1 class, confidence band, verdict, out-of-scope subject) -> logs
+    reviewed: Counter[tuple[str, str, str, str, str]] = field(default_factory=Counter)
+
+    def add(self, other: _Tally) -> None:
+        self.hours.update(other.hours)
+        self.above += other.above
+        self.classes.update(other.classes)
+        self.reviewed.update(other.reviewed)
+
+
+class Source:
+    ROLLUPS = "rollups"
+    LOGS = "logs"
+
+
+def dashboard(
+    *,
+    start: datetime,
+    end: datetime,
+    threshold: float | None = None,
+    top_classes: int = 20,
+    source: str = Source.ROLLUPS,
+) -> Dashboard:
+    """Usage and performance of production logs received in [start, end).
+
+    Whole UTC hours are read from the hourly roll-ups (``inference.rollups``) and the partial
+    hours at either end of the range from the logs, so the cost follows the number of hours,
+    not of logs. The figures are the same as counting the logs (``source="logs"``), which is
+    what happens when the roll-ups cannot answer: the current time zone is not a whole number
+    of hours from UTC, or logs exist but the roll-ups were never built
+    (``rollups_missing``). The share above a threshold that is not a multiple of 0.01 is
+    counted from the logs (one index scan)."""
+    threshold = confidence_threshold() if threshold is None else threshold
+    first_hour, last_hour = hour_ceil(start), hour_floor(end)
+    usable = first_hour < last_hour and _whole_hours_from_utc(start, end)
+    missing = usable and source == Source.ROLLUPS and not rollups_ready()
+    if source == Source.ROLLUPS and usable and not missing:
+        tally = _rollup_tally(first_hour, last_hour, threshold)
+        if start < first_hour or last_hour < end:
+            edges = Q(received_at__gte=start, received_at__lt=first_hour) | Q(
+                received_at__gte=last_hour, received_at__lt=end
+            )
+            tally.add(_log_tally(PredictionLog.objects.filter(edges), threshold))
+    else:
+        in_range = PredictionLog.objects.filter(received_at__gte=start, received_at__lt=end)
+        tally = _log_tally(in_range, threshold)
+    board = _board(tally, start=start, end=end, threshold=threshold, top_classes=top_classes)
+    board.from_rollups = source == Source.ROLLUPS and usable and not missing
+    board.rollups_missing = missing
+    return board
+
+
+def _whole_hours_from_utc(*moments: datetime) -> bool:
+    return all(timezone.localtime(m).utcoffset() in _WHOLE_HOUR_OFFSETS for m in moments)
+
+
+_WHOLE_HOUR_OFFSETS = {timedelta(hours=h) for h in range(-12, 15)}
+
+
+def _log_tally(logs: QuerySet[PredictionLog], threshold: float) -> _Tally:
+    """Three aggregate queries over the received_at index; on PostgreSQL the first two read
+    only the covering index."""
+    tally = _Tally()
     buckets = (
-        in_range.annotate(hour=TruncHour("received_at"))
-        .values("hour", "model_version_label")
+        logs.annotate(hour=TruncHour("received_at"))
+        .values_list("hour", "model_version_label")
         # COUNT(*), not COUNT(id): id is not in the covering index, so counting it would read
         # every row from the heap.
         .annotate(n=Count("*"), above=Count("top1_score", filter=Q(top1_score__gte=threshold)))
         .order_by()
     )
+    for hour, label, n, above in buckets:
+        tally.hours[(hour, label)] += n
+        tally.above += above
+    tally.classes.update(dict(logs.values_list("top1_name").annotate(n=Count("*")).order_by()))
+    # An IN list, not "verdict != ''", so the (verdict, received_at) index finds them.
+    reviewed = (
+        logs.filter(verdict__in=Verdict.values)
+        .annotate(band=_band_case())
+        .values_list("model_version_label", "top1_name", "band", "verdict", "out_of_scope_subject")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for label, name, band, verdict, subject, n in reviewed:
+        tally.reviewed[(label, name, band, verdict, subject)] += n
+    return tally
+
+
+def _rollup_tally(first_hour: datetime, last_hour: datetime, threshold: float) -> _Tally:
+    """The whole hours in [first_hour, last_hour), from the roll-ups: four queries over rows
+    per hour."""
+    tally = _Tally()
+    hours = {"hour__gte": first_hour, "hour__lt": last_hour}
+    rows = (
+        PredictionLogHour.objects.filter(**hours)
+        .values_list("hour", "model_version_label")
+        .annotate(n=Sum("calls"))
+        .order_by()
+    )
+    for hour, label, n in rows:
+        tally.hours[(hour, label)] += n
+    centile = threshold_centile(threshold)
+    if centile is None:
+        tally.above = PredictionLog.objects.filter(
+            received_at__gte=first_hour, received_at__lt=last_hour, top1_score__gte=threshold
+        ).count()
+    else:
+        scores = PredictionLogScoreHour.objects.filter(**hours, centile__gte=centile)
+        tally.above = scores.aggregate(n=Sum("calls"))["n"] or 0
+    tally.classes.update(
+        dict(
+            PredictionLogClassHour.objects.filter(**hours)
+            .values_list("top1_name")
+            .annotate(n=Sum("calls"))
+            .order_by()
+        )
+    )
+    reviewed = (
+        PredictionLogVerdictHour.objects.filter(**hours)
+        .values_list(
+            "model_version_label", "top1_name", "centile", "verdict", "out_of_scope_subject"
+        )
+        .annotate(n=Sum("logs"))
+        .order_by()
+    )
+    for label, name, centile_of_log, verdict, subject, n in reviewed:
+        # Band edges lie on the 0.01 grid, so a centile's lowest score is in its band.
+        tally.reviewed[(label, name, _band_of(centile_of_log / 100), verdict, subject)] += n
+    return tally
+
+
+def _board(
+    tally: _Tally, *, start: datetime, end: datetime, threshold: float, top_classes: int
+) -> Dashboard:
+    board = Dashboard(start=start, end=end, threshold=threshold, above=tally.above)
     per_hour: Counter[datetime] = Counter()
     per_version_day: dict[str, Counter[str]] = defaultdict(Counter)
-    for row in buckets:
-        hour = timezone.localtime(row["hour"]) if timezone.is_aware(row["hour"]) else row["hour"]
-        n = row["n"]
+    for (moment, label), n in tally.hours.items():
+        hour = timezone.localtime(moment) if timezone.is_aware(moment) else moment
         board.total += n
-        board.above += row["above"]
         per_hour[hour] += n
         board.per_hour_of_day[hour.hour] += n
         board.per_weekday[hour.weekday()] += n
-        per_version_day[row["model_version_label"]][hour.date().isoformat()] += n
+        per_version_day[label][hour.date().isoformat()] += n
     board.per_hour = sorted(per_hour.items())
     board.days = sorted({day for counts in per_version_day.values() for day in counts})
     board.per_version_day = {
         label: dict(counts) for label, counts in sorted(per_version_day.items())
     }
+    board.classes = _most_common(tally.classes, top_classes)
 
-    board.classes = list(
-        in_range.values_list("top1_name")
-        .annotate(n=Count("*"))
-        .order_by("-n", "top1_name")[:top_classes]
-    )
-
-    # An IN list, not "verdict != ''", so the (verdict, received_at) index finds them.
-    reviewed = in_range.filter(verdict__in=Verdict.values)
-    band_case = _band_rows(reviewed)
-    judged = reviewed.filter(verdict__in=JUDGED_VERDICTS)
-    board.by_version = _accuracy(
-        judged.values_list("model_version_label", "verdict").annotate(n=Count("id")).order_by()
-    )
-    board.by_class = _accuracy(
-        judged.values_list("top1_name", "verdict").annotate(n=Count("id")).order_by()
-    )
-    board.by_band = band_case
-    board.verdicts = {
-        value: n for value, n in reviewed.values_list("verdict").annotate(n=Count("id")).order_by()
-    }
-    board.out_of_scope = list(
-        reviewed.filter(verdict=Verdict.OUT_OF_SCOPE)
-        .exclude(out_of_scope_subject="")
-        .values_list("out_of_scope_subject")
-        .annotate(n=Count("id"))
-        .order_by("-n", "out_of_scope_subject")[:20]
-    )
+    judged = [(key, n) for key, n in tally.reviewed.items() if key[3] in JUDGED_VERDICTS]
+    board.by_version = _accuracy((label, verdict, n) for (label, _, _, verdict, _), n in judged)
+    board.by_class = _accuracy((name, verdict, n) for (_, name, _, verdict, _), n in judged)
+    bands = {acc.key: acc for acc in _accuracy((b, v, n) for (_, _, b, v, _), n in judged)}
+    board.by_band = [bands.get(name, Accuracy(name)) for name, _, _ in BANDS]
+    verdicts: Counter[str] = Counter()
+    subjects: Counter[str] = Counter()
+    for (_, _, _, verdict, subject), n in tally.reviewed.items():
+        verdicts[verdict] += n
+        if verdict == Verdict.OUT_OF_SCOPE and subject:
+            subjects[subject] += n
+    board.verdicts = {value: n for value, n in verdicts.items() if n}
+    board.out_of_scope = _most_common(subjects, 20)
     return board
 
 
-def _band_rows(reviewed: QuerySet[PredictionLog]) -> list[Accuracy]:
-    from django.db.models import Case, CharField, Value, When
+def _most_common(counts: Counter[str], limit: int) -> list[tuple[str, int]]:
+    """Largest counts first, ties by name."""
+    ranked = sorted(((k, n) for k, n in counts.items() if n), key=lambda item: (-item[1], item[0]))
+    return ranked[:limit]
 
-    band = Case(
+
+def _band_of(score: float) -> str:
+    return next((name for name, low, high in BANDS if low <= score < high), BANDS[-1][0])
+
+
+def _band_case() -> Case:
+    """``_band_of`` in SQL."""
+    return Case(
         *[
             When(top1_score__gte=low, top1_score__lt=high, then=Value(name))
             for name, low, high in BANDS
@@ -536,15 +687,6 @@ def _band_rows(reviewed: QuerySet[PredictionLog]) -> list[Accuracy]:
         default=Value(BANDS[-1][0]),
         output_field=CharField(),
     )
-    rows = (
-        reviewed.filter(verdict__in=JUDGED_VERDICTS)
-        .annotate(band=band)
-        .values_list("band", "verdict")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    table = {acc.key: acc for acc in _accuracy(rows)}
-    return [table.get(name, Accuracy(name)) for name, _, _ in BANDS]
 
 
 # --- Drift ----------------------------------------------------------------------------------

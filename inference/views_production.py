@@ -8,13 +8,15 @@ from typing import Any
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods
 
 from accounts.decorators import request_user, reviewer_required
 from curation.models import SubClass
 from inference import charts
-from inference.models import Verdict
+from inference.models import PredictionLog, Verdict
 from inference.production import (
     DRIFT_MIN_SAMPLE,
     DRIFT_P_VALUE,
@@ -162,7 +164,13 @@ def review_page(request: HttpRequest, path: str) -> HttpResponse:
     if request.method == "POST":
         return _review_post(request, path)
     queue = review_queue(path=path, threshold=threshold)
-    log = queue.first()
+    # ?log=ID opens one log, reviewed or not, so that its verdict can be changed.
+    chosen = request.GET.get("log", "")
+    log = (
+        PredictionLog.objects.select_related("image", "model_version").filter(pk=chosen).first()
+        if chosen.isdigit()
+        else queue.first()
+    )
     choices = _subclass_choices()
     top3 = []
     if log is not None:
@@ -210,9 +218,16 @@ def _review_post(request: HttpRequest, path: str) -> HttpResponse:
             subclass=subclass,
             subject=request.POST.get("subject", ""),
             bad_reason=request.POST.get("bad_reason", ""),
+            replace=request.POST.get("replace") == "1",
         )
     except ReviewError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Log {log_id}: {Verdict(verdict).label}.")
+        change = f"{reverse('production:review', args=[path])}?log={log_id}"
+        messages.success(
+            request,
+            format_html(
+                'Log {}: {}. <a href="{}">Change</a>', log_id, Verdict(verdict).label, change
+            ),
+        )
     return redirect("production:review", path)

@@ -1,0 +1,257 @@
+"""Hourly roll-ups of production prediction logs, so that the dashboard's cost follows the
+number of hours in its range rather than the number of logs.
+
+The services that write logs and verdicts (``inference.production``) add to the roll-ups in
+their own transaction: each count is an upsert, ``INSERT … ON CONFLICT (key) DO UPDATE SET n =
+n + excluded.n``, on PostgreSQL and SQLite alike. Concurrent writers add to the same row one
+after the other (under its row lock on PostgreSQL, the database lock on SQLite), and a
+transaction that rolls back takes its counts with it. Keys go in sorted order, so two
+transactions that touch the same rows lock them in the same order and cannot deadlock.
+(Django's ``bulk_create(update_conflicts=True)`` can only overwrite a column with the new
+value, not add to it.)
+
+``production_rollups_rebuild`` recomputes every roll-up from the logs: after an upgrade from a
+version without them, or after logs were written behind the services' back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from django.db import connection, models, transaction
+from django.db.models import F
+
+from inference.models import (
+    PredictionLog,
+    PredictionLogClassHour,
+    PredictionLogHour,
+    PredictionLogScoreHour,
+    PredictionLogVerdictHour,
+)
+
+HOUR = timedelta(hours=1)
+# Rows per INSERT statement; well under SQLite's limit of 32,766 parameters.
+UPSERT_ROWS = 500
+# Logs read between two upserts while rebuilding.
+REBUILD_CHUNK = 50_000
+
+
+def score_centile(score: float) -> int:
+    """The largest k in 0..100 with ``score >= k / 100``. ``k / 100`` is the same float a
+    threshold such as ``0.95`` parses to, so "at or above 0.95" is exactly "centile ≥ 95"."""
+    centile = min(100, max(0, math.floor(score * 100)))
+    # score * 100 may round across an integer; one step corrects it.
+    if centile > 0 and score < centile / 100:
+        centile -= 1
+    elif centile < 100 and score >= (centile + 1) / 100:
+        centile += 1
+    return centile
+
+
+def threshold_centile(threshold: float) -> int | None:
+    """k when the threshold is exactly k / 100 (the roll-ups answer it), else None."""
+    centile = round(threshold * 100)
+    return centile if 0 <= centile <= 100 and centile / 100 == threshold else None
+
+
+def hour_floor(moment: datetime) -> datetime:
+    """The start of the UTC hour holding ``moment``: the key of every roll-up row."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def hour_ceil(moment: datetime) -> datetime:
+    floor = hour_floor(moment)
+    return floor if floor == moment else floor + HOUR
+
+
+@dataclass
+class RollupCounts:
+    """Counts to add to the roll-ups, by key."""
+
+    hours: Counter[tuple[datetime, str, str]] = field(default_factory=Counter)
+    scores: Counter[tuple[datetime, int]] = field(default_factory=Counter)
+    classes: Counter[tuple[datetime, str]] = field(default_factory=Counter)
+    verdicts: Counter[tuple[datetime, str, str, int, str, str]] = field(default_factory=Counter)
+
+    def add_log(
+        self,
+        received_at: datetime,
+        model_version_label: str,
+        client: str,
+        top1_name: str,
+        top1_score: float,
+        verdict: str,
+        out_of_scope_subject: str,
+    ) -> None:
+        """One log, its fields in the order of LOG_FIELDS."""
+        hour = hour_floor(received_at)
+        centile = score_centile(top1_score)
+        self.hours[(hour, model_version_label, client)] += 1
+        self.scores[(hour, centile)] += 1
+        self.classes[(hour, top1_name)] += 1
+        if verdict:
+            key = (hour, model_version_label, top1_name, centile, verdict, out_of_scope_subject)
+            self.verdicts[key] += 1
+
+    def save(self) -> None:
+        """Add every count to its row; the caller holds the transaction."""
+        _upsert(PredictionLogHour, "calls", self.hours)
+        _upsert(PredictionLogScoreHour, "calls", self.scores)
+        _upsert(PredictionLogClassHour, "calls", self.classes)
+        _upsert(PredictionLogVerdictHour, "logs", self.verdicts)
+
+
+LOG_FIELDS = (
+    "received_at",
+    "model_version_label",
+    "client",
+    "top1_name",
+    "top1_score",
+    "verdict",
+    "out_of_scope_subject",
+)
+ROLLUP_MODELS: list[type[models.Model]] = [
+    PredictionLogHour,
+    PredictionLogScoreHour,
+    PredictionLogClassHour,
+    PredictionLogVerdictHour,
+]
+
+
+def _key_fields(model: type[models.Model]) -> Sequence[str]:
+    """A roll-up row's key: the fields of its model's one unique constraint."""
+    (constraint,) = model._meta.constraints
+    assert isinstance(constraint, models.UniqueConstraint)
+    return constraint.fields
+
+
+def _upsert(model: type[models.Model], count_field: str, counts: Counter[Any]) -> None:
+    rows = sorted((key, n) for key, n in counts.items() if n > 0)
+    if not rows:
+        return
+    key_fields = _key_fields(model)
+    fields = [cast("models.Field[Any, Any]", model._meta.get_field(name)) for name in key_fields]
+    fields.append(cast("models.Field[Any, Any]", model._meta.get_field(count_field)))
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    columns = [quote(f.column or f.attname) for f in fields]
+    count_column = columns[-1]
+    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    # Every identifier comes from the model's metadata, quoted; every value is a parameter.
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {{rows}} "  # noqa: S608
+        f"ON CONFLICT ({', '.join(columns[:-1])}) DO UPDATE SET "
+        f"{count_column} = {table}.{count_column} + excluded.{count_column}"
+    )
+    with connection.cursor() as cursor:
+        for first in range(0, len(rows), UPSERT_ROWS):
+            chunk = rows[first : first + UPSERT_ROWS]
+            params = [
+                prepared.get_db_prep_value(value, connection)
+                for key, n in chunk
+                for prepared, value in zip(fields, (*key, n), strict=True)
+            ]
+            cursor.execute(sql.format(rows=", ".join([row_sql] * len(chunk))), params)
+
+
+def rollups_record(*, logs: Iterable[PredictionLog]) -> None:
+    """Count newly inserted logs. Call inside the transaction that inserted them, once per
+    log: a retried request that found its first log must not come here."""
+    counts = RollupCounts()
+    for log in logs:
+        counts.add_log(*(getattr(log, name) for name in LOG_FIELDS))
+    counts.save()
+
+
+def _verdict_key(log: PredictionLog, verdict: str, subject: str) -> tuple[Any, ...]:
+    return (
+        hour_floor(log.received_at),
+        log.model_version_label,
+        log.top1_name,
+        score_centile(log.top1_score),
+        verdict,
+        subject,
+    )
+
+
+def rollups_verdict_moved(
+    *, log: PredictionLog, previous_verdict: str, previous_subject: str
+) -> None:
+    """Move a reviewed log from its previous verdict's row (none for a first review) to the row
+    of the verdict it holds now. Call inside the review's transaction, with the log row
+    locked."""
+    if (previous_verdict, previous_subject) == (log.verdict, log.out_of_scope_subject):
+        return
+    if previous_verdict:
+        key = _verdict_key(log, previous_verdict, previous_subject)
+        fields = _key_fields(PredictionLogVerdictHour)
+        rows = PredictionLogVerdictHour.objects.filter(**dict(zip(fields, key, strict=True)))
+        # A missing row (roll-ups not rebuilt since an upgrade) is left alone rather than
+        # driven below zero.
+        rows.filter(logs__gt=0).update(logs=F("logs") - 1)
+        rows.filter(logs=0).delete()
+    if log.verdict:
+        counts = RollupCounts()
+        counts.verdicts[_verdict_key(log, log.verdict, log.out_of_scope_subject)] += 1
+        counts.save()
+
+
+def rollups_ready() -> bool:
+    """False when logs exist but no roll-up row does: an installation upgraded from a version
+    without roll-ups that has not run ``rebuild_production_rollups`` yet."""
+    return PredictionLogHour.objects.exists() or not PredictionLog.objects.exists()
+
+
+@dataclass
+class RebuildSummary:
+    logs: int
+    rows: dict[str, int]
+    seconds: float
+
+    @property
+    def logs_per_second(self) -> float:
+        return self.logs / self.seconds if self.seconds else 0.0
+
+
+def production_rollups_rebuild(
+    *, progress: Callable[[int, int], None] | None = None
+) -> RebuildSummary:
+    """Recompute every roll-up from the logs, in one transaction. On PostgreSQL the roll-up
+    tables are locked first (EXCLUSIVE: reads go on, writes wait), so a log or verdict written
+    meanwhile is counted exactly once: by the rebuild if it committed before the lock, by its
+    own service after the rebuild commits otherwise. ``progress(done, total)`` follows the logs
+    read."""
+    import time
+
+    started = time.perf_counter()
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            tables = ", ".join(connection.ops.quote_name(m._meta.db_table) for m in ROLLUP_MODELS)
+            with connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
+        for model in ROLLUP_MODELS:
+            model._default_manager.all().delete()
+        total = PredictionLog.objects.count()
+        if progress is not None:
+            progress(0, total)
+        rows = PredictionLog.objects.order_by().values_list(*LOG_FIELDS)
+        done = 0
+        counts = RollupCounts()
+        for row in rows.iterator(chunk_size=10_000):
+            counts.add_log(*row)
+            done += 1
+            if done % REBUILD_CHUNK == 0:
+                counts.save()
+                counts = RollupCounts()
+                if progress is not None:
+                    progress(done, total)
+        counts.save()
+        if progress is not None:
+            progress(done, total)
+        sizes = {m._meta.model_name or "": m._default_manager.count() for m in ROLLUP_MODELS}
+    return RebuildSummary(logs=done, rows=sizes, seconds=time.perf_counter() - started)
