@@ -15,7 +15,7 @@ from django.db.models import Q, QuerySet
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.http import urlencode
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import request_user as _user
@@ -69,7 +69,10 @@ def _positive_int(value: str | None) -> int | None:
 def _redirect_back(request: HttpRequest, fallback: str) -> HttpResponse:
     """Back to the page the form was on, when that page is ours."""
     target = request.POST.get("next", "")
-    if target.startswith("/") and not target.startswith("//"):
+    # Not just "starts with one slash": browsers read "/\evil.example" as "//evil.example".
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return redirect(target)
     return redirect(fallback)
 

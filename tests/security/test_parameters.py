@@ -1,0 +1,196 @@
+"""Query parameters an attacker controls: list filters and ordering accept only allow-listed
+fields (nothing reaches a password hash through a relation), and ``next`` after signing in or
+submitting a form only ever leads back into Loupe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from accounts.models import User
+from accounts.services import token_issue
+from tests.security.test_access import Endpoint, endpoints
+from tests.security.world import World, build_world
+
+pytestmark = pytest.mark.django_db
+
+# Filters through relations to a user's password hash (the test hasher's hashes start "md5$"),
+# and orderings by it: if any were applied the list would change.
+HOSTILE = [
+    {"created_by__password__startswith": "md5$"},
+    {"created_by__password__startswith": "no-such-prefix"},
+    {"uploaded_by__password__startswith": "md5$"},
+    {"labelled_by__password__startswith": "no-such-prefix"},
+    {"logged_by__password__startswith": "no-such-prefix"},
+    {"actor__password__startswith": "no-such-prefix"},
+    {"user__password__startswith": "no-such-prefix"},
+    {"subclass__label_class__name__startswith": "no-such-prefix"},
+    {"id__gt": "999999999"},
+    {"ordering": "created_by__password"},
+    {"ordering": "-created_by__password"},
+    {"ordering": "uploaded_by__password"},
+    {"ordering": "-uploaded_by__password"},
+    {"ordering": "id"},
+    {"ordering": "no_such_field"},
+    {"o": "created_by__password"},
+    {"order_by": "-id"},
+    {"sort": "id"},
+]
+# Read-only endpoints that answer with a document, not a list.
+NOT_LISTS = {"schema", "api-docs", "api:api-root"}
+# The labelling queue hands out (and claims) the next images; asking again is another answer.
+CHANGES_ON_READ = {"api:labelling-queue"}
+
+
+def list_endpoints() -> list[Endpoint]:
+    return [
+        e
+        for e in endpoints()
+        if e.is_api
+        and "GET" in (e.api_methods() or set())
+        and "<" not in e.route
+        and "(?P<" not in e.route
+        and e.key not in NOT_LISTS | CHANGES_ON_READ
+    ]
+
+
+@pytest.fixture
+def world() -> World:
+    return build_world()
+
+
+@pytest.fixture
+def admin_api(world: World) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_issue(user=world.admin)[1]}")
+    return client
+
+
+def _body(response: Any) -> Any:
+    return response.json() if response["Content-Type"].startswith("application/json") else None
+
+
+def test_unknown_filters_and_orderings_are_never_applied(admin_api: APIClient) -> None:
+    found = list_endpoints()
+    problems = []
+    for endpoint in found:
+        url = "/" + endpoint.route.replace("^", "").replace("$", "")
+        baseline = admin_api.get(url)
+        assert baseline.status_code == 200, f"{url}: {baseline.status_code}"
+        for params in HOSTILE:
+            response = admin_api.get(url, params)
+            if response.status_code == 400:
+                continue  # refused, and said so
+            if response.status_code != 200 or _body(response) != _body(baseline):
+                problems.append(f"{url}?{params}: {response.status_code}, not the plain list")
+
+    assert {"api:image-list", "api:job-list", "api:prediction-log-list"} <= {e.key for e in found}
+    assert not problems, "\n".join(problems)
+
+
+def test_allow_listed_filters_do_filter(admin_api: APIClient, world: World) -> None:
+    """The comparison above is not vacuous: a filter the image list does accept changes it."""
+    everything = admin_api.get("/api/v1/images/").json()["results"]
+    trashed = admin_api.get("/api/v1/images/", {"status": "trashed"}).json()["results"]
+
+    assert len(trashed) == 1 < len(everything)
+    assert trashed[0]["id"] == world.trashed.pk
+
+
+def test_an_invalid_value_for_an_allowed_filter_is_a_400_naming_it(admin_api: APIClient) -> None:
+    response = admin_api.get("/api/v1/images/", {"status": "<script>"})
+
+    assert response.status_code == 400
+    assert "status" in response.json()["detail"]
+
+
+def test_lists_never_show_password_hashes_or_emails(admin_api: APIClient) -> None:
+    for endpoint in list_endpoints():
+        url = "/" + endpoint.route.replace("^", "").replace("$", "")
+        text = admin_api.get(url).content.decode()
+        assert "md5$" not in text and "pbkdf2" not in text, url
+
+
+# --- next= --------------------------------------------------------------------------------
+
+OFF_SITE = [
+    "//evil.example",
+    "//evil.example/path",
+    "https://evil.example",
+    "http://evil.example/",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/\\/evil.example",
+    "javascript:alert(1)",
+    "JaVaScRiPt:alert(1)",
+    " //evil.example",
+    "///evil.example",
+    "https:evil.example",
+    "data:text/html,<script>alert(1)</script>",
+]
+
+
+def _is_on_site(location: str) -> bool:
+    return location.startswith("/") and not location.startswith(("//", "/\\"))
+
+
+@pytest.mark.parametrize("target", OFF_SITE)
+def test_signing_in_never_redirects_off_site(labeller: User, target: str) -> None:
+    labeller.set_password("pw")
+    labeller.save()
+
+    response = Client().post("/login/", {"username": "lena", "password": "pw", "next": target})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+
+
+@pytest.mark.parametrize("target", OFF_SITE)
+def test_an_already_signed_in_visit_to_login_never_redirects_off_site(
+    labeller: User, target: str
+) -> None:
+    client = Client()
+    client.force_login(labeller)
+
+    response = client.get("/login/", {"next": target})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+
+
+def test_signing_in_does_follow_a_path_on_this_site(labeller: User) -> None:
+    labeller.set_password("pw")
+    labeller.save()
+
+    response = Client().post(
+        "/login/", {"username": "lena", "password": "pw", "next": "/inbox/?page=2"}
+    )
+
+    assert response["Location"] == "/inbox/?page=2"
+
+
+def test_forms_that_go_back_never_redirect_off_site(world: World) -> None:
+    client = Client()
+    client.force_login(world.reviewer)
+
+    for target in OFF_SITE:
+        restored = client.post(f"/images/{world.trashed.pk}/restore", {"next": target})
+        pinned = client.post(
+            "/label/standards/pin/",
+            {"class": world.label_class.pk, "image": world.image.pk, "kind": "bad", "next": target},
+        )
+        for response in (restored, pinned):
+            assert response.status_code == 302
+            assert _is_on_site(response["Location"]), f"{target} -> {response['Location']}"
+
+
+def test_forms_that_go_back_do_follow_a_path_on_this_site(world: World) -> None:
+    client = Client()
+    client.force_login(world.reviewer)
+
+    response = client.post(f"/images/{world.trashed.pk}/restore", {"next": "/trash/?page=2"})
+
+    assert response["Location"] == "/trash/?page=2"
