@@ -92,6 +92,7 @@ def head_fit(
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits
 
     labels = np.asarray(labels, dtype=np.int64)
     if not len(labels):
@@ -104,7 +105,9 @@ def head_fit(
     if not C > 0:
         raise HeadError("The regularisation C must be above 0.")
     pipeline = pipeline_make(C=C, max_iter=max_iter)
-    with warnings.catch_warnings():
+    # One BLAS thread: the fit's matrices are small, and with the cores shared (decoding,
+    # inference, other workers) multi-threaded BLAS spins; measured 5-30x slower under load.
+    with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         pipeline.fit(np.asarray(features, dtype=np.float32), labels)
     scaler, model = pipeline[0], pipeline[-1]
