@@ -11,12 +11,17 @@ lies on the same file system (a copy otherwise).
 Both write ``manifest.csv`` (sha256, class, sub-class, split, source, file), ``label_map.json``
 and ``dataset.json`` (the version and its parameters). With ``letterbox`` every image becomes a
 square PNG of that size, aspect ratio kept, black padding.
+
+Everything is written into a hidden staging folder beside ``out`` and renamed into place when
+complete, so a failed export (a full disk, a killed worker) never leaves half an export where a
+training job could read it, and an earlier export in ``out`` stays whole until then.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -24,11 +29,14 @@ import re
 import shutil
 import tarfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 
 from curation.models import DatasetAssignment, DatasetStatus, DatasetVersion
@@ -317,17 +325,50 @@ def _pool(workers: int) -> Any:
     return file_worker_pool(workers)
 
 
-def _prepare(out: Path) -> None:
-    """Make ``out`` ready: new, empty, or an earlier export of ours (its files replaced)."""
-    if out.exists() and any(out.iterdir()):
-        if not (out / MARKER).exists():
-            raise ExportError(f"{out} is not empty and holds no earlier export; choose another.")
-        for child in out.iterdir():
-            if child.is_dir() and child.name in _SPLIT_ORDER:
-                shutil.rmtree(child)
-            elif child.suffix in (".tar", ".partial", ".csv", ".json"):
-                child.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+# A full disk or an exhausted quota: retrying will not help until someone frees space.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_STAGING_MARK = ".partial-"
+
+
+def _check_target(out: Path) -> None:
+    """``out`` must be new, empty, or an earlier export of ours (replaced once this one is
+    complete)."""
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise ExportError(f"{out} is not empty and holds no earlier export; choose another.")
+
+
+def _staging_folder(out: Path) -> Path:
+    """A new hidden folder beside ``out`` (same file system: hard links work and the final
+    rename is atomic)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}{_STAGING_MARK}{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    return staging
+
+
+def _put_in_place(staging: Path, out: Path) -> None:
+    """Replace ``out`` (absent, empty or an earlier export) with the complete ``staging``."""
+    previous = None
+    if out.exists():
+        previous = out.parent / f".{out.name}.replaced-{uuid.uuid4().hex[:12]}"
+        out.rename(previous)
+    staging.rename(out)
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def stale_staging_folders(out: Path) -> list[Path]:
+    """Staging folders of earlier exports to ``out`` that never finished (their process was
+    killed before it could clean up): those untouched for longer than the orphan grace
+    period, so that an export still running into its own is left alone."""
+    if not out.parent.exists():
+        return []
+    cutoff = time.time() - settings.LOUPE_ORPHAN_GRACE_SECONDS
+    return sorted(
+        folder
+        for folder in out.parent.glob(f".{glob_escape(out.name)}{_STAGING_MARK}*")
+        if folder.stat().st_mtime < cutoff
+    )
 
 
 def _write_metadata(
@@ -415,7 +456,43 @@ def dataset_export(
     workers = max(1, workers or os.cpu_count() or 1)
     started = time.monotonic()
     rows = export_rows(version)
-    _prepare(out)
+    _check_target(out)
+    for leftover in stale_staging_folders(out):
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = _staging_folder(out)
+    try:
+        result = _export_into(
+            version, rows, staging, format, letterbox, shard_size, workers, report
+        )
+        _put_in_place(staging, out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if exc.errno in _NO_SPACE:
+            raise ExportError(
+                f"No space left on the device holding {out.parent} ({exc.strerror or exc}) "
+                f"while exporting {version.name!r}; the partial export was removed. Free "
+                "some space or export elsewhere, then export again."
+            ) from exc
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result.out = str(out)
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def _export_into(
+    version: DatasetVersion,
+    rows: list[ExportRow],
+    out: Path,
+    format: str,
+    letterbox: int | None,
+    shard_size: int,
+    workers: int,
+    report: Callable[[int, int], None],
+) -> ExportResult:
+    """Write the whole export into the empty folder ``out``."""
     result = ExportResult(format=format, out=str(out), images=len(rows))
     report(0, len(rows))
     files: dict[str, str] = {}
@@ -436,7 +513,6 @@ def dataset_export(
     _write_metadata(
         version, rows, out, files, format=format, letterbox=letterbox, shard_size=shard_size
     )
-    result.seconds = round(time.monotonic() - started, 3)
     return result
 
 
