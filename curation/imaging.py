@@ -29,6 +29,9 @@ ALLOWED_FORMATS: dict[str, tuple[str, str]] = {
     "BMP": ("bmp", "image/bmp"),
 }
 EXTENSION_CONTENT_TYPES = {ext: ctype for ext, ctype in ALLOWED_FORMATS.values()}
+# Frames (pages of a TIFF, frames of an animation) one image may have: each is decoded to
+# check it, and only the first is ever used.
+MAX_FRAMES = 1000
 
 
 class ImageRejected(Exception):
@@ -81,7 +84,12 @@ def decode_image(stream: IO[bytes]) -> DecodedImage:
     the whole entropy-coded stream is still read, at a fraction of the cost.
     """
     image = _open(stream)
-    fmt = image.format or ""
+    # Pillow names a JPEG carrying more pictures after the first (cameras' multi-picture
+    # format) MPO: to a browser and to Loupe it is a JPEG.
+    fmt = "JPEG" if image.format == "MPO" else image.format or ""
+    if fmt not in ALLOWED_FORMATS:
+        image.close()
+        raise ImageRejected("not a supported image (allowed: JPEG, PNG, WebP, TIFF, BMP)")
     if fmt == "PNG":
         _verify_png_chunks(image)
         image = _open(stream)
@@ -89,17 +97,13 @@ def decode_image(stream: IO[bytes]) -> DecodedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            if fmt == "JPEG":
+            if image.format == "JPEG":
                 # Greyscale at 1/8 scale: every entropy-coded byte is still read (so truncation
-                # shows), with no colour conversion.
+                # shows), with no colour conversion. (Not for MPO: Pillow cannot decode its
+                # later pictures after a draft.)
                 image.draft("L", (max(1, width // 8), max(1, height // 8)))
             image.load()
-            frames = getattr(image, "n_frames", 1)
-            if frames > 1:
-                # Every frame of a multi-page TIFF or animated WebP must decode too.
-                for index in range(1, frames):
-                    image.seek(index)
-                    image.load()
+            _load_other_frames(image, first_pixels=width * height)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise _decoding_error(exc) from None
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
@@ -110,6 +114,34 @@ def decode_image(stream: IO[bytes]) -> DecodedImage:
     return DecodedImage(
         format=fmt, extension=extension, content_type=content_type, width=width, height=height
     )
+
+
+def _load_other_frames(image: PILImage.Image, *, first_pixels: int) -> None:
+    """Decode every frame after the first (multi-page TIFF, animated WebP and PNG, MPO).
+
+    The pixel cap holds for all frames together, checked on each frame's header before it is
+    decoded: a small first frame must not let a huge second one through. Frames are counted
+    as they are reached, never by asking for ``n_frames`` (a TIFF would walk them all first).
+    """
+    max_pixels: int = settings.LOUPE_MAX_IMAGE_PIXELS
+    total = first_pixels
+    index = 1
+    while True:
+        try:
+            image.seek(index)
+        except EOFError:
+            return
+        if index >= MAX_FRAMES:
+            raise ImageRejected(f"too many frames: the limit is {MAX_FRAMES:,}")
+        width, height = image.size
+        total += width * height
+        if total > max_pixels:
+            raise ImageRejected(
+                f"too many pixels: its {index + 1} frames together are over the limit of "
+                f"{max_pixels:,} (decompression bomb?)"
+            )
+        image.load()
+        index += 1
 
 
 def _decoding_error(exc: BaseException) -> ImageRejected:

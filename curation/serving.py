@@ -6,11 +6,8 @@ from __future__ import annotations
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 
-from curation.imaging import ALLOWED_FORMATS
+from curation.imaging import EXTENSION_CONTENT_TYPES
 from curation.models import Image
-
-# The only types Loupe ever serves inline: those the decoder's allow-list gives a row.
-_INLINE_TYPES = {extension: content_type for extension, content_type in ALLOWED_FORMATS.values()}
 
 
 def image_file_response(image: Image, *, thumbnail: bool = False) -> FileResponse:
@@ -21,7 +18,8 @@ def image_file_response(image: Image, *, thumbnail: bool = False) -> FileRespons
     else:
         name, extension, content_type = image.storage_name, image.extension, image.content_type
     disposition = "inline"
-    if _INLINE_TYPES.get(extension) != content_type:
+    # Inline only as one of the types the decoder's allow-list gives a row.
+    if EXTENSION_CONTENT_TYPES.get(extension) != content_type:
         # A row the decoder never wrote (a restored backup, a hand edit): the bytes go out as
         # an opaque download, never as a type a browser renders.
         extension, content_type, disposition = "bin", "application/octet-stream", "attachment"

@@ -39,15 +39,19 @@ class Inspection:
     rejection: str
 
 
+def size_rejection(size: int) -> str:
+    """Why a file of ``size`` bytes is refused unread, or "" when its size is acceptable."""
+    max_bytes: int = settings.LOUPE_MAX_IMAGE_BYTES
+    return f"file is {size:,} bytes; the limit is {max_bytes:,}" if size > max_bytes else ""
+
+
 def file_inspect(*, data: bytes, name: str) -> Inspection:
     size = len(data)
     if size == 0:
         return Inspection(name, "", 0, None, "empty file (zero bytes)")
-    max_bytes: int = settings.LOUPE_MAX_IMAGE_BYTES
-    if size > max_bytes:
-        return Inspection(
-            name, "", size, None, f"file is {size:,} bytes; the limit is {max_bytes:,}"
-        )
+    too_large = size_rejection(size)
+    if too_large:
+        return Inspection(name, "", size, None, too_large)
     sha256 = hashlib.sha256(data).hexdigest()
     try:
         decoded = decode_image(io.BytesIO(data))

@@ -24,6 +24,7 @@ from curation.services.images import (
     file_inspect,
     images_record,
     inspection_store,
+    size_rejection,
 )
 from curation.services.taxonomy import TaxonomyError, subclass_resolve
 
@@ -121,6 +122,11 @@ def upload_import(
     """Import uploaded files (name, stream) into one destination, recorded together."""
     pending = []
     for name, stream in files:
+        # An upload knows its size: one over the cap is refused without reading it into memory.
+        too_large = size_rejection(getattr(stream, "size", 0) or 0)
+        if too_large:
+            pending.append(rejected(name, too_large))
+            continue
         data = stream.read()
         inspection = file_inspect(data=data, name=name)
         inspection_store(inspection=inspection, content=io.BytesIO(data))

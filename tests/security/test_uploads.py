@@ -169,6 +169,79 @@ def test_a_file_over_the_image_size_cap_is_refused(
     nothing_stored()
 
 
+def frames(fmt: str, *sizes: tuple[int, int], **options: Any) -> bytes:
+    first, *rest = (PILImage.new("L", size, 90) for size in sizes)
+    out = io.BytesIO()
+    first.save(out, format=fmt, save_all=True, append_images=rest, **options)
+    return out.getvalue()
+
+
+def test_a_small_first_frame_does_not_let_a_huge_second_one_through(
+    api: APIClient, settings: Any, nothing_stored: Callable[[], None]
+) -> None:
+    settings.LOUPE_MAX_IMAGE_PIXELS = 10_000
+    data = frames("TIFF", (50, 50), (400, 400), compression="tiff_deflate")
+
+    response = api.post(IMAGES, {"file": upload("pages.tiff", data, "image/tiff")})
+
+    assert response.status_code == 400
+    assert (
+        "pages.tiff: too many pixels: its 2 frames together are over the limit of 10,000"
+        in response.json()["detail"]
+    )
+    nothing_stored()
+
+
+def test_an_image_with_too_many_frames_is_refused(
+    api: APIClient, monkeypatch: pytest.MonkeyPatch, nothing_stored: Callable[[], None]
+) -> None:
+    monkeypatch.setattr("curation.imaging.MAX_FRAMES", 3)
+    data = frames("TIFF", *[(2, 2)] * 4)
+
+    response = api.post(IMAGES, {"file": upload("pages.tiff", data, "image/tiff")})
+
+    assert response.status_code == 400
+    assert "pages.tiff: too many frames: the limit is 3" in response.json()["detail"]
+    nothing_stored()
+
+
+def test_a_multi_picture_jpeg_is_accepted_as_the_jpeg_it_is(api: APIClient) -> None:
+    out = io.BytesIO()
+    left, right = PILImage.new("RGB", (64, 48), (9, 9, 9)), PILImage.new("RGB", (64, 48))
+    left.save(out, format="MPO", save_all=True, append_images=[right])
+
+    response = api.post(IMAGES, {"file": upload("stereo.jpg", out.getvalue())})
+
+    assert response.status_code == 201, response.json()
+    image = Image.objects.get()
+    assert (image.format, image.content_type) == ("JPEG", "image/jpeg")
+
+
+def test_an_upload_over_the_size_cap_is_refused_without_being_read(
+    labeller: User, settings: Any
+) -> None:
+    from curation.models import ImportKind
+    from curation.services.images import import_batch_create
+    from curation.services.imports import Destination, upload_import
+
+    class Unreadable(io.BytesIO):
+        size = 10 * 1024**3
+
+        def read(self, *args: Any) -> bytes:
+            raise AssertionError("an oversized upload was read")
+
+    batch = import_batch_create(kind=ImportKind.UPLOAD, name="x", actor=labeller)
+    [result] = upload_import(
+        files=[("huge.jpg", Unreadable())],
+        destination=Destination(from_folders=False),
+        actor=labeller,
+        batch=batch,
+    )
+
+    assert result.reason == "file is 10,737,418,240 bytes; the limit is 52,428,800"
+    assert not Image.objects.exists()
+
+
 # --- A PNG that is also an HTML page ----------------------------------------------------------
 
 
