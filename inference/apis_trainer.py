@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from accounts.permissions import IsReviewer
+from curation.apis import NewestFirst
 from curation.models import DatasetVersion, Job
 from curation.serializers import JobSerializer
 from inference.apis_evaluation import EvaluationSerializer
@@ -53,6 +54,7 @@ class TrainingViewSet(
 
     permission_classes = [IsReviewer]
     serializer_class = JobSerializer
+    pagination_class = NewestFirst
 
     def get_queryset(self) -> Any:
         return Job.objects.filter(kind=TRAIN_KIND).select_related("created_by").order_by("-id")
