@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import IsLabeller, IsReviewer
-from curation.models import DuplicateGroup, DuplicateMember, DuplicateStatus
+from curation.models import DuplicateGroup, DuplicateMember, DuplicateMethod, DuplicateStatus
 from curation.selectors_duplicates import duplicate_groups, group_images
 from curation.serializers import ImageSerializer, JobSerializer
 from curation.services.duplicates import (
     DuplicateReviewError,
     default_max_distance,
+    default_min_similarity,
     duplicate_group_dismiss,
     duplicate_group_resolve,
     suggested_keeper,
@@ -32,10 +35,16 @@ class DuplicateMemberSerializer(serializers.ModelSerializer[DuplicateMember]):
     image = ImageSerializer(read_only=True)
     sharpness = serializers.FloatField(source="image.features.sharpness", default=None)
     phash = serializers.SerializerMethodField()
+    similarity = serializers.SerializerMethodField(
+        help_text="embedding groups: cosine similarity to the nearest other member"
+    )
 
     class Meta:
         model = DuplicateMember
-        fields = ["image", "distance", "sharpness", "phash"]
+        fields = ["image", "distance", "similarity", "sharpness", "phash"]
+
+    def get_similarity(self, member: DuplicateMember) -> float | None:
+        return self.context.get("similarities", {}).get(member.image_id)
 
     def get_phash(self, member: DuplicateMember) -> str | None:
         features = getattr(member.image, "features", None)
@@ -54,6 +63,7 @@ class DuplicateGroupSerializer(serializers.ModelSerializer[DuplicateGroup]):
         fields = [
             "id",
             "status",
+            "method",
             "max_distance",
             "size",
             "members",
@@ -74,7 +84,23 @@ class ResolveSerializer(serializers.Serializer[Any]):
 
 
 class ScanSerializer(serializers.Serializer[Any]):
+    method = serializers.ChoiceField(
+        choices=[*DuplicateMethod.values, "all"], default=DuplicateMethod.PHASH
+    )
     max_distance = serializers.IntegerField(min_value=0, max_value=32, required=False)
+    min_similarity = serializers.FloatField(min_value=0.5, max_value=0.999, required=False)
+
+
+def similarities_of(groups: Iterable[DuplicateGroup]) -> dict[int, float]:
+    """Nearest-member similarities of the embedding groups among ``groups`` (one query)."""
+    from inference.embeddings import nearest_similarities
+
+    wanted = [
+        [member.image_id for member in group.members.all()]
+        for group in groups
+        if group.method == DuplicateMethod.EMBEDDING
+    ]
+    return nearest_similarities(groups=wanted) if wanted else {}
 
 
 class GroupPagination(CursorPagination):
@@ -85,10 +111,12 @@ class GroupPagination(CursorPagination):
 
 
 class DuplicateGroupViewSet(viewsets.ReadOnlyModelViewSet):
-    """Near-duplicate groups (pHash within ``max_distance`` bits, connected components).
-    ``?status=open`` (default), ``resolved`` or ``dismissed``. Reviewers resolve a group by
-    naming the keeper (the others go to the trash as duplicates) or dismiss it as not
-    duplicates; ``POST scan/`` starts a full scan as a job."""
+    """Near-duplicate groups (connected components of pHashes within ``max_distance`` bits,
+    method ``phash``, or of embeddings at or above a cosine similarity, method ``embedding``).
+    ``?status=open`` (default), ``resolved`` or ``dismissed``; ``?method=phash`` or
+    ``embedding``. Reviewers resolve a group by naming the keeper (the others go to the trash
+    as duplicates) or dismiss it as not duplicates; ``POST scan/`` starts a full scan of one
+    method (or ``all``) as a job."""
 
     serializer_class = DuplicateGroupSerializer
     pagination_class = GroupPagination
@@ -99,7 +127,23 @@ class DuplicateGroupViewSet(viewsets.ReadOnlyModelViewSet):
             wanted = DuplicateStatus.OPEN
         if self.action != "list":
             return duplicate_groups(status=None).select_related("resolved_by")
-        return duplicate_groups(status=wanted).select_related("resolved_by")
+        groups = duplicate_groups(status=wanted).select_related("resolved_by")
+        method = self.request.query_params.get("method", "")
+        if method:
+            if method not in DuplicateMethod.values:
+                raise ValidationError(
+                    {"method": [f"method must be one of {', '.join(DuplicateMethod.values)}."]}
+                )
+            groups = groups.filter(method=method)
+        return groups
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
+        # The page's embedding groups get their members' similarities from one read.
+        if args and self.action in ("list", "retrieve"):
+            groups = args[0] if kwargs.get("many") else [args[0]]
+            kwargs.setdefault("context", self.get_serializer_context())
+            kwargs["context"]["similarities"] = similarities_of(groups)
+        return super().get_serializer(*args, **kwargs)
 
     def get_permissions(self) -> list[Any]:
         if self.action in ("list", "retrieve"):
@@ -107,14 +151,18 @@ class DuplicateGroupViewSet(viewsets.ReadOnlyModelViewSet):
         return [IsReviewer()]
 
     @extend_schema(
-        parameters=[OpenApiParameter("status", str, enum=DuplicateStatus.values)],
+        parameters=[
+            OpenApiParameter("status", str, enum=DuplicateStatus.values),
+            OpenApiParameter("method", str, enum=DuplicateMethod.values),
+        ],
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
     def _reply(self, group_id: int) -> Response:
         fresh = duplicate_groups(status=None).get(pk=group_id)
-        return Response(DuplicateGroupSerializer(fresh, context={"request": self.request}).data)
+        context = {"request": self.request, "similarities": similarities_of([fresh])}
+        return Response(DuplicateGroupSerializer(fresh, context=context).data)
 
     @extend_schema(request=ResolveSerializer, responses={200: DuplicateGroupSerializer, 409: dict})
     @action(detail=True, methods=["post"])
@@ -145,16 +193,28 @@ class DuplicateGroupViewSet(viewsets.ReadOnlyModelViewSet):
     def scan(self, request: Request) -> Response:
         serializer = ScanSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        max_distance = serializer.validated_data.get("max_distance", default_max_distance())
-        job = duplicates_scan_job_start(actor=request.user, max_distance=max_distance)
+        data = serializer.validated_data
+        job = duplicates_scan_job_start(
+            actor=request.user,
+            max_distance=data.get("max_distance", default_max_distance()),
+            method=data["method"],
+            min_similarity=data.get("min_similarity", default_min_similarity()),
+        )
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
-def duplicates_scan_job_start(*, actor: Any, max_distance: int) -> Any:
+def duplicates_scan_job_start(
+    *,
+    actor: Any,
+    max_distance: int,
+    method: str = DuplicateMethod.PHASH,
+    min_similarity: float | None = None,
+) -> Any:
     """Create the full-scan job and send it once the row commits."""
+    params: dict[str, Any] = {"max_distance": max_distance, "method": method}
+    if min_similarity is not None:
+        params["min_similarity"] = min_similarity
     with transaction.atomic():
-        job = job_create(
-            kind=FIND_DUPLICATES_JOB, actor=actor, params={"max_distance": max_distance}, total=3
-        )
+        job = job_create(kind=FIND_DUPLICATES_JOB, actor=actor, params=params, total=3)
         job_enqueue(job=job)
     return job

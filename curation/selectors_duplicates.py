@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Prefetch, QuerySet
 
-from curation.models import DuplicateGroup, DuplicateMember, DuplicateStatus, Image
+from curation.models import DuplicateGroup, DuplicateMember, DuplicateMethod, DuplicateStatus, Image
 
 
 def duplicate_groups(*, status: str | None = DuplicateStatus.OPEN) -> QuerySet[DuplicateGroup]:
@@ -26,9 +26,24 @@ def group_images(group: DuplicateGroup) -> list[Image]:
     return [member.image for member in group.members.all()]
 
 
-def duplicate_progress() -> dict[str, int]:
-    """Groups per status: the review's progress."""
+def duplicate_progress(*, method: str | None = None) -> dict[str, int]:
+    """Groups per status (of one method, or of all with ``None``): the review's progress."""
+    groups = (
+        DuplicateGroup.objects.all()
+        if method is None
+        else DuplicateGroup.objects.filter(method=method)
+    )
     counts = {status.value: 0 for status in DuplicateStatus}
     for status in DuplicateStatus:
-        counts[status.value] = DuplicateGroup.objects.filter(status=status).count()
+        counts[status.value] = groups.filter(status=status).count()
     return counts
+
+
+def open_groups_per_method() -> dict[str, int]:
+    """Open groups of each method, for the review page's filter."""
+    return {
+        method.value: DuplicateGroup.objects.filter(
+            status=DuplicateStatus.OPEN, method=method
+        ).count()
+        for method in DuplicateMethod
+    }

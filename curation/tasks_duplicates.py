@@ -8,8 +8,8 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
-from curation.models import Job
-from curation.services.duplicates import duplicates_check, duplicates_scan
+from curation.models import DuplicateMethod, Job
+from curation.services.duplicates import duplicates_check, duplicates_scan_method
 from curation.services.hashing import features_make, images_missing_features
 from curation.services.jobs import job_progress, job_run
 from curation.services.quality import quality_baseline_update
@@ -41,13 +41,31 @@ def missing_features_make(*, job: Job | None = None) -> int:
 @shared_task(name="curation.find_duplicates", acks_late=True)
 def find_duplicates(job_id: int) -> None:
     def work(job: Job) -> dict[str, Any]:
+        method = job.params.get("method", DuplicateMethod.PHASH)
         hashed = missing_features_make(job=job)
+        if method != DuplicateMethod.PHASH:
+            from inference.embeddings import embeddings_compute
+
+            job_progress(job_id=job.pk, done=0, total=3, message="computing missing embeddings")
+            embeddings_compute()
         job_progress(job_id=job.pk, done=1, total=3, message="searching near-duplicates")
-        result = duplicates_scan(max_distance=job.params.get("max_distance"))
+        results = duplicates_scan_method(
+            method=method,
+            max_distance=job.params.get("max_distance"),
+            min_similarity=job.params.get("min_similarity"),
+        )
         job_progress(job_id=job.pk, done=2, total=3, message="updating quality thresholds")
         quality_baseline_update()
         job_progress(job_id=job.pk, done=3, total=3)
-        return {**result.as_dict(), "hashed": hashed}
+        if len(results) == 1:
+            return {**results[0].as_dict(), "hashed": hashed}
+        scans = [result.as_dict() for result in results]
+        return {
+            "method": "all",
+            "scans": scans,
+            "hashed": hashed,
+            "message": "; ".join(str(scan["message"]) for scan in scans),
+        }
 
     job_run(job_id=job_id, work=work)
 

@@ -6,27 +6,43 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import request_user as _user
 from accounts.decorators import reviewer_required
-from curation.apis_duplicates import duplicates_scan_job_start
-from curation.models import DuplicateGroup, DuplicateStatus
-from curation.selectors_duplicates import duplicate_groups, duplicate_progress, group_images
+from curation.apis_duplicates import duplicates_scan_job_start, similarities_of
+from curation.models import DuplicateGroup, DuplicateMethod, DuplicateStatus
+from curation.selectors_duplicates import (
+    duplicate_groups,
+    duplicate_progress,
+    group_images,
+    open_groups_per_method,
+)
 from curation.services.duplicates import (
     DuplicateReviewError,
     default_max_distance,
+    default_min_similarity,
     duplicate_group_dismiss,
     duplicate_group_resolve,
     keeper_rank,
 )
 
 
+def _method(value: str | None) -> str | None:
+    """The method filter: ``phash``, ``embedding`` or None (both)."""
+    return value if value in DuplicateMethod.values else None
+
+
 @require_GET
 @reviewer_required
 def review(request: HttpRequest) -> HttpResponse:
-    """The next open group (or ``?group=`` one), its images best keeper first."""
+    """The next open group (or ``?group=`` one) of the chosen method (``?method=``), its
+    images best keeper first."""
+    method = _method(request.GET.get("method"))
     groups = duplicate_groups(status=DuplicateStatus.OPEN)
+    if method is not None:
+        groups = groups.filter(method=method)
     wanted = request.GET.get("group", "")
     after = request.GET.get("after", "")
     if wanted.isdigit():
@@ -40,14 +56,21 @@ def review(request: HttpRequest) -> HttpResponse:
     distances = (
         {member.image_id: member.distance for member in group.members.all()} if group else {}
     )
-    progress = duplicate_progress()
+    similarities = similarities_of([group]) if group else {}
+    progress = duplicate_progress(method=method)
     total = sum(progress.values())
     return render(
         request,
         "curation/duplicates/review.html",
         {
             "group": group,
-            "members": [(image, distances.get(image.pk)) for image in images],
+            "members": [
+                (image, distances.get(image.pk), similarities.get(image.pk)) for image in images
+            ],
+            "method": method or "",
+            "methods": DuplicateMethod.choices,
+            "open_per_method": open_groups_per_method(),
+            "min_similarity": default_min_similarity(),
             "suggested": active[0] if active and group and group.status == "open" else None,
             "progress": progress,
             "reviewed": progress["resolved"] + progress["dismissed"],
@@ -58,8 +81,13 @@ def review(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _next(group: DuplicateGroup) -> HttpResponse:
-    return redirect(f"{reverse('duplicates:review')}?after={group.pk}")
+def _next(group: DuplicateGroup, request: HttpRequest) -> HttpResponse:
+    """The group after this one, within the method filter the reviewer was using."""
+    query = {"after": group.pk}
+    method = _method(request.POST.get("method"))
+    if method is not None:
+        query["method"] = method  # type: ignore[assignment]
+    return redirect(f"{reverse('duplicates:review')}?{urlencode(query)}")
 
 
 @require_POST
@@ -74,12 +102,12 @@ def resolve(request: HttpRequest, pk: int) -> HttpResponse:
         duplicate_group_resolve(group_id=group.pk, keeper_id=int(keeper), actor=_user(request))
     except DuplicateReviewError as exc:
         messages.error(request, str(exc))
-        return _next(group)
+        return _next(group, request)
     others = group.size - 1
     messages.success(
         request, f"Kept image {keeper}; {others} duplicate{'s' if others != 1 else ''} trashed."
     )
-    return _next(group)
+    return _next(group, request)
 
 
 @require_POST
@@ -90,9 +118,9 @@ def dismiss(request: HttpRequest, pk: int) -> HttpResponse:
         duplicate_group_dismiss(group_id=group.pk, actor=_user(request))
     except DuplicateReviewError as exc:
         messages.error(request, str(exc))
-        return _next(group)
+        return _next(group, request)
     messages.success(request, f"Group {group.pk} marked as not duplicates; it will not return.")
-    return _next(group)
+    return _next(group, request)
 
 
 @require_POST
@@ -100,10 +128,29 @@ def dismiss(request: HttpRequest, pk: int) -> HttpResponse:
 def scan(request: HttpRequest) -> HttpResponse:
     raw = request.POST.get("max_distance", "")
     max_distance = int(raw) if raw.isdigit() and int(raw) <= 32 else default_max_distance()
-    job = duplicates_scan_job_start(actor=_user(request), max_distance=max_distance)
+    method = request.POST.get("method", DuplicateMethod.PHASH)
+    if method not in (*DuplicateMethod.values, "all"):
+        method = DuplicateMethod.PHASH
+    try:
+        min_similarity = float(request.POST.get("min_similarity", ""))
+    except ValueError:
+        min_similarity = default_min_similarity()
+    if not 0.5 <= min_similarity < 1:
+        messages.error(request, "The similarity threshold must be from 0.5 to 0.999.")
+        return redirect("duplicates:review")
+    job = duplicates_scan_job_start(
+        actor=_user(request),
+        max_distance=max_distance,
+        method=method,
+        min_similarity=min_similarity,
+    )
+    thresholds = {
+        DuplicateMethod.PHASH: f"pHash, {max_distance} bits",
+        DuplicateMethod.EMBEDDING: f"embeddings, similarity {min_similarity:.2f}",
+    }
+    what = thresholds.get(method, f"{thresholds['phash']}, then {thresholds['embedding']}")
     messages.info(
         request,
-        f"Duplicate scan started (job {job.pk}, {max_distance} bits); groups appear here when "
-        "it finishes.",
+        f"Duplicate scan started (job {job.pk}, {what}); groups appear here when it finishes.",
     )
     return redirect("duplicates:review")
