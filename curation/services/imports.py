@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import lzma
 import os
 import stat
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -233,6 +235,20 @@ def archive_inspect(stream: IO[bytes]) -> list[ArchiveMember]:
     ]
 
 
+# What reading one entry may raise: a damaged or lying header, a corrupt compressed stream
+# (zlib, bz2, lzma each have their own error) or a compression method zipfile lacks (Deflate64).
+# Each is that entry's problem, reported against it; the rest of the archive still imports.
+_UNPACK_ERRORS = (
+    ArchiveRejected,
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,
+)
+
+
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     """Read an entry, trusting its declared size no further than the bytes that come out."""
     limit = info.file_size
@@ -254,7 +270,7 @@ def _archive_entry(
         return rejected(name, problem)
     try:
         data = _read_member(archive, member.info)
-    except (ArchiveRejected, zipfile.BadZipFile, OSError, EOFError) as exc:
+    except _UNPACK_ERRORS as exc:
         return rejected(name, f"cannot unpack entry: {exc}")
     inspection = file_inspect(data=data, name=name)
     inspection_store(inspection=inspection, content=io.BytesIO(data))

@@ -71,6 +71,30 @@ def patched(data: bytes, name: str, *, flags: int = 0, size: int | None = None) 
     return bytes(raw)
 
 
+def method(data: bytes, name: str, code: int) -> bytes:
+    """Claim compression method ``code`` for ``name`` (9 is Deflate64, which zipfile lacks)."""
+    raw = bytearray(data)
+    for position, entry_name in central_records(raw):
+        if entry_name == name:
+            local = int.from_bytes(raw[position + 42 : position + 46], "little")
+            raw[position + 10 : position + 12] = code.to_bytes(2, "little")
+            raw[local + 8 : local + 10] = code.to_bytes(2, "little")
+    return bytes(raw)
+
+
+def scrambled(data: bytes, name: str) -> bytes:
+    """Overwrite the start of ``name``'s compressed data, so its stream cannot be inflated."""
+    raw = bytearray(data)
+    for position, entry_name in central_records(raw):
+        if entry_name == name:
+            local = int.from_bytes(raw[position + 42 : position + 46], "little")
+            name_length = int.from_bytes(raw[local + 26 : local + 28], "little")
+            extra_length = int.from_bytes(raw[local + 28 : local + 30], "little")
+            start = local + 30 + name_length + extra_length
+            raw[start : start + 16] = b"\xff" * 16
+    return bytes(raw)
+
+
 def symlink(name: str, target: bytes) -> Entry:
     info = zipfile.ZipInfo(name)
     info.external_attr = (stat.S_IFLNK | 0o777) << 16
@@ -107,6 +131,12 @@ HOSTILE_ENTRIES = [
     pytest.param(patched(zip_of(with_good(("Robin/liar.bmp", image_bytes(fmt="BMP", seed=516)))),
                          "Robin/liar.bmp", size=100),
                  "Robin/liar.bmp", "cannot unpack entry", id="size-understated"),
+    pytest.param(scrambled(zip_of(with_good(("Robin/bad.bmp", image_bytes(fmt="BMP", seed=519)))),
+                           "Robin/bad.bmp"),
+                 "Robin/bad.bmp", "cannot unpack entry", id="corrupt-deflate"),
+    pytest.param(method(zip_of(with_good(("Robin/d64.jpg", image_bytes(seed=518)))),
+                        "Robin/d64.jpg", 9),
+                 "Robin/d64.jpg", "cannot unpack entry", id="unsupported-method"),
     pytest.param(zip_of(with_good(("Robin/inner.jpg", zip_of([("a.jpg", image_bytes(seed=517))])))),
                  "Robin/inner.jpg", "not a supported image", id="nested-zip"),
 ]  # fmt: skip
