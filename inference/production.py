@@ -15,10 +15,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, CharField, Count, Q, QuerySet, Sum, Value, When
+from django.db.models import Aggregate, Case, CharField, Count, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -500,14 +501,31 @@ class _Tally:
     hours: Counter[tuple[datetime, str]] = field(default_factory=Counter)
     above: int = 0
     classes: Counter[str] = field(default_factory=Counter)
-    # (model version label, top-1 class, confidence band, verdict, out-of-scope subject) -> logs
-    reviewed: Counter[tuple[str, str, str, str, str]] = field(default_factory=Counter)
+    # Reviewed logs: (model version label, verdict), and for judged verdicts only (top-1 class,
+    # verdict) and (confidence band, verdict); out-of-scope subjects.
+    versions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    judged_classes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    judged_bands: Counter[tuple[str, str]] = field(default_factory=Counter)
+    subjects: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: _Tally) -> None:
-        self.hours.update(other.hours)
         self.above += other.above
-        self.classes.update(other.classes)
-        self.reviewed.update(other.reviewed)
+        for name in ("hours", "classes", "versions", "judged_classes", "judged_bands", "subjects"):
+            getattr(self, name).update(getattr(other, name))
+
+    def add_reviewed(self, reviewed: QuerySet[Any], *, band: Case, n: Aggregate) -> None:
+        """Four aggregates of reviewed logs, or of verdict roll-up rows (same field names)."""
+        rows = reviewed.values_list("model_version_label", "verdict").annotate(n=n).order_by()
+        self.versions.update({(label, verdict): count for label, verdict, count in rows})
+        judged = reviewed.filter(verdict__in=JUDGED_VERDICTS)
+        rows = judged.values_list("top1_name", "verdict").annotate(n=n).order_by()
+        self.judged_classes.update({(name, verdict): count for name, verdict, count in rows})
+        rows = judged.annotate(band=band).values_list("band", "verdict").annotate(n=n).order_by()
+        self.judged_bands.update({(name, verdict): count for name, verdict, count in rows})
+        subjects = reviewed.filter(verdict=Verdict.OUT_OF_SCOPE).exclude(out_of_scope_subject="")
+        self.subjects.update(
+            dict(subjects.values_list("out_of_scope_subject").annotate(n=n).order_by())
+        )
 
 
 class Source:
@@ -576,15 +594,8 @@ def _log_tally(logs: QuerySet[PredictionLog], threshold: float) -> _Tally:
         tally.above += above
     tally.classes.update(dict(logs.values_list("top1_name").annotate(n=Count("*")).order_by()))
     # An IN list, not "verdict != ''", so the (verdict, received_at) index finds them.
-    reviewed = (
-        logs.filter(verdict__in=Verdict.values)
-        .annotate(band=_band_case())
-        .values_list("model_version_label", "top1_name", "band", "verdict", "out_of_scope_subject")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    for label, name, band, verdict, subject, n in reviewed:
-        tally.reviewed[(label, name, band, verdict, subject)] += n
+    reviewed = logs.filter(verdict__in=Verdict.values)
+    tally.add_reviewed(reviewed, band=_band_case("top1_score", centile=False), n=Count("id"))
     return tally
 
 
@@ -617,17 +628,12 @@ def _rollup_tally(first_hour: datetime, last_hour: datetime, threshold: float) -
             .order_by()
         )
     )
-    reviewed = (
-        PredictionLogVerdictHour.objects.filter(**hours)
-        .values_list(
-            "model_version_label", "top1_name", "centile", "verdict", "out_of_scope_subject"
-        )
-        .annotate(n=Sum("logs"))
-        .order_by()
+    # Band edges lie on the 0.01 grid: a band is a range of whole centiles.
+    tally.add_reviewed(
+        PredictionLogVerdictHour.objects.filter(**hours),
+        band=_band_case("centile", centile=True),
+        n=Sum("logs"),
     )
-    for label, name, centile_of_log, verdict, subject, n in reviewed:
-        # Band edges lie on the 0.01 grid, so a centile's lowest score is in its band.
-        tally.reviewed[(label, name, _band_of(centile_of_log / 100), verdict, subject)] += n
     return tally
 
 
@@ -637,8 +643,9 @@ def _board(
     board = Dashboard(start=start, end=end, threshold=threshold, above=tally.above)
     per_hour: Counter[datetime] = Counter()
     per_version_day: dict[str, Counter[str]] = defaultdict(Counter)
+    zone = timezone.get_current_timezone()
     for (moment, label), n in tally.hours.items():
-        hour = timezone.localtime(moment) if timezone.is_aware(moment) else moment
+        hour = moment.astimezone(zone) if timezone.is_aware(moment) else moment
         board.total += n
         per_hour[hour] += n
         board.per_hour_of_day[hour.hour] += n
@@ -651,19 +658,16 @@ def _board(
     }
     board.classes = _most_common(tally.classes, top_classes)
 
-    judged = [(key, n) for key, n in tally.reviewed.items() if key[3] in JUDGED_VERDICTS]
-    board.by_version = _accuracy((label, verdict, n) for (label, _, _, verdict, _), n in judged)
-    board.by_class = _accuracy((name, verdict, n) for (_, name, _, verdict, _), n in judged)
-    bands = {acc.key: acc for acc in _accuracy((b, v, n) for (_, _, b, v, _), n in judged)}
+    reviewed = [(label, verdict, n) for (label, verdict), n in tally.versions.items()]
+    board.by_version = _accuracy(row for row in reviewed if row[1] in JUDGED_VERDICTS)
+    board.by_class = _accuracy((name, v, n) for (name, v), n in tally.judged_classes.items())
+    bands = {a.key: a for a in _accuracy((b, v, n) for (b, v), n in tally.judged_bands.items())}
     board.by_band = [bands.get(name, Accuracy(name)) for name, _, _ in BANDS]
     verdicts: Counter[str] = Counter()
-    subjects: Counter[str] = Counter()
-    for (_, _, _, verdict, subject), n in tally.reviewed.items():
+    for _, verdict, n in reviewed:
         verdicts[verdict] += n
-        if verdict == Verdict.OUT_OF_SCOPE and subject:
-            subjects[subject] += n
     board.verdicts = {value: n for value, n in verdicts.items() if n}
-    board.out_of_scope = _most_common(subjects, 20)
+    board.out_of_scope = _most_common(tally.subjects, 20)
     return board
 
 
@@ -673,15 +677,18 @@ def _most_common(counts: Counter[str], limit: int) -> list[tuple[str, int]]:
     return ranked[:limit]
 
 
-def _band_of(score: float) -> str:
-    return next((name for name, low, high in BANDS if low <= score < high), BANDS[-1][0])
+def _band_case(score_field: str, *, centile: bool) -> Case:
+    """The confidence band of a log, from its top-1 score or its score centile."""
 
+    def edge(score: float) -> float:
+        return round(score * 100) if centile else score
 
-def _band_case() -> Case:
-    """``_band_of`` in SQL."""
     return Case(
         *[
-            When(top1_score__gte=low, top1_score__lt=high, then=Value(name))
+            When(
+                **{f"{score_field}__gte": edge(low), f"{score_field}__lt": edge(high)},
+                then=Value(name),
+            )
             for name, low, high in BANDS
         ],
         default=Value(BANDS[-1][0]),
