@@ -4,14 +4,19 @@
 
 Populates ``loupe_prod_bench`` (dropped and created again unless ``--reuse``) with 20,000
 images and the logs spread over ``--days`` days with a daily rhythm, three model versions,
-500 classes and 2 % of the logs reviewed, then times the dashboard aggregates (the default
-30-day range and the whole range), the whole dashboard page (aggregates, drift and template)
-and the review queue's next log. Target: every figure under 1 s.
+500 classes and 2 % of the logs reviewed, then builds the hourly roll-ups through the rebuild
+service (timed: logs per second), checks that the dashboard from the roll-ups equals the count
+over the logs, and times, side by side, the roll-up path and the logs-only path: the dashboard
+aggregates (the default 30-day range and the whole range) and the whole dashboard page
+(aggregates, drift, queue sizes and template); then the drift tests and the review queue's next
+log. Target: every figure under 1 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import os
 import statistics
 import subprocess
@@ -166,8 +171,30 @@ def _time(label: str, fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
     median = statistics.median(samples)
     verdict = "ok" if median < TARGET_S else "SLOW"
     worst = max(samples) * 1000
-    print(f"{label:<52} median {median * 1000:7.0f} ms  max {worst:7.0f} ms  {verdict}")
+    print(f"{label:<60} median {median * 1000:7.0f} ms  max {worst:7.0f} ms  {verdict}")
     return median
+
+
+def _side_by_side(label: str, rollups, logs, repeat: int) -> None:  # type: ignore[no-untyped-def]
+    fast = _time(f"{label}: roll-ups", rollups, repeat)
+    slow = _time(f"{label}: logs only", logs, repeat)
+    print(f"{label}: logs only / roll-ups = {slow / fast:.1f}x")
+
+
+def rebuild() -> None:
+    from django.db import connection
+
+    from inference.rollups import ROLLUP_MODELS, production_rollups_rebuild
+
+    summary = production_rollups_rebuild()
+    rows = ", ".join(f"{name} {n:,}" for name, n in summary.rows.items())
+    print(
+        f"roll-ups rebuilt from {summary.logs:,} logs in {summary.seconds:.1f} s "
+        f"({summary.logs_per_second:,.0f} logs/s): {rows} rows"
+    )
+    with connection.cursor() as cursor:
+        for model in ROLLUP_MODELS:
+            cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
 
 
 def measure(*, repeat: int, days: int) -> None:
@@ -179,22 +206,28 @@ def measure(*, repeat: int, days: int) -> None:
     from django.utils import timezone
 
     from accounts.models import Role, User
+    from inference import views_production
     from inference.models import PredictionLog
-    from inference.production import dashboard, drift, review_queue
+    from inference.production import Source, dashboard, drift, review_queue
 
     total = PredictionLog.objects.count()
     print(f"logs in the database: {total:,}")
+    # A minute past now: the range ends inside an hour, so its last hour comes from the logs.
     end = timezone.now() + timedelta(minutes=1)
-    _time(
-        "dashboard aggregates, last 30 days",
-        lambda: dashboard(start=end - timedelta(days=30), end=end),
-        repeat,
-    )
-    _time(
-        f"dashboard aggregates, all {days} days",
-        lambda: dashboard(start=end - timedelta(days=days + 1), end=end),
-        repeat,
-    )
+    for label, start in (
+        ("dashboard aggregates, last 30 days", end - timedelta(days=30)),
+        (f"dashboard aggregates, all {days} days", end - timedelta(days=days + 1)),
+    ):
+        board = dashboard(start=start, end=end)
+        reference = dashboard(start=start, end=end, source=Source.LOGS)
+        assert board.from_rollups and dataclasses.replace(board, from_rollups=False) == reference
+        _side_by_side(
+            label,
+            lambda start=start: dashboard(start=start, end=end),
+            lambda start=start: dashboard(start=start, end=end, source=Source.LOGS),
+            repeat,
+        )
+    print("the roll-up dashboards equal the counts over the logs")
     _time("drift tests, last 7 days", lambda: drift(since=end - timedelta(days=7)), repeat)
     _time(
         "review queue: next happy-path log + count",
@@ -207,13 +240,27 @@ def measure(*, repeat: int, days: int) -> None:
     first = (timezone.localdate() - timedelta(days=days)).isoformat()
     # The manifest storage needs collectstatic; the page's cost is the same without it.
     plain_static = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    logs_only = functools.partial(dashboard, source=Source.LOGS)
+
+    def page_from_logs(url: str) -> None:
+        views_production.dashboard = logs_only  # type: ignore[assignment]
+        try:
+            client.get(url)
+        finally:
+            views_production.dashboard = dashboard
+
     with override_settings(STORAGES={**settings.STORAGES, "staticfiles": plain_static}):
         for url, label in (
             ("/production/", "GET /production/ (whole page, 30 days)"),
             (f"/production/?start={first}", f"GET /production/?start=... (page, {days} days)"),
         ):
             assert client.get(url).status_code == 200
-            _time(label, lambda url=url: client.get(url), repeat)
+            _side_by_side(
+                label,
+                lambda url=url: client.get(url),
+                lambda url=url: page_from_logs(url),
+                repeat,
+            )
     with connection.cursor() as cursor:
         cursor.execute(
             "EXPLAIN (ANALYZE, BUFFERS) SELECT date_trunc('hour', received_at), "
@@ -249,6 +296,7 @@ def main() -> None:
         call_command("migrate", verbosity=0)
     else:
         populate(logs=args.logs, days=args.days)
+    rebuild()
     measure(repeat=args.repeat, days=args.days)
     print(f"load average: {os.getloadavg()}")
 
