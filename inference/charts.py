@@ -3,7 +3,7 @@ with the common colour-vision deficiencies; every chart has a table beside it.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -68,7 +68,7 @@ def bar_chart(
 
 
 def line_chart(
-    series: dict[str, Sequence[float]],
+    series: Mapping[str, Sequence[float]],
     labels: Sequence[str],
     *,
     title: str,
