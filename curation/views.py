@@ -47,7 +47,7 @@ from curation.services.quality import (
 )
 from curation.services.taxonomy import TaxonomyError, class_create, subclass_create, subclass_move
 from curation.serving import image_file_response
-from inference.embeddings import similar_panel
+from inference.embeddings import images_with_ood_at_least, ood_choices, ood_param, similar_panel
 from labelling.models import BadReason
 from labelling.standards import exemplars_of_image
 
@@ -377,6 +377,10 @@ def inbox(request: HttpRequest) -> HttpResponse:
     images, quality_ready = _quality_filtered(
         _verdict_filtered(selectors.inbox_images(), verdict), quality
     )
+    ood_min = ood_param(request.GET.get("ood_min"))
+    if ood_min is not None:
+        images = images_with_ood_at_least(images, minimum=ood_min)
+    ood = f"{ood_min:g}" if ood_min is not None else ""
     page = keyset_page(
         images,
         cursor=_positive_int(request.GET.get("after")),
@@ -389,8 +393,10 @@ def inbox(request: HttpRequest) -> HttpResponse:
         {
             "page": page,
             "inbox_count": selectors.inbox_count(),
-            "base_query": _list_query(quality=quality, verdict=verdict),
+            "base_query": _list_query(quality=quality, verdict=verdict, ood_min=ood),
             "verdict": verdict,
+            "ood_min": ood,
+            "ood_choices": ood_choices(),
             **_quality_context(quality, quality_ready),
         },
     )

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import IsLabeller
+from inference.embeddings import ood_at_least, ood_param, with_ood_scores
 from inference.models import PredictionLog
 from inference.production import (
     LogEntry,
@@ -73,6 +75,11 @@ class BatchSerializer(serializers.Serializer[Any]):
 
 class PredictionLogSerializer(serializers.ModelSerializer[PredictionLog]):
     image_sha256 = serializers.CharField(source="image.sha256", read_only=True)
+    ood_score = serializers.FloatField(
+        read_only=True,
+        default=None,
+        help_text="the image's out-of-distribution score (listings only; null: not scored)",
+    )
     model_version_number = serializers.IntegerField(
         source="model_version.number", read_only=True, allow_null=True
     )
@@ -96,6 +103,7 @@ class PredictionLogSerializer(serializers.ModelSerializer[PredictionLog]):
             "verdict",
             "true_subclass",
             "out_of_scope_subject",
+            "ood_score",
             "reviewed_by",
             "reviewed_at",
         ]
@@ -130,9 +138,29 @@ class PredictionLogViewSet(
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def get_queryset(self) -> Any:
-        return PredictionLog.objects.select_related("image", "model_version").order_by(
+        logs = PredictionLog.objects.select_related("image", "model_version").order_by(
             "-received_at", "-id"
         )
+        if self.action not in ("list", "retrieve"):
+            return logs
+        # ?ood_min= keeps the logs whose image scores at least that as unlike the library.
+        raw = self.request.query_params.get("ood_min")
+        if raw is not None:
+            minimum = ood_param(raw)
+            if minimum is None:
+                raise ValidationError({"ood_min": ["ood_min must be a number from 0 to 2."]})
+            logs = logs.filter(ood_at_least(minimum, image_field="image_id"))
+        return with_ood_scores(logs)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "ood_min", float, description="only images with an OOD score at least this"
+            )
+        ]
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
 
     @extend_schema(request=LogEntrySerializer, responses={201: PredictionLogSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:

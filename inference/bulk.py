@@ -210,10 +210,13 @@ class ResultFilter:
     score_max: float | None = None
     rare_below: int | None = None
     mostly_staged: bool = False
+    # Out-of-distribution score at least this (see inference.embeddings).
+    ood_min: float | None = None
     sort: str = DEFAULT_SORT
 
     def queue_params(self) -> dict[str, Any]:
-        """The part a saved filter can hold (everything but the rare and staged filters)."""
+        """The part a saved filter can hold (everything but the rare, staged and OOD
+        filters)."""
         params: dict[str, Any] = {**self.scope.as_params(), "model_version": self.version.pk}
         if self.predicted_class is not None:
             params["predicted_class"] = self.predicted_class
@@ -329,6 +332,10 @@ def identification_results(
         predictions = predictions.filter(top1_score__gte=filters.score_min)
     if filters.score_max is not None:
         predictions = predictions.filter(top1_score__lte=filters.score_max)
+    if filters.ood_min is not None:
+        from inference.embeddings import ood_at_least
+
+        predictions = predictions.filter(ood_at_least(filters.ood_min, image_field="image_id"))
     values = _cursor_decode(cursor, ordering) if cursor else None
     if values is not None:
         predictions = predictions.filter(_after(ordering, values))

@@ -30,7 +30,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Exists, Max, OuterRef, QuerySet
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 
 from accounts.models import User
 from curation.imaging import ImageRejected
@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 EMBEDDINGS_KIND = "inference.embeddings_compute"
 BATCH_SIZE = 32
 VECTOR_DTYPE = np.dtype("<f2")
+# Upper bound of an OOD score: a cosine distance lies between 0 and 2.
+OOD_MAX = 2.0
 # Rows read per query when ids are given (SQLite accepts 32,766 parameters a statement).
 _ID_CHUNK = 10_000
 # Rows embedded since the last index build beyond which the import path rebuilds the index:
@@ -162,19 +164,26 @@ def embedding_counts(*, version: ModelVersion | None = None) -> dict[str, int]:
     return {"active": active, "embedded": embedded}
 
 
-def images_with_ood_at_least(images: QuerySet[Image], *, minimum: float) -> QuerySet[Image]:
-    """``images`` narrowed to those whose OOD score (from the embedding model) is at least
-    ``minimum``: an EXISTS on the (model_version, ood_score) index. No embedding model: none."""
+def ood_at_least(minimum: float, *, image_field: str = "pk") -> Exists | Q:
+    """A filter condition for rows whose image (``image_field``: the image id column of the
+    filtered model) has an OOD score from the embedding model of at least ``minimum``: an
+    EXISTS on the (model_version, ood_score) index. No embedding model: nothing matches."""
     try:
         version = embedding_version()
     except EmbeddingError:
         version = None
     if version is None:
-        return images.none()
-    scored = ImageEmbedding.objects.filter(
-        model_version=version, image=OuterRef("pk"), ood_score__gte=minimum
+        return Q(pk__in=[])
+    return Exists(
+        ImageEmbedding.objects.filter(
+            model_version=version, image_id=OuterRef(image_field), ood_score__gte=minimum
+        )
     )
-    return images.filter(Exists(scored))
+
+
+def images_with_ood_at_least(images: QuerySet[Image], *, minimum: float) -> QuerySet[Image]:
+    """``images`` narrowed to those whose OOD score is at least ``minimum``."""
+    return images.filter(ood_at_least(minimum))
 
 
 # --- Computing ------------------------------------------------------------------------------
@@ -772,3 +781,145 @@ def similar_panel(*, image_id: int, k: int = 20) -> SimilarPanel:
         .first()
     )
     return SimilarPanel(found, ood, version.number)
+
+
+def with_ood_scores(rows: QuerySet[Any], *, image_field: str = "image_id") -> QuerySet[Any]:
+    """``rows`` (pointing at images through ``image_field``) annotated with ``ood_score``,
+    each read through the (model_version, image) key."""
+    from django.db.models import Subquery
+
+    try:
+        version = embedding_version()
+    except EmbeddingError:
+        version = None
+    score = ImageEmbedding.objects.filter(
+        model_version=version, image_id=OuterRef(image_field)
+    ).values("ood_score")[:1]
+    return rows.annotate(ood_score=Subquery(score))
+
+
+def ood_threshold() -> float:
+    """Scores at or above this count as unlike the library (``LOUPE_OOD_THRESHOLD``)."""
+    return float(settings.LOUPE_OOD_THRESHOLD)
+
+
+def ood_score_of(*, image_id: int) -> float | None:
+    """The stored OOD score of one image by the embedding model (None: not scored yet)."""
+    try:
+        version = embedding_version()
+    except EmbeddingError:
+        return None
+    return (
+        ImageEmbedding.objects.filter(model_version=version, image_id=image_id)
+        .values_list("ood_score", flat=True)
+        .first()
+    )
+
+
+def ood_param(text: str | None) -> float | None:
+    """An ``ood_min`` query parameter as a bound (None: absent or not a number); clamped to
+    the score's range."""
+    try:
+        value = float(text or "")
+    except ValueError:
+        return None
+    return min(max(value, 0.0), OOD_MAX) if value == value else None  # NaN is no bound
+
+
+def ood_choices() -> list[tuple[str, str]]:
+    """The OOD filter's presets for the list pages, the dashboard threshold among them."""
+    threshold = ood_threshold()
+    values = sorted({0.3, 0.4, 0.5, 0.6, 0.7, round(threshold, 2)})
+    return [
+        (f"{v:g}", f"≥ {v:g}" + (" (threshold)" if v == round(threshold, 2) else ""))
+        for v in values
+    ]
+
+
+# --- Production dashboard -------------------------------------------------------------------
+
+OOD_PANEL_CAP = 10_000  # most recent logs of the range the panel reads
+OOD_BINS = 10  # histogram bins over 0..1 (scores above 1 go to the last)
+
+
+@dataclass(frozen=True)
+class OodDay:
+    day: str  # ISO date
+    scored: int
+    above: int
+
+    @property
+    def share(self) -> float | None:
+        return self.above / self.scored if self.scored else None
+
+
+@dataclass(frozen=True)
+class OodPanel:
+    """How unlike the library the production images of a range are, from stored scores."""
+
+    threshold: float
+    logs: int  # logs read (at most OOD_PANEL_CAP, the newest of the range)
+    capped: bool
+    scored: int
+    above: int
+    days: list[OodDay]
+    histogram: list[tuple[str, int]]  # (bin label, logs)
+
+    @property
+    def share(self) -> float | None:
+        return self.above / self.scored if self.scored else None
+
+
+def ood_dashboard(
+    *, start: Any, end: Any, threshold: float | None = None, cap: int = OOD_PANEL_CAP
+) -> OodPanel:
+    """Share of logged production images at or above the OOD threshold per day, and the
+    histogram of their scores, over the newest ``cap`` logs received in [start, end).
+
+    Reads the scores stored beside the embeddings (one query over the received_at index and
+    the (model_version, image) key); no k-NN per request. Images not embedded yet are counted
+    as logs but not as scored.
+    """
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from inference.models import PredictionLog
+
+    threshold = ood_threshold() if threshold is None else threshold
+    logs = PredictionLog.objects.filter(received_at__gte=start, received_at__lt=end).order_by(
+        "-received_at"
+    )
+    rows = list(with_ood_scores(logs).values_list("received_at", "ood_score")[: cap + 1])
+    capped = len(rows) > cap
+    rows = rows[:cap]
+    per_day: dict[str, list[int]] = {}
+    bins = [0] * OOD_BINS
+    for received, ood in rows:
+        day = timezone.localtime(received).date().isoformat()
+        tally = per_day.setdefault(day, [0, 0])
+        if ood is None:
+            continue
+        tally[0] += 1
+        tally[1] += ood >= threshold
+        bins[min(int(ood * OOD_BINS), OOD_BINS - 1)] += 1
+    first = timezone.localtime(start).date()
+    last = timezone.localtime(end - timedelta(microseconds=1)).date()
+    days = []
+    current = first
+    while current <= last:
+        scored, above = per_day.get(current.isoformat(), [0, 0])
+        days.append(OodDay(current.isoformat(), scored, above))
+        current += timedelta(days=1)
+    width = 1 / OOD_BINS
+    labels = [f"{i * width:.1f}–{(i + 1) * width:.1f}" for i in range(OOD_BINS)]
+    labels[-1] = f"≥ {1 - width:.1f}"
+    return OodPanel(
+        threshold=threshold,
+        logs=len(rows),
+        capped=capped,
+        scored=sum(day.scored for day in days),
+        above=sum(day.above for day in days),
+        days=days,
+        histogram=list(zip(labels, bins, strict=True)),
+    )

@@ -31,6 +31,7 @@ from inference.bulk import (
     images_bulk_trash,
     results_queue_create,
 )
+from inference.embeddings import ood_choices, ood_param
 from inference.models import LabelMatch, ModelVersion
 from labelling.models import SavedFilter
 
@@ -38,7 +39,7 @@ RESULTS_PER_PAGE = 60
 RECENT_BATCHES = 20
 RECENT_RUNS = 5
 # The filter fields the page keeps in its query string (and hands back after an action).
-FILTER_FIELDS = ("v", "scope", "cls", "min", "max", "rare", "staged", "sort")
+FILTER_FIELDS = ("v", "scope", "cls", "min", "max", "rare", "staged", "ood_min", "sort")
 
 
 def _scope_parse(text: str) -> Scope:
@@ -130,6 +131,7 @@ def _state(params: QueryDict) -> PageState:
         score_max=_float(params.get("max")),
         rare_below=_positive_int(params.get("rare")),
         mostly_staged=params.get("staged") == "1",
+        ood_min=ood_param(params.get("ood_min")),
         sort=sort if sort in SORTS else DEFAULT_SORT,
     )
     return PageState(version, filters, scope, query)
@@ -190,6 +192,8 @@ def identify(request: HttpRequest) -> HttpResponse:
             ),
             "matched": matched,
             "sorts": [(key, label) for key, (label, _) in SORTS.items()],
+            "ood_choices": ood_choices(),
+            "ood_min": request.GET.get("ood_min", ""),
             "presets": presets,
             "query": urlencode(query),
             "base_query": urlencode(query) + "&" if query else "",

@@ -16,6 +16,13 @@ from django.views.decorators.http import require_http_methods
 from accounts.decorators import request_user, reviewer_required
 from curation.models import SubClass
 from inference import charts
+from inference.embeddings import (
+    ood_at_least,
+    ood_dashboard,
+    ood_param,
+    ood_score_of,
+)
+from inference.embeddings import ood_threshold as confidence_threshold_ood
 from inference.models import PredictionLog, Verdict
 from inference.production import (
     DRIFT_MIN_SAMPLE,
@@ -138,7 +145,30 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
             "sad": queue_size(review_queue(path=Path.SAD, threshold=threshold)),
         },
     }
+    context.update(_ood_context(start=start, end=end))
     return render(request, "inference/production/dashboard.html", context)
+
+
+def _ood_context(*, start: datetime, end: datetime) -> dict[str, Any]:
+    """The "unlike the library" panel: stored OOD scores of the range's logged images."""
+    panel = ood_dashboard(start=start, end=end)
+    return {
+        "ood": panel,
+        "chart_ood_days": charts.bar_chart(
+            [round(100 * (day.share or 0.0), 1) for day in panel.days],
+            [day.day[5:] for day in panel.days],
+            title="Share of scored logs at or above the OOD threshold per day (%)",
+            every=max(1, len(panel.days) // 8),
+            colour=charts.PALETTE[5],
+        ),
+        "chart_ood_histogram": charts.bar_chart(
+            [n for _, n in panel.histogram],
+            [label for label, _ in panel.histogram],
+            title="OOD scores of logged images",
+            every=2,
+            colour=charts.PALETTE[3],
+        ),
+    }
 
 
 def _subclass_choices() -> list[dict[str, Any]]:
@@ -164,6 +194,9 @@ def review_page(request: HttpRequest, path: str) -> HttpResponse:
     if request.method == "POST":
         return _review_post(request, path)
     queue = review_queue(path=path, threshold=threshold)
+    ood_min = ood_param(request.GET.get("ood_min"))
+    if ood_min is not None:
+        queue = queue.filter(ood_at_least(ood_min, image_field="image_id"))
     # ?log=ID opens one log, reviewed or not, so that its verdict can be changed.
     chosen = request.GET.get("log", "")
     log = (
@@ -172,6 +205,7 @@ def review_page(request: HttpRequest, path: str) -> HttpResponse:
         else queue.first()
     )
     choices = _subclass_choices()
+    log_ood = ood_score_of(image_id=log.image_id) if log is not None else None
     top3 = []
     if log is not None:
         top3 = [
@@ -189,6 +223,10 @@ def review_page(request: HttpRequest, path: str) -> HttpResponse:
             "top3": top3,
             "remaining": queue_size(queue),
             "cap": QUEUE_COUNT_CAP,
+            "ood_min": f"{ood_min:g}" if ood_min is not None else "",
+            "ood_threshold": f"{confidence_threshold_ood():g}",
+            "log_ood": log_ood,
+            "log_unlike": log_ood is not None and log_ood >= confidence_threshold_ood(),
             "counts": [
                 (label, verdict_counts(path=path)[value]) for value, label in Verdict.choices
             ],
@@ -230,4 +268,7 @@ def _review_post(request: HttpRequest, path: str) -> HttpResponse:
                 'Log {}: {}. <a href="{}">Change</a>', log_id, Verdict(verdict).label, change
             ),
         )
+    ood_min = ood_param(request.POST.get("ood_min"))
+    if ood_min is not None:
+        return redirect(f"{reverse('production:review', args=[path])}?ood_min={ood_min:g}")
     return redirect("production:review", path)

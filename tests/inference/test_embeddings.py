@@ -2,12 +2,16 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.test import Client
+from rest_framework.test import APIClient
 
-from curation.models import Job, JobStatus
+from accounts.models import User
+from curation.models import Image, Job, JobStatus
 from curation.services.images import image_trash
 from inference.embeddings import (
     EMBEDDINGS_KIND,
@@ -17,9 +21,11 @@ from inference.embeddings import (
     embeddings_compute,
     embeddings_for_new_images,
 )
-from inference.models import ImageEmbedding, ModelVersion
+from inference.models import ImageEmbedding, ModelVersion, PredictionLog
+from inference.production import LogEntry, prediction_log_record
+from tests.curation.duplicate_photos import photo
 from tests.factories import SubClassFactory
-from tests.inference.photos import backbone, store_photo
+from tests.inference.photos import backbone, store_photo, store_pil
 
 pytestmark = pytest.mark.django_db
 __all__ = ["backbone"]
@@ -90,3 +96,100 @@ def test_compute_embeddings_command_records_a_job_and_reports_json(
     assert summary["written"] == 1 and summary["indexed"] == 1
     job = Job.objects.get(pk=summary["job"])
     assert job.kind == EMBEDDINGS_KIND and job.status == JobStatus.SUCCEEDED
+
+
+# --- Out-of-distribution scores -------------------------------------------------------------
+
+
+@pytest.fixture
+def ood_library(backbone: ModelVersion, settings: Any) -> dict[str, Image]:
+    """A labelled library of cats and cups, an inbox cat and an inbox moon, all scored."""
+    settings.LOUPE_OOD_NEIGHBOURS = 3
+    cats, cups = SubClassFactory(), SubClassFactory()
+    cat, coffee = photo("chelsea"), photo("coffee")
+    w, h = cat.size
+    for image in (cat, cat.rotate(5), cat.crop((20, 10, w, h))):
+        store_pil(image, cats)
+    for image in (coffee, coffee.rotate(5), coffee.crop((20, 10, coffee.width, coffee.height))):
+        store_pil(image, cups)
+    like = store_pil(cat.resize((w // 2, h // 2)))
+    unlike = store_photo("moon")
+    embeddings_compute()
+    return {"like": like, "unlike": unlike}
+
+
+def _ood(image: Image) -> float:
+    score = ImageEmbedding.objects.get(image=image).ood_score
+    assert score is not None
+    return score
+
+
+def test_an_image_unlike_the_library_scores_higher_than_one_like_it(
+    ood_library: dict[str, Image],
+) -> None:
+    like, unlike = _ood(ood_library["like"]), _ood(ood_library["unlike"])
+    assert 0.0 <= like < 0.5 < unlike <= 2.0
+    # Labelled images are scored too, without counting themselves among their neighbours.
+    labelled = ImageEmbedding.objects.filter(image__subclass__isnull=False)
+    assert all(row.ood_score is not None and row.ood_score > 0.005 for row in labelled)
+
+
+def test_ood_min_filters_the_images_api_and_the_inbox(
+    ood_library: dict[str, Image], api: APIClient, client: Client, labeller: User
+) -> None:
+    unlike = ood_library["unlike"]
+    listed = api.get("/api/v1/images/?ood_min=0.5").json()["results"]
+    assert [row["id"] for row in listed] == [unlike.pk]
+    assert len(api.get("/api/v1/images/?ood_min=0").json()["results"]) == 8
+
+    client.force_login(labeller)
+    page = client.get("/inbox/?ood_min=0.5").content.decode()
+    assert f'href="/images/{unlike.pk}/"' in page
+    assert f'href="/images/{ood_library["like"].pk}/"' not in page
+    assert 'name="ood_min"' in page
+
+
+def test_ood_min_filters_the_identify_results(ood_library: dict[str, Image]) -> None:
+    from inference.bulk import ResultFilter, Scope, identification_results
+    from inference.services import predictions_make
+
+    version = ModelVersion.objects.get(number=1)
+    predictions_make(image_ids=[image.pk for image in ood_library.values()], version=version)
+    scope = Scope(labelled=False)
+    everything = identification_results(filters=ResultFilter(version=version, scope=scope))
+    assert len(everything.rows) == 2
+    unlike = identification_results(filters=ResultFilter(version=version, scope=scope, ood_min=0.5))
+    assert [row.image.pk for row in unlike.rows] == [ood_library["unlike"].pk]
+
+
+def _log(image: Image, score: float) -> PredictionLog:
+    entry = LogEntry(
+        client="app",
+        model_version_label="v1",
+        class_names=["tabby", "moon"],
+        scores=[score, 1 - score],
+        image_sha256=image.sha256,
+    )
+    return prediction_log_record(entry=entry, actor=None).log
+
+
+def test_production_logs_filter_and_show_their_images_ood_score(
+    ood_library: dict[str, Image], api: APIClient, client: Client, reviewer: User
+) -> None:
+    like = _log(ood_library["like"], 0.4)
+    unlike = _log(ood_library["unlike"], 0.3)
+
+    listed = api.get("/api/v1/prediction-logs/?ood_min=0.5").json()
+    assert [row["id"] for row in listed] == [unlike.pk]
+    assert listed[0]["ood_score"] == pytest.approx(_ood(ood_library["unlike"]))
+    assert len(api.get("/api/v1/prediction-logs/").json()) == 2
+    assert api.get("/api/v1/prediction-logs/?ood_min=far").status_code == 400
+
+    client.force_login(reviewer)
+    sad = client.get("/production/review/sad/?ood_min=0.5").content.decode()
+    assert f'value="{unlike.pk}"' in sad and "unlike the library</span>" in sad
+    assert f'value="{like.pk}"' not in sad
+
+    board = client.get("/production/").content.decode()
+    assert "Unlike the library" in board
+    assert "2 logs in the range, 2 scored: <strong>50 %</strong>" in board
