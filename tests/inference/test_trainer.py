@@ -272,3 +272,15 @@ def test_the_trainer_page_starts_and_lists_trainings(
     assert f"/models/evaluations/{job.result['evaluation_id']}/" in html
     bad = client.post("/models/train/", {"dataset": dataset.pk, "C": "x"}, follow=True)
     assert "is not a number" in bad.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_schema_documents_trainings_and_label_error_rankings(api: APIClient) -> None:
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    trainings = schema["paths"]["/api/v1/trainings/"]
+    assert {"get", "post"} <= set(trainings)
+    body = trainings["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    fields = schema["components"]["schemas"][body.rsplit("/", 1)[-1]]["properties"]
+    assert {"dataset", "C", "max_iter", "activate"} <= set(fields)
+    ranking = schema["paths"]["/api/v1/label-error-rankings/"]["post"]
+    assert "202" in ranking["responses"]
