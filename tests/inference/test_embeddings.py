@@ -193,3 +193,14 @@ def test_production_logs_filter_and_show_their_images_ood_score(
     board = client.get("/production/").content.decode()
     assert "Unlike the library" in board
     assert "2 logs in the range, 2 scored: <strong>50 %</strong>" in board
+
+
+def test_the_demo_computes_embeddings_when_the_backbone_is_installed(
+    backbone: ModelVersion,
+) -> None:
+    out = io.StringIO()
+    call_command("demo", "--small", "--no-thumbnails", "--json", stdout=out)
+    summary = json.loads(out.getvalue())
+    embedded = summary["embeddings"]
+    assert embedded["written"] == summary["created"] > 100
+    assert ImageEmbedding.objects.filter(ood_score__isnull=False).count() == summary["created"]

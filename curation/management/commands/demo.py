@@ -26,6 +26,11 @@ class Command(BaseCommand):
             action="store_true",
             help="leave thumbnails to the worker instead of making them now",
         )
+        parser.add_argument(
+            "--no-embeddings",
+            action="store_true",
+            help="leave embeddings (similarity, OOD scores) to the worker",
+        )
         parser.add_argument("--user", help="record the import as this user")
         parser.add_argument("--json", action="store_true", help="print a JSON summary only")
 
@@ -55,10 +60,11 @@ class Command(BaseCommand):
                 make_thumbnails=not options["no_thumbnails"],
                 progress=progress,
             )
+            embeddings = None if options["no_embeddings"] else self._embeddings(progress)
         finally:
             for bar in bars.values():
                 bar.close()
-        result = {**summary.as_dict(), **demo_overview()}
+        result = {**summary.as_dict(), **demo_overview(), "embeddings": embeddings}
         if quiet:
             self.stdout.write(json.dumps(result))
             return
@@ -77,3 +83,27 @@ class Command(BaseCommand):
         for row in result["classes"]:  # type: ignore[attr-defined]
             self.stdout.write(f"  {row['name']:<14} {row['kind']:<8} {row['images']:>5} images")
         self.stdout.write(f"  {'inbox':<14} {'':<8} {result['inbox']:>5} images")
+        if embeddings is None:
+            self.stdout.write(
+                "No embeddings: install the backbone (`manage.py install_backbone`) and run "
+                "`manage.py compute_embeddings` for similar images and OOD scores."
+                if not options["no_embeddings"]
+                else "Embeddings are left to the worker."
+            )
+        else:
+            self.stdout.write(str(embeddings["message"]))
+
+    def _embeddings(self, progress: Any) -> dict[str, Any] | None:
+        """Embeddings, OOD scores and the similarity index of the whole library, when a model
+        with an embedding output is installed (the worker would compute them too)."""
+        from inference.embeddings import EmbeddingError, embedding_version, embeddings_compute
+
+        try:
+            version = embedding_version()
+        except EmbeddingError as exc:
+            raise CommandError(str(exc)) from None
+        if version is None:
+            return None
+        return embeddings_compute(
+            version=version, progress=lambda done, total: progress("embeddings", done, total)
+        )
