@@ -838,7 +838,7 @@ def ood_choices() -> list[tuple[str, str]]:
 
 # --- Production dashboard -------------------------------------------------------------------
 
-OOD_PANEL_CAP = 10_000  # most recent logs of the range the panel reads
+OOD_PANEL_SAMPLE = 5_000  # logs of the range the panel reads, spread evenly over it
 OOD_BINS = 10  # histogram bins over 0..1 (scores above 1 go to the last)
 
 
@@ -858,8 +858,8 @@ class OodPanel:
     """How unlike the library the production images of a range are, from stored scores."""
 
     threshold: float
-    logs: int  # logs read (at most OOD_PANEL_CAP, the newest of the range)
-    capped: bool
+    logs: int  # logs read
+    capped: bool  # a sample of the range's logs (OOD_PANEL_SAMPLE), not all of them
     scored: int
     above: int
     days: list[OodDay]
@@ -871,14 +871,16 @@ class OodPanel:
 
 
 def ood_dashboard(
-    *, start: Any, end: Any, threshold: float | None = None, cap: int = OOD_PANEL_CAP
+    *, start: Any, end: Any, threshold: float | None = None, sample: int = OOD_PANEL_SAMPLE
 ) -> OodPanel:
     """Share of logged production images at or above the OOD threshold per day, and the
-    histogram of their scores, over the newest ``cap`` logs received in [start, end).
+    histogram of their scores, over the logs received in [start, end): all of them, or
+    ``sample`` of them spread evenly over the range.
 
-    Reads the scores stored beside the embeddings (one query over the received_at index and
-    the (model_version, image) key); no k-NN per request. Images not embedded yet are counted
-    as logs but not as scored.
+    Work is bounded by ``sample``, not by the logs in the range: the first and last log ids of
+    the range (two index probes on received_at; ids grow with it), ``sample`` evenly spaced ids
+    between them, and the stored scores of their images on the (model_version, image) key.
+    No k-NN per request. Images not embedded yet count as logs but not as scored.
     """
     from datetime import timedelta
 
@@ -887,27 +889,47 @@ def ood_dashboard(
     from inference.models import PredictionLog
 
     threshold = ood_threshold() if threshold is None else threshold
-    logs = PredictionLog.objects.filter(received_at__gte=start, received_at__lt=end).order_by(
-        "-received_at"
-    )
-    rows = list(with_ood_scores(logs).values_list("received_at", "ood_score")[: cap + 1])
-    capped = len(rows) > cap
-    rows = rows[:cap]
+    logs = PredictionLog.objects.filter(received_at__gte=start, received_at__lt=end)
+    first = logs.order_by("received_at", "pk").values_list("pk", flat=True).first()
+    last = logs.order_by("-received_at", "-pk").values_list("pk", flat=True).first()
+    rows: list[tuple[Any, int]] = []
+    capped = False
+    if first is not None and last is not None:
+        low, high = min(first, last), max(first, last)
+        if high - low + 1 > sample:
+            capped = True
+            ids = np.unique(np.linspace(low, high, sample).round().astype(np.int64)).tolist()
+            logs = logs.filter(pk__in=ids)
+        else:
+            logs = logs.filter(pk__gte=low, pk__lte=high)
+        rows = list(logs.values_list("received_at", "image_id"))
+    scores: dict[int, float | None] = {}
+    try:
+        version = embedding_version()
+    except EmbeddingError:
+        version = None
+    if version is not None and rows:
+        scores = dict(
+            ImageEmbedding.objects.filter(
+                model_version=version, image_id__in={image_id for _, image_id in rows}
+            ).values_list("image_id", "ood_score")
+        )
     per_day: dict[str, list[int]] = {}
     bins = [0] * OOD_BINS
-    for received, ood in rows:
+    for received, image_id in rows:
         day = timezone.localtime(received).date().isoformat()
         tally = per_day.setdefault(day, [0, 0])
+        ood = scores.get(image_id)
         if ood is None:
             continue
         tally[0] += 1
         tally[1] += ood >= threshold
         bins[min(int(ood * OOD_BINS), OOD_BINS - 1)] += 1
-    first = timezone.localtime(start).date()
-    last = timezone.localtime(end - timedelta(microseconds=1)).date()
+    first_day = timezone.localtime(start).date()
+    last_day = timezone.localtime(end - timedelta(microseconds=1)).date()
     days = []
-    current = first
-    while current <= last:
+    current = first_day
+    while current <= last_day:
         scored, above = per_day.get(current.isoformat(), [0, 0])
         days.append(OodDay(current.isoformat(), scored, above))
         current += timedelta(days=1)

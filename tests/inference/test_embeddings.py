@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pytest
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -20,6 +22,7 @@ from inference.embeddings import (
     embedding_version,
     embeddings_compute,
     embeddings_for_new_images,
+    ood_dashboard,
 )
 from inference.models import ImageEmbedding, ModelVersion, PredictionLog
 from inference.production import LogEntry, prediction_log_record
@@ -193,6 +196,11 @@ def test_production_logs_filter_and_show_their_images_ood_score(
     board = client.get("/production/").content.decode()
     assert "Unlike the library" in board
     assert "2 logs in the range, 2 scored: <strong>50 %</strong>" in board
+
+    # Past the sample size the panel reads logs spread over the range, not all of them.
+    now = timezone.now()
+    panel = ood_dashboard(start=now - timedelta(days=1), end=now + timedelta(days=1), sample=1)
+    assert panel.capped and panel.logs == 1 and panel.scored == 1
 
 
 def test_the_demo_computes_embeddings_when_the_backbone_is_installed(
