@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django import forms
 from django.db.models import QuerySet
 
 from curation.models import Image, ImageStatus, Job, JobStatus, Source, SubClass
@@ -10,17 +11,27 @@ from curation.services.quality import QUALITY_FILTERS, quality_filter, quality_t
 from labelling.models import BadReason
 
 
+class IdFilter(django_filters.NumberFilter):
+    """A row id: a whole number the database can hold (anything else is a 400 naming the
+    parameter, never an overflow inside the database driver)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, min_value=0, max_value=2**63 - 1, **kwargs)
+
+
 class ImageFilter(django_filters.FilterSet):
     """The only filters the image list accepts: no free-form lookups through relations."""
 
-    label_class = django_filters.NumberFilter(method="filter_label_class", label="class id")
-    subclass = django_filters.NumberFilter(field_name="subclass_id")
+    label_class = IdFilter(method="filter_label_class", label="class id")
+    subclass = IdFilter(field_name="subclass_id")
     status = django_filters.ChoiceFilter(choices=ImageStatus.choices)
     labelled = django_filters.BooleanFilter(
         field_name="subclass", lookup_expr="isnull", exclude=True, label="labelled"
     )
     source = django_filters.ChoiceFilter(field_name="subclass__source", choices=Source.choices)
-    import_batch = django_filters.NumberFilter(field_name="import_batch_id")
+    import_batch = IdFilter(field_name="import_batch_id")
     sha256 = django_filters.CharFilter(field_name="sha256")
     bad = django_filters.BooleanFilter(
         field_name="bad_verdict",
