@@ -7,7 +7,18 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from curation.services.backup import BackupError, backup_create
+from curation.services.backup import BackupError, Progress, backup_create
+
+
+def stage_progress(bar: tqdm[Any]) -> Progress:
+    """Report (stage, done, total) on one progress bar, named after the stage."""
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar.set_description(stage)
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return progress
 
 
 class Command(BaseCommand):
@@ -25,14 +36,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         quiet = options["json"]
         with tqdm(unit="file", disable=quiet, file=self.stderr) as bar:
-
-            def progress(stage: str, done: int, total: int) -> None:
-                bar.set_description(stage)
-                bar.total = total
-                bar.update(done - bar.n)
-
             try:
-                result = backup_create(path=options["path"], progress=progress)
+                result = backup_create(path=options["path"], progress=stage_progress(bar))
             except (BackupError, OSError) as exc:
                 raise CommandError(f"Backup failed: {exc}") from None
         if quiet:

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from curation.management.commands.backup import stage_progress
 from curation.services.backup import BackupError, backup_restore
 
 
@@ -30,15 +31,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         quiet = options["json"]
         with tqdm(unit="file", disable=quiet, file=self.stderr) as bar:
-
-            def progress(stage: str, done: int, total: int) -> None:
-                bar.set_description(stage)
-                bar.total = total
-                bar.update(done - bar.n)
-
             try:
                 result = backup_restore(
-                    path=options["path"], force=options["force"], progress=progress
+                    path=options["path"], force=options["force"], progress=stage_progress(bar)
                 )
             except (BackupError, OSError) as exc:
                 raise CommandError(f"Restore failed: {exc}") from None
