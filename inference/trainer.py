@@ -152,28 +152,33 @@ def dataset_features(
     version: ModelVersion,
     class_index: dict[int, int],
     progress: Progress | None = None,
-) -> tuple[dict[str, SplitFeatures], int]:
-    """Per split, the embeddings of the dataset's images and their output indices; embeds the
-    images that have none yet. Returns the splits and how many images have no embedding
-    (unreadable or trashed since the build)."""
+) -> tuple[dict[str, SplitFeatures], dict[str, int], int]:
+    """The embeddings of the dataset's train and val images with their output indices (the
+    images without one are embedded first; the test split is scored by the trained model
+    itself, in its evaluation). Returns those splits, the image count of every split, and how
+    many train and val images have no embedding (unreadable or trashed since the build)."""
     rows = list(
         DatasetAssignment.objects.filter(version=dataset)
         .order_by("image_id")
         .values_list("image_id", "split", "label_class_id")
     )
-    total = len(rows)
-    all_ids = [image_id for image_id, _, _ in rows]
+    counts = {split: 0 for split in Split.values}
+    for _, split, _ in rows:
+        counts[split] += 1
+    fitted = [row for row in rows if row[1] in (Split.TRAIN, Split.VAL)]
+    ids_wanted = [image_id for image_id, _, _ in fitted]
+    total = len(ids_wanted)
     for start in range(0, total, EMBED_CHUNK):
-        embeddings_make(image_ids=all_ids[start : start + EMBED_CHUNK], version=version)
+        embeddings_make(image_ids=ids_wanted[start : start + EMBED_CHUNK], version=version)
         if progress:
             progress(min(start + EMBED_CHUNK, total), total, "embedding the dataset's images")
-    ids, matrix = embedding_matrix(image_ids=all_ids, model_version=version)
+    ids, matrix = embedding_matrix(image_ids=ids_wanted, model_version=version)
     position = {int(image_id): at for at, image_id in enumerate(ids)}
     splits: dict[str, SplitFeatures] = {}
-    for split in Split.values:
+    for split in (Split.TRAIN, Split.VAL):
         chosen = [
             (position[image_id], image_id, class_index[class_id])
-            for image_id, row_split, class_id in rows
+            for image_id, row_split, class_id in fitted
             if row_split == split and image_id in position and class_id in class_index
         ]
         at = np.asarray([c[0] for c in chosen], dtype=np.int64)
@@ -184,7 +189,7 @@ def dataset_features(
             else np.zeros((0, matrix.shape[1] if matrix.size else 0), np.float32),
             labels=np.asarray([c[2] for c in chosen], dtype=np.int64),
         )
-    return splits, total - len(position)
+    return splits, counts, total - len(position)
 
 
 def validation_metrics(
@@ -252,7 +257,7 @@ def training_run(
     class_index = {class_id: index for index, (class_id, _) in enumerate(classes)}
     names = [name for _, name in classes]
 
-    splits, without_embedding = dataset_features(
+    splits, counts, without_embedding = dataset_features(
         dataset=dataset, version=version, class_index=class_index, progress=report
     )
     embedded_at = time.perf_counter()
@@ -282,7 +287,6 @@ def training_run(
         val.labels,
         len(classes),
     )
-    counts = {split: len(splits[split].labels) for split in Split.values}
 
     report(1, 1, "exporting and registering the model")
     with default_storage.open(version.onnx_file, "rb") as stream:
@@ -348,7 +352,7 @@ def training_run(
             "export_and_register": round(registered_at - fitted_at, 3),
             "total": round(time.perf_counter() - started, 3),
         },
-        "message": f"v{trained.number} trained on {counts['train']} images of {dataset.name}"
+        "message": f"v{trained.number} trained on {len(train.labels)} images of {dataset.name}"
         + (f", val accuracy {accuracy:.3f}" if accuracy is not None else "")
         + f"; evaluation {run.pk} on the {split} split",
     }
