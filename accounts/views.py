@@ -54,9 +54,11 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        wait = login_wait_seconds(request=request, username=request.POST.get("username", ""))
+        username = request.POST.get("username", "")
+        wait = login_wait_seconds(request=request, username=username)
         if wait:
-            form = self.get_form_class()(request)  # unbound: nothing is checked
+            # Unbound (nothing is checked), keeping the username typed.
+            form = self.get_form_class()(request, initial={"username": username[:150]})
             context = self.get_context_data(form=form, throttled=too_many_attempts_message(wait))
             response = self.render_to_response(context, status=429)
             response["Retry-After"] = str(wait)

@@ -238,6 +238,7 @@ def test_the_eleventh_failed_sign_in_on_the_login_page_gets_429(lena: User) -> N
     assert refused.status_code == 429
     page = refused.content.decode()
     assert "Too many failed sign-in attempts for this username from your address" in page
+    assert 'value="lena"' in page  # the form keeps the username typed
     assert 0 < int(refused["Retry-After"]) <= 60
     assert "_auth_user_id" not in browser.session
 
