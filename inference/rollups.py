@@ -17,6 +17,7 @@ version without them, or after logs were written behind the services' back.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -202,9 +203,15 @@ def rollups_verdict_moved(
 
 
 def rollups_ready() -> bool:
-    """False when logs exist but no roll-up row does: an installation upgraded from a version
-    without roll-ups that has not run ``rebuild_production_rollups`` yet."""
-    return PredictionLogHour.objects.exists() or not PredictionLog.objects.exists()
+    """False when the oldest log is older than the oldest roll-up hour: the logs from before
+    the roll-ups existed are not in them (an upgraded installation that has not run
+    ``rebuild_production_rollups`` yet). Two index lookups."""
+    oldest_log = PredictionLog.objects.order_by("received_at").values_list("received_at")[:1]
+    oldest_hour = PredictionLogHour.objects.order_by("hour").values_list("hour")[:1]
+    log, hour = list(oldest_log), list(oldest_hour)
+    if not log:
+        return True
+    return bool(hour) and hour[0][0] <= hour_floor(log[0][0])
 
 
 @dataclass
@@ -226,8 +233,6 @@ def production_rollups_rebuild(
     meanwhile is counted exactly once: by the rebuild if it committed before the lock, by its
     own service after the rebuild commits otherwise. ``progress(done, total)`` follows the logs
     read."""
-    import time
-
     started = time.perf_counter()
     with transaction.atomic():
         if connection.vendor == "postgresql":

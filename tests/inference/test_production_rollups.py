@@ -316,7 +316,7 @@ def test_rebuilding_gives_the_rollups_the_services_kept(
     assert _rollups() == kept
 
 
-def test_the_dashboard_reads_the_logs_while_the_rollups_were_never_built(
+def test_the_dashboard_reads_the_logs_while_older_logs_are_missing_from_the_rollups(
     make_image: Callable[..., Image],
 ) -> None:
     image = make_image()
@@ -327,10 +327,14 @@ def test_the_dashboard_reads_the_logs_while_the_rollups_were_never_built(
 
     board = dashboard(start=MONDAY, end=MONDAY + timedelta(days=1))
     assert (board.rollups_missing, board.from_rollups, board.total) == (True, False, 3)
+    # Traffic goes on after the upgrade: the new log is counted, the old ones still are not.
+    _log(image, MONDAY + timedelta(minutes=200))
+    board = dashboard(start=MONDAY, end=MONDAY + timedelta(days=1))
+    assert (board.rollups_missing, board.from_rollups, board.total) == (True, False, 4)
 
     call_command("rebuild_production_rollups", stdout=StringIO(), stderr=StringIO())
     board = dashboard(start=MONDAY, end=MONDAY + timedelta(days=1))
-    assert (board.rollups_missing, board.from_rollups, board.total) == (False, True, 3)
+    assert (board.rollups_missing, board.from_rollups, board.total) == (False, True, 4)
 
 
 def test_the_rebuild_command_prints_a_json_summary(make_image: Callable[..., Image]) -> None:
