@@ -43,6 +43,7 @@ from curation.models import (
     Job,
     LabelClass,
 )
+from curation.services.datasets import _UnionFind
 from curation.services.jobs import job_create, job_enqueue
 from inference.embeddings import (
     embedding_matrix,
@@ -216,23 +217,28 @@ def _labelled_images() -> tuple[list[int], list[int]]:
 
 
 def _duplicate_groups(image_ids: np.ndarray) -> tuple[np.ndarray, int]:
-    """Per image, the near-duplicate group it shares a fold with (-1: none); and how many
-    groups that keeps together."""
-    groups = np.full(len(image_ids), -1, dtype=np.int64)
+    """Per image, the near-duplicate unit it shares a fold with (-1: none), groups that share
+    an image joined into one unit; and how many units that keeps together."""
+    units = _UnionFind()
+    first_of_group: dict[int, int] = {}
     members = (
         DuplicateMember.objects.exclude(group__status=DuplicateStatus.DISMISSED)
         .filter(group__size__lte=MAX_GROUP, group__size__gt=1)
         .values_list("group_id", "image_id")
     )
-    position = {int(image_id): at for at, image_id in enumerate(image_ids)}
-    seen: Counter[int] = Counter()
     for group_id, image_id in members.iterator(chunk_size=READ_CHUNK):
-        at = position.get(image_id)
-        if at is not None and groups[at] < 0:
-            groups[at] = group_id
-            seen[group_id] += 1
-    kept = {group for group, count in seen.items() if count > 1}
-    groups[~np.isin(groups, np.fromiter(kept, dtype=np.int64, count=len(kept)))] = -1
+        if group_id in first_of_group:
+            units.union(first_of_group[group_id], image_id)
+        else:
+            first_of_group[group_id] = image_id
+    groups = np.fromiter(
+        (units.find(int(i)) if int(i) in units.parent else -1 for i in image_ids),
+        dtype=np.int64,
+        count=len(image_ids),
+    )
+    values, counts = np.unique(groups[groups >= 0], return_counts=True)
+    kept = values[counts > 1]
+    groups[~np.isin(groups, kept)] = -1
     return groups, len(kept)
 
 
