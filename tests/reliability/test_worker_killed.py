@@ -33,7 +33,7 @@ from tests.reliability.conftest import Worker
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
-IMAGES = 600
+IMAGES = 400
 CLASSES = ("Robin", "Wren", "Finch", "Heron")
 
 
@@ -77,7 +77,7 @@ def test_an_import_whose_worker_is_killed_mid_job_completes_once_without_duplica
 
     def some_chunks_recorded() -> bool:
         job = Job.objects.get(pk=job_id)
-        return job.status == JobStatus.RUNNING and job.done >= 200
+        return job.status == JobStatus.RUNNING and job.done >= 100
 
     first.wait_closely(some_chunks_recorded, "the import recording its first chunks")
     first.kill()
