@@ -261,7 +261,7 @@ def rule_for(key: str) -> Rule | None:
 _PARAM = re.compile(r"<(?:\w+:)?(\w+)>|\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)")
 
 
-def _value(param: str, found: Rule, world: World) -> str:
+def url_value(param: str, found: Rule, world: World) -> str:
     if param == "pk":
         return str(getattr(world, found.ids).pk) if found.ids else "1"
     values: dict[str, Any] = {
@@ -284,7 +284,7 @@ def _value(param: str, found: Rule, world: World) -> str:
 
 def url_of(endpoint: Endpoint, found: Rule, world: World) -> str:
     def fill(match: re.Match[str]) -> str:
-        return _value(match.group(1) or match.group(2), found, world)
+        return url_value(match.group(1) or match.group(2), found, world)
 
     path = _PARAM.sub(fill, endpoint.route)
     return "/" + path.replace("^", "").replace("$", "").replace("\\.", ".")
