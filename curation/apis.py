@@ -100,7 +100,7 @@ class ImageViewSet(
         return selectors.image_list()
 
     def get_permissions(self) -> list[Any]:
-        if self.action in ("destroy", "restore"):
+        if self.action in ("destroy", "restore", "embeddings"):
             return [IsReviewer()]
         return [IsLabeller()]
 
@@ -271,6 +271,20 @@ class ImageViewSet(
             "results": [{"similarity": s.similarity, "image": s.image} for s in found],
         }
         return Response(SimilarImagesSerializer(data, context={"request": request}).data)
+
+    @extend_schema(request=None, responses={202: JobSerializer, 409: dict})
+    @action(detail=False, methods=["post"], url_path="embeddings")
+    def embeddings(self, request: Request) -> Response:
+        """Start the embeddings job: embeddings and OOD scores of every active image that has
+        none, then a fresh similarity index (reviewers). 409 when no model has an embedding
+        output."""
+        from inference.embeddings import EmbeddingError, embeddings_job_start
+
+        try:
+            job = embeddings_job_start(actor=request.user)
+        except EmbeddingError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     def _reload(self, image: Image) -> Image:
         return selectors.image_list().get(pk=image.pk)

@@ -23,4 +23,5 @@ urlpatterns = [
     path("import/", views.import_page, name="import"),
     path("imports/<int:pk>/", views.import_batch, name="import-batch"),
     path("jobs/", views.jobs, name="jobs"),
+    path("embeddings/compute", views.embeddings_compute_form, name="embeddings-compute"),
 ]

@@ -47,7 +47,14 @@ from curation.services.quality import (
 )
 from curation.services.taxonomy import TaxonomyError, class_create, subclass_create, subclass_move
 from curation.serving import image_file_response
-from inference.embeddings import images_with_ood_at_least, ood_choices, ood_param, similar_panel
+from inference.embeddings import (
+    EmbeddingError,
+    embeddings_job_start,
+    images_with_ood_at_least,
+    ood_choices,
+    ood_param,
+    similar_panel,
+)
 from labelling.models import BadReason
 from labelling.standards import exemplars_of_image
 
@@ -552,6 +559,23 @@ def image_restore_form(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, "Restored from the trash.")
     return _redirect_back(request, reverse("curation:image", args=[image.pk]))
+
+
+@reviewer_required
+@require_POST
+def embeddings_compute_form(request: HttpRequest) -> HttpResponse:
+    """Start the embeddings job (what is missing only), then go back to the page."""
+    try:
+        job = embeddings_job_start(actor=_user(request))
+    except EmbeddingError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.info(
+            request,
+            f"Computing missing embeddings (job {job.pk}); similar images and OOD scores "
+            "appear when it finishes.",
+        )
+    return _redirect_back(request, reverse("curation:jobs"))
 
 
 @login_required

@@ -170,3 +170,16 @@ def test_the_review_page_names_the_method_and_filters_by_it(
     assert "<dd>similarity 0.9" in page
     page = client.get("/duplicates/?method=phash").content.decode()
     assert ">pHash</span>" in page and "<dd>similarity" not in page
+
+
+def test_the_scan_job_runs_the_method_it_was_given(library: dict[str, Image]) -> None:
+    from curation.apis_duplicates import duplicates_scan_job_start
+    from curation.models import Job
+    from curation.tasks_duplicates import find_duplicates
+
+    job = duplicates_scan_job_start(actor=None, max_distance=8, method="all")
+    find_duplicates(job.pk)
+    job.refresh_from_db()
+    assert [scan["method"] for scan in job.result["scans"]] == ["phash", "embedding"]
+    assert set(DuplicateGroup.objects.values_list("method", flat=True)) == {"phash", "embedding"}
+    assert isinstance(job, Job)

@@ -212,3 +212,30 @@ def test_the_demo_computes_embeddings_when_the_backbone_is_installed(
     embedded = summary["embeddings"]
     assert embedded["written"] == summary["created"] > 100
     assert ImageEmbedding.objects.filter(ood_score__isnull=False).count() == summary["created"]
+
+
+def test_reviewers_start_the_embeddings_job_over_the_api_and_the_worker_runs_it(
+    backbone: ModelVersion, reviewer_api: APIClient, api: APIClient
+) -> None:
+    from inference.tasks import compute_embeddings
+
+    image = store_photo("chelsea")
+    assert api.post("/api/v1/images/embeddings/").status_code == 403
+    started = reviewer_api.post("/api/v1/images/embeddings/")
+    assert started.status_code == 202 and started.json()["kind"] == EMBEDDINGS_KIND
+    compute_embeddings(started.json()["id"])
+    job = Job.objects.get(pk=started.json()["id"])
+    assert job.status == JobStatus.SUCCEEDED and job.result["written"] == 1
+    assert ImageEmbedding.objects.filter(image=image).exists()
+
+
+def test_the_image_page_offers_reviewers_to_compute_missing_embeddings(
+    backbone: ModelVersion, client: Client, reviewer: User
+) -> None:
+    image = store_photo("chelsea")
+    client.force_login(reviewer)
+    page = client.get(f"/images/{image.pk}/").content.decode()
+    assert 'id="compute-embeddings"' in page
+    response = client.post("/embeddings/compute", {"next": f"/images/{image.pk}/"})
+    assert response.status_code == 302 and response.url == f"/images/{image.pk}/"
+    assert Job.objects.filter(kind=EMBEDDINGS_KIND).count() == 1
