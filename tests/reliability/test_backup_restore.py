@@ -54,6 +54,10 @@ try:
 except CommandError as exc:
     out["again"] = str(exc)
 out["library"] = describe()
+# A backup of the restored installation, outside any transaction (its own snapshot).
+again = io.StringIO()
+call_command("backup", sys.argv[3], "--json", stdout=again)
+out["backup_again"] = json.loads(again.getvalue())
 print("RESULT " + json.dumps(out))
 """
 
@@ -167,9 +171,10 @@ def test_a_library_backed_up_and_restored_into_an_empty_installation_comes_back_
         assert manifest["media"]["missing"] == [] and manifest["media"]["damaged"] == []
         assert len(opened.read(CHECKSUMS).decode().splitlines()) == backup["files"] + 1
     damaged = damaged_copy(archive, tmp_path / "damaged.zip")
+    second = tmp_path / "backup-of-the-restored.zip"
 
     run = subprocess.run(
-        [sys.executable, "-c", RESTORE_SCRIPT, str(damaged), str(archive)],
+        [sys.executable, "-c", RESTORE_SCRIPT, str(damaged), str(archive), str(second)],
         cwd=settings.BASE_DIR,
         env=empty_installation,
         capture_output=True,
@@ -186,6 +191,8 @@ def test_a_library_backed_up_and_restored_into_an_empty_installation_comes_back_
     assert restored["summary"]["thumbnails_queued"] == 10
     assert "not empty" in restored["again"] and "--force" in restored["again"]
     assert restored["library"] == before
+    assert restored["backup_again"]["counts"] == backup["counts"]
+    assert restored["backup_again"]["files"] == backup["files"]
     media = Path(empty_installation["LOUPE_MEDIA_ROOT"])
     assert len(list((media / "originals").rglob("*.*"))) == 10
 
