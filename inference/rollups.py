@@ -38,8 +38,9 @@ from inference.models import (
 HOUR = timedelta(hours=1)
 # Rows per INSERT statement; well under SQLite's limit of 32,766 parameters.
 UPSERT_ROWS = 500
-# Logs read between two upserts while rebuilding.
+# Logs read between two upserts while rebuilding, and the hours recounted in one transaction.
 REBUILD_CHUNK = 50_000
+REBUILD_SPAN = timedelta(days=1)
 
 
 def score_centile(score: float) -> int:
@@ -228,35 +229,64 @@ class RebuildSummary:
 def production_rollups_rebuild(
     *, progress: Callable[[int, int], None] | None = None
 ) -> RebuildSummary:
-    """Recompute every roll-up from the logs, in one transaction. On PostgreSQL the roll-up
-    tables are locked first (EXCLUSIVE: reads go on, writes wait), so a log or verdict written
-    meanwhile is counted exactly once: by the rebuild if it committed before the lock, by its
-    own service after the rebuild commits otherwise. ``progress(done, total)`` follows the logs
-    read."""
+    """Recompute every roll-up from the logs, one day of hours at a time, each day in its own
+    short transaction: logs and verdicts written meanwhile wait for one day's recount at most,
+    never for the whole rebuild. ``progress(done, total)`` follows the logs read."""
     started = time.perf_counter()
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            tables = ", ".join(connection.ops.quote_name(m._meta.db_table) for m in ROLLUP_MODELS)
-            with connection.cursor() as cursor:
-                cursor.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
-        for model in ROLLUP_MODELS:
-            model._default_manager.all().delete()
-        total = PredictionLog.objects.count()
-        if progress is not None:
-            progress(0, total)
-        rows = PredictionLog.objects.order_by().values_list(*LOG_FIELDS)
-        done = 0
-        counts = RollupCounts()
-        for row in rows.iterator(chunk_size=10_000):
-            counts.add_log(*row)
-            done += 1
-            if done % REBUILD_CHUNK == 0:
-                counts.save()
-                counts = RollupCounts()
-                if progress is not None:
-                    progress(done, total)
-        counts.save()
-        if progress is not None:
-            progress(done, total)
-        sizes = {m._meta.model_name or "": m._default_manager.count() for m in ROLLUP_MODELS}
+    total = PredictionLog.objects.count()
+    done = 0
+    if progress is not None:
+        progress(done, total)
+    span = _span()
+    if span is not None:
+        day, last = span
+        while day <= last:
+            done += _rebuild_hours(day, day + REBUILD_SPAN)
+            day += REBUILD_SPAN
+            if progress is not None:
+                progress(done, max(done, total))
+    sizes = {m._meta.model_name or "": m._default_manager.count() for m in ROLLUP_MODELS}
     return RebuildSummary(logs=done, rows=sizes, seconds=time.perf_counter() - started)
+
+
+def _span() -> tuple[datetime, datetime] | None:
+    """The first and last hour holding a log or a roll-up row (a row whose logs are gone is
+    recounted to nothing)."""
+    moments = [
+        query.first()
+        for query in (
+            PredictionLog.objects.order_by("received_at").values_list("received_at", flat=True),
+            PredictionLog.objects.order_by("-received_at").values_list("received_at", flat=True),
+            PredictionLogHour.objects.order_by("hour").values_list("hour", flat=True),
+            PredictionLogHour.objects.order_by("-hour").values_list("hour", flat=True),
+        )
+    ]
+    known = [hour_floor(m) for m in moments if m is not None]
+    return (min(known), max(known)) if known else None
+
+
+@transaction.atomic
+def _rebuild_hours(start: datetime, end: datetime) -> int:
+    """Replace the roll-up rows of the hours in [start, end) with a recount of their logs.
+
+    The roll-up tables are locked first (EXCLUSIVE on PostgreSQL: reads go on, writes wait;
+    SQLite's write lock is the database's), so a log or verdict written meanwhile is counted
+    exactly once: here if it committed before the lock, by its own service once this
+    transaction commits otherwise."""
+    if connection.vendor == "postgresql":
+        tables = ", ".join(connection.ops.quote_name(m._meta.db_table) for m in ROLLUP_MODELS)
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
+    for model in ROLLUP_MODELS:
+        model._default_manager.filter(hour__gte=start, hour__lt=end).delete()
+    logs = PredictionLog.objects.filter(received_at__gte=start, received_at__lt=end)
+    counts = RollupCounts()
+    done = 0
+    for row in logs.order_by().values_list(*LOG_FIELDS).iterator(chunk_size=10_000):
+        counts.add_log(*row)
+        done += 1
+        if done % REBUILD_CHUNK == 0:
+            counts.save()
+            counts = RollupCounts()
+    counts.save()
+    return done

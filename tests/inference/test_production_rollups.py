@@ -402,3 +402,41 @@ def test_rollups_record_adds_to_rows_already_there(make_image: Callable[..., Ima
     log = _log(make_image())
     rollups_record(logs=[log, log])
     assert PredictionLogHour.objects.get().calls == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_logs_arriving_during_a_rebuild_are_counted_once(
+    make_image: Callable[..., Image],
+) -> None:
+    image = make_image()
+    for minutes in (0, 90, 1500):  # older logs, so that the rebuild has days to walk
+        _log(image, timezone.now() - timedelta(minutes=minutes + 60 * 24 * 2))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def ingest(number: int) -> None:
+        try:
+            n = 0
+            while not stop.is_set() or n < 5:
+                entry = _entry(image, client=f"c{number}", request_id=f"t{number}-{n}")
+                prediction_log_record(entry=entry, actor=None)
+                n += 1
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=ingest, args=(i,)) for i in range(2)]
+    for worker in workers:
+        worker.start()
+    for _ in range(4):
+        production_rollups_rebuild()
+    stop.set()
+    for worker in workers:
+        worker.join()
+
+    assert errors == []
+    kept = _rollups()
+    assert sum(kept["PredictionLogHour"].values()) == PredictionLog.objects.count() >= 13
+    production_rollups_rebuild()
+    assert _rollups() == kept
