@@ -10,4 +10,4 @@ from accounts.models import User
 class LoupeUserAdmin(UserAdmin):
     list_display = ("username", "email", "role", "is_active", "last_login")
     list_filter = ("role", "is_active")
-    fieldsets = (*UserAdmin.fieldsets, ("Loupe", {"fields": ("role",)}))
+    fieldsets = (*(UserAdmin.fieldsets or ()), ("Loupe", {"fields": ("role",)}))

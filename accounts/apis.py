@@ -52,13 +52,13 @@ class TokenViewSet(viewsets.GenericViewSet):
 
     @extend_schema(request=None, responses={201: dict})
     def create(self, request: Request) -> Response:
-        instance, token = token_issue(user=request.user)
+        instance, token = token_issue(user=cast(User, request.user))
         return Response(
             {"token": token, **TokenSerializer(instance).data}, status=status.HTTP_201_CREATED
         )
 
     def destroy(self, request: Request, token_key: str | None = None) -> Response:
-        if not token_revoke(user=request.user, token_key=token_key or ""):
+        if not token_revoke(user=cast(User, request.user), token_key=token_key or ""):
             return Response({"detail": "No such token."}, status=status.HTTP_404_NOT_FOUND)
         return Response(status=status.HTTP_204_NO_CONTENT)
 

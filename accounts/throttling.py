@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.cache import cache
@@ -30,7 +31,8 @@ class LoginRate:
 def login_rate() -> LoginRate:
     """The allowed failures per window, read from settings on every call (so tests and
     ``override_settings`` can change it)."""
-    text = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["login"]
+    rest_framework = cast(dict[str, Any], settings.REST_FRAMEWORK)
+    text = rest_framework["DEFAULT_THROTTLE_RATES"]["login"]
     count, _, period = str(text).partition("/")
     if not count.strip().isdigit() or period.strip() not in _PERIODS:
         raise ImproperlyConfigured(

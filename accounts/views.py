@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 from knox.models import AuthToken
 
+from accounts.decorators import request_user
 from accounts.services import token_issue, token_revoke, token_revoke_all
 from accounts.throttling import (
     login_failure_record,
@@ -26,21 +27,22 @@ from accounts.throttling import (
 def tokens(request: HttpRequest) -> HttpResponse:
     """Issue and revoke your own API tokens."""
     new_token = None
+    user = request_user(request)
     if request.method == "POST":
         if "revoke_all" in request.POST:
-            revoked = token_revoke_all(user=request.user)
+            revoked = token_revoke_all(user=user)
             messages.success(request, f"{revoked} token{'s' if revoked != 1 else ''} revoked.")
             return redirect("accounts:tokens")
         if "revoke" in request.POST:
-            if token_revoke(user=request.user, token_key=request.POST["revoke"]):
+            if token_revoke(user=user, token_key=request.POST["revoke"]):
                 messages.success(request, "Token revoked.")
             return redirect("accounts:tokens")
-        _, new_token = token_issue(user=request.user)
+        _, new_token = token_issue(user=user)
     return render(
         request,
         "accounts/tokens.html",
         {
-            "tokens": AuthToken.objects.filter(user=request.user).order_by("-created"),
+            "tokens": AuthToken.objects.filter(user=user).order_by("-created"),
             "new_token": new_token,
             "api_url": request.build_absolute_uri(reverse("api:image-list")),
         },
