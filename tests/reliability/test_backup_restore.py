@@ -4,6 +4,7 @@ model version comes back; damaged archives and non-empty installations are refus
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -224,3 +226,52 @@ def test_restore_with_force_replaces_whatever_the_installation_holds(
 
     assert describe() == before
     assert not Image.objects.filter(thumbnail_ready=True).exists()  # rebuilt by the worker
+
+
+def rewritten(archive: Path, target: Path, *, manifest: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of the archive with its manifest changed by ``manifest``."""
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(target, "w") as copy:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == MANIFEST:
+                content = json.loads(data)
+                manifest(content)
+                data = json.dumps(content).encode()
+            copy.writestr(info, data)
+    return target
+
+
+@pytest.mark.django_db
+def test_restore_refuses_archives_it_cannot_trust_or_load(tmp_path: Path) -> None:
+    archive = tmp_path / "empty.zip"
+    call_command("backup", str(archive), stdout=io.StringIO())
+
+    def newer_loupe(content: dict[str, Any]) -> None:
+        content["migrations"]["curation"].append("9999_from_the_future")
+
+    future = rewritten(archive, tmp_path / "future.zip", manifest=newer_loupe)
+    with pytest.raises(CommandError, match=r"lacks 1 migration\(s\).*9999_from_the_future"):
+        call_command("restore", str(future), stdout=io.StringIO())
+
+    # A member outside the names Loupe writes, even one listed with a correct checksum.
+    escaping = tmp_path / "escaping.zip"
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(escaping, "w") as copy:
+        listing = source.read(CHECKSUMS) + b"%s  media/../../evil.py\n" % (
+            hashlib.sha256(b"x").hexdigest().encode()
+        )
+        content = json.loads(source.read(MANIFEST))
+        content["checksums"]["sha256"] = hashlib.sha256(listing).hexdigest()
+        for info in source.infolist():
+            if info.filename not in (CHECKSUMS, MANIFEST):
+                copy.writestr(info, source.read(info))
+        copy.writestr(CHECKSUMS, listing)
+        copy.writestr(MANIFEST, json.dumps(content))
+        copy.writestr("media/../../evil.py", b"x")
+    with pytest.raises(CommandError, match="a member Loupe never writes"):
+        call_command("restore", str(escaping), stdout=io.StringIO())
+    assert not (tmp_path.parent / "evil.py").exists()
+
+    not_a_zip = tmp_path / "notes.zip"
+    not_a_zip.write_text("hello")
+    with pytest.raises(CommandError, match="Cannot read"):
+        call_command("restore", str(not_a_zip), stdout=io.StringIO())
