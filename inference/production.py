@@ -547,14 +547,15 @@ def dashboard(
     hours at either end of the range from the logs, so the cost follows the number of hours,
     not of logs. The figures are the same as counting the logs (``source="logs"``), which is
     what happens when the roll-ups cannot answer: the current time zone is not a whole number
-    of hours from UTC, or logs exist but the roll-ups were never built
-    (``rollups_missing``). The share above a threshold that is not a multiple of 0.01 is
+    of hours from UTC, or there are logs older than the roll-ups (``rollups_missing``: not
+    rebuilt since an upgrade). The share above a threshold that is not a multiple of 0.01 is
     counted from the logs (one index scan)."""
     threshold = confidence_threshold() if threshold is None else threshold
     first_hour, last_hour = hour_ceil(start), hour_floor(end)
     usable = first_hour < last_hour and _whole_hours_from_utc(start, end)
     missing = usable and source == Source.ROLLUPS and not rollups_ready()
-    if source == Source.ROLLUPS and usable and not missing:
+    use_rollups = source == Source.ROLLUPS and usable and not missing
+    if use_rollups:
         tally = _rollup_tally(first_hour, last_hour, threshold)
         if start < first_hour or last_hour < end:
             edges = Q(received_at__gte=start, received_at__lt=first_hour) | Q(
@@ -565,7 +566,7 @@ def dashboard(
         in_range = PredictionLog.objects.filter(received_at__gte=start, received_at__lt=end)
         tally = _log_tally(in_range, threshold)
     board = _board(tally, start=start, end=end, threshold=threshold, top_classes=top_classes)
-    board.from_rollups = source == Source.ROLLUPS and usable and not missing
+    board.from_rollups = use_rollups
     board.rollups_missing = missing
     return board
 
@@ -578,8 +579,8 @@ _WHOLE_HOUR_OFFSETS = {timedelta(hours=h) for h in range(-12, 15)}
 
 
 def _log_tally(logs: QuerySet[PredictionLog], threshold: float) -> _Tally:
-    """Three aggregate queries over the received_at index; on PostgreSQL the first two read
-    only the covering index."""
+    """Two aggregate queries over the received_at index (on PostgreSQL they read only the
+    covering index) and four over the reviewed logs."""
     tally = _Tally()
     buckets = (
         logs.annotate(hour=TruncHour("received_at"))
