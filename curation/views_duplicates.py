@@ -144,9 +144,9 @@ def scan(request: HttpRequest) -> HttpResponse:
         method=method,
         min_similarity=min_similarity,
     )
-    thresholds = {
-        DuplicateMethod.PHASH: f"pHash, {max_distance} bits",
-        DuplicateMethod.EMBEDDING: f"embeddings, similarity {min_similarity:.2f}",
+    thresholds: dict[str, str] = {
+        DuplicateMethod.PHASH.value: f"pHash, {max_distance} bits",
+        DuplicateMethod.EMBEDDING.value: f"embeddings, similarity {min_similarity:.2f}",
     }
     what = thresholds.get(method, f"{thresholds['phash']}, then {thresholds['embedding']}")
     messages.info(

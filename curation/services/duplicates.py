@@ -347,11 +347,13 @@ def duplicates_scan_embedding(
     if progress:
         progress(f"storing {len(groups)} groups")
     in_groups = [image_id for members in groups for image_id in members]
-    hashes = dict(
-        ImageFeatures.objects.filter(image_id__in=in_groups, phash__isnull=False).values_list(
-            "image_id", "phash"
-        )
-    )
+    hashes: dict[int, int] = {
+        image_id: phash
+        for image_id, phash in ImageFeatures.objects.filter(
+            image_id__in=in_groups, phash__isnull=False
+        ).values_list("image_id", "phash")
+        if phash is not None
+    }
     result.group_ids, result.groups = _replace_open_groups(
         groups, hashes, method=DuplicateMethod.EMBEDDING, max_distance=0
     )
