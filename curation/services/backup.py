@@ -400,9 +400,10 @@ def backup_restore(
     Precondition: ``migrate`` has run. Refuses an installation that holds any rows (users,
     classes, images…) unless ``force``, which replaces everything. The database dump and every
     file are checked against their checksums before the first row is written: a damaged
-    archive changes no row (files already stored are identical copies by name, or orphans the
-    sweeper removes). Rows load in one transaction. Thumbnails are rebuilt by the worker;
-    jobs that were queued or running at backup time are marked failed.
+    archive changes no row (the verified files stored before the damaged one was found have
+    no row; the orphan sweeper removes the originals among them). Rows load in one
+    transaction. Thumbnails are rebuilt by the worker; jobs that were queued or running at
+    backup time are marked failed.
     """
     started = time.monotonic()
     report = progress or (lambda stage, done, total: None)
