@@ -107,6 +107,30 @@ def test_an_invalid_value_for_an_allowed_filter_is_a_400_naming_it(admin_api: AP
     assert "status" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("name", ["label_class", "subclass", "import_batch"])
+@pytest.mark.parametrize("value", ["9223372036854775808", "-9223372036854775809", "1.5"])
+def test_an_id_filter_refuses_what_no_row_id_can_be(
+    admin_api: APIClient, name: str, value: str
+) -> None:
+    response = admin_api.get("/api/v1/images/", {name: value})
+
+    assert response.status_code == 400
+    assert name in response.json()["detail"]
+
+
+@pytest.mark.parametrize("pk", ["9223372036854775808", "-1", "0x10", "1e3", "%00"])
+def test_detail_urls_answer_a_client_error_for_any_id(admin_api: APIClient, pk: str) -> None:
+    detail_routes = [e for e in endpoints() if e.is_api and "(?P<pk>" in e.route]
+    for endpoint in detail_routes:
+        route = endpoint.route.replace("^", "").replace("$", "")
+        url = "/" + route.replace("(?P<pk>[^/.]+)", pk)
+        url = url.split("(?P<", 1)[0]  # routes with a second id: the first is enough
+        response = admin_api.get(url)
+        assert response.status_code < 500, f"{url}: {response.status_code}"
+
+    assert len(detail_routes) > 20
+
+
 def test_lists_never_show_password_hashes_or_emails(admin_api: APIClient) -> None:
     for endpoint in list_endpoints():
         url = "/" + endpoint.route.replace("^", "").replace("$", "")
