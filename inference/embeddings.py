@@ -261,7 +261,7 @@ def embeddings_for_new_images(*, image_ids: list[int]) -> int:
             return 0
         made = embeddings_make(image_ids=image_ids, version=version)
         if made:
-            ood_scores_fill(version=version, image_ids=made)
+            ood_scores_fill(version=version, image_ids=made, fresh=False)
             if _rows_outside_index(version) >= INDEX_REBUILD_PENDING:
                 similarity_index_build(version=version)
         return len(made)
@@ -336,14 +336,38 @@ def embeddings_job_start(*, actor: User | None) -> Job:
 # --- Out-of-distribution scores -------------------------------------------------------------
 
 
-def _labelled_index(version: ModelVersion) -> tuple[np.ndarray, Any]:
+# How long a worker process reuses its index of the labelled images for the OOD scores of
+# new images; any labelling, trashing or restoring that changes the labelled set (its count,
+# newest row or id sum) rebuilds it sooner. A full embeddings job always starts afresh.
+LABELLED_INDEX_SECONDS = 600
+_labelled_cache: dict[int, tuple[float, tuple[Any, ...], np.ndarray, Any]] = {}
+
+
+def labelled_index_clear() -> None:
+    _labelled_cache.clear()
+
+
+def _labelled_index(version: ModelVersion, *, fresh: bool = False) -> tuple[np.ndarray, Any]:
     """Ids of the labelled active images with embeddings, and an exact inner-product index
-    over them (float32: batched searches run on BLAS)."""
+    over them (float32: batched searches run on BLAS). Reused between the import chunks a
+    worker process handles (reading every labelled vector for each chunk of new images would
+    cost more than embedding them)."""
     import faiss
+    from django.db.models import Count, Sum
 
     rows = ImageEmbedding.objects.filter(
         model_version=version, image__status=ImageStatus.ACTIVE, image__subclass__isnull=False
-    ).order_by("image_id")
+    )
+    state = tuple(rows.aggregate(n=Count("pk"), newest=Max("pk"), ids=Sum("image_id")).values())
+    cached = _labelled_cache.get(version.pk)
+    if (
+        cached is not None
+        and not fresh
+        and cached[1] == state
+        and time.monotonic() - cached[0] < LABELLED_INDEX_SECONDS
+    ):
+        return cached[2], cached[3]
+    rows = rows.order_by("image_id")
     ids: list[int] = []
     blobs: list[bytes | memoryview] = []
     for image_id, blob in rows.values_list("image_id", "vector").iterator(chunk_size=5000):
@@ -353,7 +377,9 @@ def _labelled_index(version: ModelVersion) -> tuple[np.ndarray, Any]:
     index = faiss.IndexFlatIP(matrix.shape[1]) if len(ids) else None
     if index is not None:
         index.add(matrix)
-    return np.array(ids, dtype=np.int64), index
+    labelled = np.array(ids, dtype=np.int64)
+    _labelled_cache[version.pk] = (time.monotonic(), state, labelled, index)
+    return labelled, index
 
 
 def ood_scores(
@@ -385,10 +411,12 @@ def ood_scores_fill(
     version: ModelVersion,
     image_ids: Sequence[int] | None = None,
     recompute: bool = False,
+    fresh: bool = True,
     chunk_size: int = 4096,
 ) -> int:
     """Store the OOD score of the embedded images that have none (or, with ``recompute``,
-    of all of them; with ``image_ids``, of those only). Returns how many were stored."""
+    of all of them; with ``image_ids``, of those only). ``fresh=False`` lets the worker reuse
+    its recent index of the labelled images. Returns how many were stored."""
     rows = ImageEmbedding.objects.filter(model_version=version)
     if not recompute:
         rows = rows.filter(ood_score__isnull=True)
@@ -397,7 +425,7 @@ def ood_scores_fill(
     pending = list(rows.order_by("pk").values_list("pk", flat=True))
     if not pending:
         return 0
-    labelled_ids, index = _labelled_index(version)
+    labelled_ids, index = _labelled_index(version, fresh=fresh)
     if index is None:
         return 0
     neighbours = int(settings.LOUPE_OOD_NEIGHBOURS)

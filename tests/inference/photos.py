@@ -13,6 +13,7 @@ from PIL import Image as PILImage
 
 from curation.models import Image, ImportKind, SubClass
 from curation.services.images import file_inspect, image_import, import_batch_create
+from inference.embeddings import labelled_index_clear
 from inference.models import ModelVersion
 from tests.curation.duplicate_photos import jpeg, photo
 
@@ -22,6 +23,7 @@ def backbone(db: None, settings: Any, tmp_path: Path) -> ModelVersion:
     """The installed EfficientNet-Lite0 backbone, the embedding model; similarity indexes go to
     the test's own data folder."""
     settings.DATA_DIR = tmp_path / "data"
+    labelled_index_clear()  # a worker's cache must not outlive the test's database
     call_command("install_backbone", "--json", stdout=io.StringIO())
     return ModelVersion.objects.get(number=1)
 

@@ -137,6 +137,27 @@ def test_an_image_unlike_the_library_scores_higher_than_one_like_it(
     assert all(row.ood_score is not None and row.ood_score > 0.005 for row in labelled)
 
 
+def test_new_images_are_scored_against_the_labelled_set_as_it_is_now(
+    ood_library: dict[str, Image],
+) -> None:
+    from curation.services.images import image_relabel
+
+    moon = photo("moon")
+    first = store_pil(moon.rotate(4))
+    embeddings_for_new_images(image_ids=[first.pk])
+    assert _ood(first) > 0.5  # nothing like it is labelled
+    image_relabel(
+        image_id=ood_library["unlike"].pk,
+        subclass=SubClassFactory(),
+        actor=None,
+        reason="labelling",
+        expected_version=None,
+    )
+    second = store_pil(moon.crop((10, 10, moon.width, moon.height)))
+    embeddings_for_new_images(image_ids=[second.pk])
+    assert _ood(second) < _ood(first)
+
+
 def test_ood_min_filters_the_images_api_and_the_inbox(
     ood_library: dict[str, Image], api: APIClient, client: Client, labeller: User
 ) -> None:
