@@ -274,6 +274,17 @@ SPECTACULAR_SETTINGS = {
 
 # --- Security -------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
+# Passwords chosen in the admin's forms and with createsuperuser/changepassword: not short, not
+# common, not all digits, not like the username.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 10},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 # Served over HTTPS (directly or behind a proxy that sets X-Forwarded-Proto): secure cookies,
 # redirects to HTTPS and HSTS.
 HTTPS = env_bool("LOUPE_HTTPS", False)

@@ -288,3 +288,46 @@ def test_an_admin_signs_in_to_the_admin_through_the_login_page() -> None:
 
     assert response.status_code == 302 and response["Location"] == "/admin/"
     assert browser.get("/admin/").status_code == 200
+
+
+# --- Passwords --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("password", ["password", "short1", "12345678901", "qwertyuiop"])
+def test_the_admin_refuses_weak_passwords_for_new_users(password: str) -> None:
+    admin = UserFactory(username="ada", role=Role.ADMIN, is_staff=True, is_superuser=True)
+    browser = Client()
+    browser.force_login(admin)
+
+    response = browser.post(
+        "/admin/accounts/user/add/",
+        {
+            "username": "lena",
+            "usable_password": "true",
+            "password1": password,
+            "password2": password,
+        },
+    )
+
+    assert response.status_code == 200  # the form again, with the reason
+    assert not User.objects.filter(username="lena").exists()
+
+
+def test_the_admin_accepts_a_strong_password() -> None:
+    admin = UserFactory(username="ada", role=Role.ADMIN, is_staff=True, is_superuser=True)
+    browser = Client()
+    browser.force_login(admin)
+    password = "correct horse battery staple"
+
+    response = browser.post(
+        "/admin/accounts/user/add/",
+        {
+            "username": "lena",
+            "usable_password": "true",
+            "password1": password,
+            "password2": password,
+        },
+    )
+
+    assert response.status_code == 302
+    assert User.objects.get(username="lena").check_password(password)
