@@ -242,7 +242,8 @@ class ScanResult:
             "seconds_search": round(self.seconds_search, 3),
             "index": self.index,
             "message": (
-                f"{len(self.groups)} {self.method} duplicate groups ({in_groups} images) among "
+                f"{len(self.groups)} {self.method} duplicate group"
+                f"{'' if len(self.groups) == 1 else 's'} ({in_groups} images) among "
                 f"{self.images} images at {at}"
             ),
         }

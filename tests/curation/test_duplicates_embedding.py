@@ -133,6 +133,11 @@ def test_find_duplicates_takes_a_method(library: dict[str, Image]) -> None:
     assert {m["id"] for m in members} == {library["cropped"].pk, library["rotated"].pk}
     assert all(m["nearest_similarity"] >= 0.95 for m in members)
 
+    out, err = io.StringIO(), io.StringIO()
+    call_command("find_duplicates", "--method", "embedding", stdout=out, stderr=err)
+    assert "embedding group" in out.getvalue()
+    assert "1 embedding duplicate group (2 images)" in out.getvalue()
+
     out = io.StringIO()
     call_command("find_duplicates", "--method", "all", "--json", stdout=out)
     both = json.loads(out.getvalue())
