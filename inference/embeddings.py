@@ -280,10 +280,11 @@ def embeddings_compute(
     *,
     version: ModelVersion | None = None,
     progress: Callable[[int, int], None] | None = None,
+    stage: Callable[[str], None] | None = None,
     chunk_size: int | None = None,
 ) -> dict[str, Any]:
     """Embeddings for every active image that has none, then the OOD scores still missing and
-    a fresh similarity index.
+    a fresh similarity index (``stage`` hears which of the three is running).
 
     Walks the images still missing one in primary-key order, a chunk at a time; running it
     again computes nothing new, and a run cut short resumes where it stopped.
@@ -309,7 +310,11 @@ def embeddings_compute(
             progress(seen, max(total, seen))
     if progress and not seen:
         progress(0, 0)
+    if stage:
+        stage("scoring out-of-distribution")
     scored = ood_scores_fill(version=version)
+    if stage:
+        stage("building the similarity index")
     index = similarity_index_build(version=version)
     return {
         "images": seen,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from django.utils import timezone
 
 from curation.models import Job
 from curation.services.jobs import job_progress, job_run
@@ -74,7 +75,11 @@ def compute_embeddings(job_id: int) -> None:
         def progress(done: int, total: int) -> None:
             job_progress(job_id=job.pk, done=done, total=total, message=f"{done} of {total} images")
 
-        return embeddings_compute(version=version, progress=progress)
+        def stage(message: str) -> None:
+            # The images are done; what follows has no count, only a name (and proves life).
+            Job.objects.filter(pk=job.pk).update(message=message, heartbeat_at=timezone.now())
+
+        return embeddings_compute(version=version, progress=progress, stage=stage)
 
     job_run(job_id=job_id, work=work)
 
