@@ -51,7 +51,12 @@ class Command(BaseCommand):
                 bar.refresh()
                 job_progress(job_id=job.pk, done=done, total=total)
 
-            result = embeddings_compute(version=version, progress=progress)
+            def stage(message: str) -> None:
+                if not quiet:
+                    bar.refresh()
+                    self.stderr.write(message)
+
+            result = embeddings_compute(version=version, progress=progress, stage=stage)
             if options["recompute_ood"]:
                 result["ood_scored"] = ood_scores_fill(version=version, recompute=True)
             return result
