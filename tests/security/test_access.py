@@ -74,6 +74,7 @@ ACCESS: dict[str, Rule] = {
     "curation:import": rule(GET=L),
     "curation:import-batch": rule("batch", GET=L),
     "curation:jobs": rule(GET=L),
+    "curation:embeddings-compute": rule(POST=R),
     "accounts:tokens": rule(GET=L, POST=L),
     # --- Labelling ----------------------------------------------------------------------------
     "labelling:queues": rule(GET=L),
@@ -142,6 +143,7 @@ ACCESS: dict[str, Rule] = {
     "api:image-thumbnail": rule("image", GET=L),
     "api:image-restore": rule("trashed", POST=R),
     "api:image-similar": rule("image", GET=L),
+    "api:image-embeddings": rule(POST=R),
     "api:import-list": rule(GET=L, POST=L),
     "api:import-detail": rule("batch", GET=L),
     "api:import-items": rule("batch", GET=L),
@@ -291,10 +293,8 @@ def url_of(endpoint: Endpoint, found: Rule, world: World) -> str:
 
 
 def request(client: Any, method: str, url: str, *, api: bool) -> HttpResponse:
-    if method == "GET":
-        return client.get(url)
-    if method == "DELETE":
-        return client.delete(url)
+    if method in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        return getattr(client, method.lower())(url)
     if api:
         return getattr(client, method.lower())(url, "{}", content_type="application/json")
     return getattr(client, method.lower())(url, {})

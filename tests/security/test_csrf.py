@@ -77,7 +77,7 @@ def _session_writes() -> list[tuple[Endpoint, str]]:
         view_class = getattr(endpoint.callback, "cls", None)
         if view_class is None or SessionAuthentication not in view_class.authentication_classes:
             continue  # a browser session cannot reach it at all (token sign-in and sign-out)
-        for method in sorted((endpoint.api_methods() or set()) - {"GET"}):
+        for method in sorted((endpoint.api_methods() or set()) - {"GET", "HEAD", "OPTIONS"}):
             writes.append((endpoint, method))
     return writes
 
