@@ -1,0 +1,186 @@
+"""Computing embeddings: batched inference, the embeddings job, the import step."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+
+from accounts.models import User
+from curation.imaging import ImageRejected
+from curation.models import Image, ImageStatus, Job
+from curation.services.jobs import job_create, job_enqueue
+from inference.embeddings.ood import ood_scores_fill
+from inference.embeddings.similarity import rows_outside_index, similarity_index_build
+from inference.embeddings.vectors import (
+    embedding_version,
+    embedding_version_required,
+    vector_encode,
+)
+from inference.models import ImageEmbedding, ModelVersion
+from inference.pipeline import decoded_batches
+from inference.preprocessing import PreprocessSpec, load_input
+from inference.runtime import session_for
+
+logger = logging.getLogger(__name__)
+
+EMBEDDINGS_KIND = "inference.embeddings_compute"
+BATCH_SIZE = 32
+# Rows embedded since the last index build beyond which the import path rebuilds the index:
+# the exact scan of newer rows (about 60 ms per 1,000 on SQLite, mostly reading them) stays
+# well inside the page's budget.
+INDEX_REBUILD_PENDING = 2_000
+
+
+def _embed_batch(version: ModelVersion, samples: list[np.ndarray]) -> np.ndarray:
+    """The embedding output for preprocessed samples (a model exported with a fixed batch
+    size is run at that size, padded)."""
+    session = session_for(version)
+    fixed = session.get_inputs()[0].shape[0]
+    size = fixed if isinstance(fixed, int) and fixed > 0 else len(samples)
+    parts = []
+    for start in range(0, len(samples), size):
+        chunk = samples[start : start + size]
+        batch = np.stack(chunk)
+        if len(chunk) < size:
+            pad = np.zeros((size - len(chunk), *batch.shape[1:]), np.float32)
+            batch = np.concatenate([batch, pad])
+        out = session.run([version.embedding_output], {version.input_name: batch})[0]
+        parts.append(np.asarray(out, dtype=np.float32).reshape(len(batch), -1)[: len(chunk)])
+    return np.concatenate(parts)
+
+
+def _load_image(image: Image, spec: PreprocessSpec) -> np.ndarray | None:
+    try:
+        with default_storage.open(image.storage_name, "rb") as stream:
+            return load_input(stream, spec)
+    except (ImageRejected, OSError) as exc:
+        logger.warning("No embedding for image %s: %s", image.pk, exc)
+        return None
+
+
+def embeddings_make(*, image_ids: Iterable[int], version: ModelVersion | None = None) -> list[int]:
+    """Store the embedding of ``version`` (default: the embedding model) for the active images
+    among ``image_ids`` that have none yet. Idempotent (the unique constraint settles races);
+    images that cannot be decoded are skipped and logged. Returns the ids of the images that
+    got one."""
+    version = version or embedding_version()
+    if version is None:
+        return []
+    ids = list(image_ids)
+    done = set(
+        ImageEmbedding.objects.filter(model_version=version, image_id__in=ids).values_list(
+            "image_id", flat=True
+        )
+    )
+    images = list(
+        Image.objects.filter(pk__in=[i for i in ids if i not in done], status=ImageStatus.ACTIVE)
+        .only("pk", "sha256", "extension")
+        .order_by("pk")
+    )
+    spec = PreprocessSpec.of(version)
+    made: list[int] = []
+    for batch in decoded_batches(
+        images, lambda image: _load_image(image, spec), batch_size=BATCH_SIZE
+    ):
+        vectors = _embed_batch(version, [sample for _, sample in batch])
+        rows = [
+            ImageEmbedding(model_version=version, image_id=image.pk, vector=vector_encode(vector))
+            for (image, _), vector in zip(batch, vectors, strict=True)
+        ]
+        ImageEmbedding.objects.bulk_create(rows, ignore_conflicts=True)
+        made.extend(image.pk for image, _ in batch)
+    return made
+
+
+def embeddings_for_new_images(*, image_ids: list[int]) -> int:
+    """The worker's embedding step after import: embeddings and OOD scores of new images, and
+    an index rebuild when many rows wait outside it. A failure here never fails the rest of
+    image processing (embeddings can be computed again)."""
+    try:
+        version = embedding_version()
+        if version is None:
+            return 0
+        made = embeddings_make(image_ids=image_ids, version=version)
+        if made:
+            ood_scores_fill(version=version, image_ids=made, fresh=False)
+            if rows_outside_index(version) >= INDEX_REBUILD_PENDING:
+                similarity_index_build(version=version)
+        return len(made)
+    except Exception:
+        logger.exception("Embeddings failed for %d images", len(image_ids))
+        return 0
+
+
+def embeddings_missing(*, version: ModelVersion) -> Any:
+    """Active images with no embedding from ``version``."""
+    has = ImageEmbedding.objects.filter(model_version=version, image=OuterRef("pk"))
+    return Image.objects.filter(status=ImageStatus.ACTIVE).filter(~Exists(has))
+
+
+def embeddings_compute(
+    *,
+    version: ModelVersion | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    stage: Callable[[str], None] | None = None,
+    chunk_size: int | None = None,
+) -> dict[str, Any]:
+    """Embeddings for every active image that has none, then the OOD scores still missing and
+    a fresh similarity index (``stage`` hears which of the three is running).
+
+    Walks the images still missing one in primary-key order, a chunk at a time; running it
+    again computes nothing new, and a run cut short resumes where it stopped.
+    ``progress(done, total)`` counts the images that needed an embedding when the run began.
+    Raises EmbeddingError when no model version has an embedding output.
+    """
+    version = version or embedding_version_required()
+    chunk_size = chunk_size or settings.LOUPE_PROCESS_CHUNK
+    missing = embeddings_missing(version=version)
+    total = missing.count()
+    last_id = 0
+    seen = written = 0
+    while True:
+        ids = list(
+            missing.filter(pk__gt=last_id).order_by("pk").values_list("pk", flat=True)[:chunk_size]
+        )
+        if not ids:
+            break
+        written += len(embeddings_make(image_ids=ids, version=version))
+        seen += len(ids)
+        last_id = ids[-1]
+        if progress:
+            progress(seen, max(total, seen))
+    if progress and not seen:
+        progress(0, 0)
+    if stage:
+        stage("scoring out-of-distribution")
+    scored = ood_scores_fill(version=version)
+    if stage:
+        stage("building the similarity index")
+    index = similarity_index_build(version=version)
+    return {
+        "images": seen,
+        "written": written,
+        "skipped": seen - written,
+        "ood_scored": scored,
+        "indexed": index.count,
+        "model_version": version.number,
+        "message": f"{written} new embeddings from v{version.number}; {scored} OOD scores; "
+        f"index of {index.count} images",
+    }
+
+
+def embeddings_job_start(*, actor: User | None) -> Job:
+    """Queue ``embeddings_compute`` as a job. Raises EmbeddingError when no model version has
+    an embedding output."""
+    version = embedding_version_required()
+    with transaction.atomic():
+        job = job_create(kind=EMBEDDINGS_KIND, actor=actor, params={"model_version_id": version.pk})
+        job_enqueue(job=job)
+    return job
