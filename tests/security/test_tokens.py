@@ -331,3 +331,17 @@ def test_the_admin_accepts_a_strong_password() -> None:
 
     assert response.status_code == 302
     assert User.objects.get(username="lena").check_password(password)
+
+
+def test_a_malformed_login_rate_stops_start_up_with_a_clear_error(settings: Any) -> None:
+    from accounts.checks import login_rate_check
+
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"login": "often"},
+    }
+
+    errors = login_rate_check(None)
+
+    assert [error.id for error in errors] == ["loupe.E001"]
+    assert "'often'" in errors[0].msg
