@@ -148,6 +148,12 @@ def main() -> None:
     info = similarity_index_build(version=version)
     size = info.path.stat().st_size / 1024**2
     print(f"index build (read rows, add, write): {info.seconds:.1f} s, {size:.0f} MiB file")
+    started = time.perf_counter()
+    similarity_index_load(version=version)
+    print(
+        f"index load by a web process (first query after a build): "
+        f"{time.perf_counter() - started:.2f} s"
+    )
 
     rng = np.random.default_rng(5)
     members = np.flatnonzero(clusters >= 0)
