@@ -36,12 +36,11 @@ _RETRY = {
 def process_images(image_ids: list[int]) -> int:
     made = thumbnails_make(image_ids=image_ids)
     features_and_duplicates_make(image_ids=image_ids)  # pHash, lint, on-import duplicate check
-    from inference.services import suggestions_make  # top-k from the active model, if any
+    # Top-k from the active model, embeddings and OOD scores from the embedding model (one
+    # pass when they are the same version).
+    from inference.embeddings import suggestions_and_embeddings_make
 
-    suggestions_make(image_ids=image_ids)
-    from inference.embeddings import embeddings_for_new_images  # vectors and OOD scores
-
-    embeddings_for_new_images(image_ids=image_ids)
+    suggestions_and_embeddings_make(image_ids=image_ids)
     return made
 
 

@@ -231,7 +231,7 @@ def predictions_make(*, image_ids: Iterable[int], version: ModelVersion | None =
     ):
         results = top_k(version, probabilities, k=STORED_TOP_K)
         rows = [
-            _prediction_row(image, version, result)
+            prediction_row(image, version, result)
             for image, result in zip(batch, results, strict=True)
         ]
         created = Prediction.objects.bulk_create(rows, ignore_conflicts=True)
@@ -259,7 +259,7 @@ def _load_image(image: Image, spec: PreprocessSpec) -> np.ndarray | None:
         return None
 
 
-def _prediction_row(image: Image, version: ModelVersion, result: TopK) -> Prediction:
+def prediction_row(image: Image, version: ModelVersion, result: TopK) -> Prediction:
     return Prediction(
         image_id=image.pk,
         model_version=version,

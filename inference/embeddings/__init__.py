@@ -28,6 +28,7 @@ from inference.embeddings.compute import (
     embeddings_job_start,
     embeddings_make,
     embeddings_missing,
+    suggestions_and_embeddings_make,
 )
 from inference.embeddings.ood import (
     OOD_MAX,
@@ -121,6 +122,7 @@ __all__ = [
     "similarity_index_info",
     "similarity_index_load",
     "stack_vectors",
+    "suggestions_and_embeddings_make",
     "vector_decode",
     "vector_encode",
     "with_ood_scores",

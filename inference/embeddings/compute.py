@@ -19,6 +19,7 @@ from curation.services.jobs import job_create, job_enqueue
 from inference.embeddings.ood import ood_scores_fill
 from inference.embeddings.similarity import rows_outside_index, similarity_index_build
 from inference.embeddings.vectors import (
+    EmbeddingError,
     embedding_version,
     embedding_version_required,
     vector_encode,
@@ -38,22 +39,31 @@ BATCH_SIZE = 32
 INDEX_REBUILD_PENDING = 2_000
 
 
-def _embed_batch(version: ModelVersion, samples: list[np.ndarray]) -> np.ndarray:
-    """The embedding output for preprocessed samples (a model exported with a fixed batch
-    size is run at that size, padded)."""
+def _run_outputs(
+    version: ModelVersion, samples: list[np.ndarray], outputs: list[str]
+) -> list[np.ndarray]:
+    """The named outputs for preprocessed samples, one array (n x width) each, from one run
+    per batch (a model exported with a fixed batch size is run at that size, padded)."""
     session = session_for(version)
     fixed = session.get_inputs()[0].shape[0]
     size = fixed if isinstance(fixed, int) and fixed > 0 else len(samples)
-    parts = []
+    parts: list[list[np.ndarray]] = [[] for _ in outputs]
     for start in range(0, len(samples), size):
         chunk = samples[start : start + size]
         batch = np.stack(chunk)
         if len(chunk) < size:
             pad = np.zeros((size - len(chunk), *batch.shape[1:]), np.float32)
             batch = np.concatenate([batch, pad])
-        out = session.run([version.embedding_output], {version.input_name: batch})[0]
-        parts.append(np.asarray(out, dtype=np.float32).reshape(len(batch), -1)[: len(chunk)])
-    return np.concatenate(parts)
+        results = session.run(outputs, {version.input_name: batch})
+        for part, result in zip(parts, results, strict=True):
+            part.append(np.asarray(result).reshape(len(batch), -1)[: len(chunk)])
+    return [np.concatenate(part) for part in parts]
+
+
+def _embed_batch(version: ModelVersion, samples: list[np.ndarray]) -> np.ndarray:
+    """The embedding output for preprocessed samples."""
+    vectors = _run_outputs(version, samples, [version.embedding_output])[0]
+    return np.asarray(vectors, dtype=np.float32)
 
 
 def _load_image(image: Image, spec: PreprocessSpec) -> np.ndarray | None:
@@ -99,6 +109,15 @@ def embeddings_make(*, image_ids: Iterable[int], version: ModelVersion | None = 
     return made
 
 
+def _after_new_embeddings(version: ModelVersion, made: list[int]) -> None:
+    """OOD scores of newly embedded images, and an index rebuild when many rows wait outside
+    the index."""
+    if made:
+        ood_scores_fill(version=version, image_ids=made, fresh=False)
+        if rows_outside_index(version) >= INDEX_REBUILD_PENDING:
+            similarity_index_build(version=version)
+
+
 def embeddings_for_new_images(*, image_ids: list[int]) -> int:
     """The worker's embedding step after import: embeddings and OOD scores of new images, and
     an index rebuild when many rows wait outside it. A failure here never fails the rest of
@@ -108,14 +127,96 @@ def embeddings_for_new_images(*, image_ids: list[int]) -> int:
         if version is None:
             return 0
         made = embeddings_make(image_ids=image_ids, version=version)
-        if made:
-            ood_scores_fill(version=version, image_ids=made, fresh=False)
-            if rows_outside_index(version) >= INDEX_REBUILD_PENDING:
-                similarity_index_build(version=version)
+        _after_new_embeddings(version, made)
         return len(made)
     except Exception:
         logger.exception("Embeddings failed for %d images", len(image_ids))
         return 0
+
+
+def suggestions_and_embeddings_make(*, image_ids: list[int]) -> dict[str, int]:
+    """The worker's model step after import: suggestions from the active model, embeddings
+    and OOD scores from the embedding model. When both are one version (the installed
+    backbone, by default) each image is decoded and run once for both outputs instead of
+    twice. A failure never fails the rest of image processing: both can be computed again."""
+    from inference.services import active_version, suggestions_make
+
+    try:
+        version = embedding_version()
+    except EmbeddingError:
+        version = None
+    active = active_version()
+    if version is None or active is None or active.pk != version.pk:
+        return {
+            "suggestions": suggestions_make(image_ids=image_ids),
+            "embeddings": embeddings_for_new_images(image_ids=image_ids),
+        }
+    try:
+        suggested, made = _predictions_and_embeddings_make(image_ids=image_ids, version=version)
+        _after_new_embeddings(version, made)
+    except Exception:
+        logger.exception("Suggestions and embeddings failed for %d images", len(image_ids))
+        return {"suggestions": 0, "embeddings": 0}
+    return {"suggestions": suggested, "embeddings": len(made)}
+
+
+def _predictions_and_embeddings_make(
+    *, image_ids: list[int], version: ModelVersion
+) -> tuple[int, list[int]]:
+    """Top-k predictions and embeddings of ``version`` for the active images among
+    ``image_ids`` missing either, from one run of the model; the same rows as
+    ``predictions_make`` and ``embeddings_make`` would write. Returns how many predictions
+    were written and the ids of the images embedded."""
+    from inference.models import OutputKind, Prediction
+    from inference.runtime import softmax, top_k
+    from inference.services import STORED_TOP_K, prediction_row, suggestion_scores_sync
+
+    predicted = set(
+        Prediction.objects.filter(model_version=version, image_id__in=image_ids).values_list(
+            "image_id", flat=True
+        )
+    )
+    embedded = set(
+        ImageEmbedding.objects.filter(model_version=version, image_id__in=image_ids).values_list(
+            "image_id", flat=True
+        )
+    )
+    wanted = [i for i in image_ids if i not in predicted or i not in embedded]
+    images = list(
+        Image.objects.filter(pk__in=wanted, status=ImageStatus.ACTIVE)
+        .only("pk", "sha256", "extension")
+        .order_by("pk")
+    )
+    spec = PreprocessSpec.of(version)
+    written = 0
+    made: list[int] = []
+    for batch in decoded_batches(
+        images, lambda image: _load_image(image, spec), batch_size=BATCH_SIZE
+    ):
+        outputs, vectors = _run_outputs(
+            version,
+            [sample for _, sample in batch],
+            [version.output_name, version.embedding_output],
+        )
+        scores = np.asarray(outputs, dtype=np.float64)
+        if version.output_kind == OutputKind.LOGITS:
+            scores = softmax(scores)
+        results = top_k(version, scores, k=STORED_TOP_K)
+        predictions = [
+            prediction_row(image, version, result)
+            for (image, _), result in zip(batch, results, strict=True)
+            if image.pk not in predicted
+        ]
+        written += len(Prediction.objects.bulk_create(predictions, ignore_conflicts=True))
+        rows = [
+            ImageEmbedding(model_version=version, image_id=image.pk, vector=vector_encode(vector))
+            for (image, _), vector in zip(batch, vectors, strict=True)
+            if image.pk not in embedded
+        ]
+        ImageEmbedding.objects.bulk_create(rows, ignore_conflicts=True)
+        made.extend(row.image_id for row in rows)
+    suggestion_scores_sync(image_ids=image_ids, version=version)
+    return written, made
 
 
 def embeddings_missing(*, version: ModelVersion) -> Any:

@@ -260,3 +260,42 @@ def test_the_image_page_offers_reviewers_to_compute_missing_embeddings(
     response = client.post("/embeddings/compute", {"next": f"/images/{image.pk}/"})
     assert response.status_code == 302 and response.url == f"/images/{image.pk}/"
     assert Job.objects.filter(kind=EMBEDDINGS_KIND).count() == 1
+
+
+def test_the_backbone_suggests_and_embeds_new_images_in_one_pass(
+    backbone: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from curation.tasks import process_images
+    from inference.embeddings import compute
+    from inference.models import Prediction
+
+    assert backbone.is_active  # the active model is also the embedding model
+    images = [store_photo(name) for name in ("chelsea", "coffee")]
+    runs: list[list[str]] = []
+    session_for = compute.session_for
+
+    class Counting:
+        def __init__(self, session: Any) -> None:
+            self.session = session
+
+        def get_inputs(self) -> Any:
+            return self.session.get_inputs()
+
+        def run(self, outputs: list[str], feeds: Any) -> Any:
+            runs.append(outputs)
+            return self.session.run(outputs, feeds)
+
+    monkeypatch.setattr(compute, "session_for", lambda version: Counting(session_for(version)))
+    process_images([image.pk for image in images])
+    assert runs == [["logits", "embedding"]]  # one batch, both outputs
+    cat = Prediction.objects.get(image=images[0])
+    assert cat.class_names[0] in {"Egyptian cat", "tabby", "tiger cat"}
+    images[0].refresh_from_db()
+    assert images[0].suggestion_score == cat.top1_score
+
+    # The same vectors as the embedding step alone would store.
+    together = dict(ImageEmbedding.objects.values_list("image_id", "vector"))
+    ImageEmbedding.objects.all().delete()
+    embeddings_for_new_images(image_ids=[image.pk for image in images])
+    alone = dict(ImageEmbedding.objects.values_list("image_id", "vector"))
+    assert {k: bytes(v) for k, v in together.items()} == {k: bytes(v) for k, v in alone.items()}
