@@ -6,7 +6,8 @@ Builds the demo library (about 2,000 images, ten digit classes and "Not a digit"
 data directory (``$TMPDIR/loupe-bench-trainer``), installs the EfficientNet-Lite0 backbone and
 builds a dataset version with the default parameters, then:
 
-1. trains with no embedding stored yet (``train_model``: embedding + head + export + register),
+1. trains with no embedding stored yet (``train_model``: embedding the train and val images,
+   head, export, registration),
 2. trains again on the stored embeddings (the head-only case),
 3. swaps the labels of ``--swaps`` handwritten digits to another digit and ranks label errors
    with ``--folds`` folds, printing where the swapped images land in the Double-check queue.
@@ -65,7 +66,7 @@ def main() -> None:
     command("install_backbone")
     command("build_dataset", "--name", "demo")
 
-    for label in ("cold (embeds the dataset)", "warm (embeddings stored)"):
+    for label in ("cold (embeds train and val)", "warm (embeddings stored)"):
         wall = time.perf_counter()
         result = command("train_model", "--dataset", "demo")
         seconds = result["seconds"]
