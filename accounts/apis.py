@@ -8,6 +8,7 @@ from knox.auth import TokenAuthentication
 from knox.models import AuthToken
 from rest_framework import serializers, status, viewsets
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, Throttled
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,6 +33,10 @@ class TokenSerializer(serializers.ModelSerializer[AuthToken]):
         fields = ["key", "created", "expiry"]
 
 
+# The throttle's "username" for token issuing: no real username has angle brackets.
+ISSUE_THROTTLE_NAME = "<token issue>"
+
+
 class TokenViewSet(viewsets.GenericViewSet):
     """Your own API tokens. The full token is shown once, when it is issued; only a digest is
     kept. Revoke one by its key (the first characters of the token)."""
@@ -41,6 +46,22 @@ class TokenViewSet(viewsets.GenericViewSet):
     pagination_class = None
 
     lookup_value_regex = "[^/]+"
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Issuing is rate-limited like signing in: an address whose attempts keep failing to
+        # authenticate is refused (429) before its credential is even looked at.
+        if self.action == "create":
+            wait = login_wait_seconds(request=request._request, username=ISSUE_THROTTLE_NAME)
+            if wait:
+                raise Throttled(
+                    wait=wait, detail="Too many failed attempts to issue a token from your address."
+                )
+        super().initial(request, *args, **kwargs)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if self.action == "create" and isinstance(exc, (NotAuthenticated, AuthenticationFailed)):
+            login_failure_record(request=self.request._request, username=ISSUE_THROTTLE_NAME)
+        return super().handle_exception(exc)
 
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user

@@ -345,3 +345,31 @@ def test_a_malformed_login_rate_stops_start_up_with_a_clear_error(settings: Any)
 
     assert [error.id for error in errors] == ["loupe.E001"]
     assert "'often'" in errors[0].msg
+
+
+# --- Issuing a token with a credential ---------------------------------------------------------
+
+
+def test_the_eleventh_failed_token_issue_within_a_minute_gets_429(lena: User) -> None:
+    _, good = token_issue(user=lena)
+    for attempt in range(10):
+        response = with_token(f"guessed-token-{attempt}").post("/api/v1/tokens/")
+        assert response.status_code == 401, attempt
+
+    refused = with_token(good).post("/api/v1/tokens/")
+
+    assert refused.status_code == 429
+    assert "Too many failed attempts to issue a token" in refused.json()["detail"]
+    assert 0 < int(refused["Retry-After"]) <= 60
+    assert AuthToken.objects.filter(user=lena).count() == 1
+    assert with_token(good).get(IMAGES).status_code == 200  # only issuing is held back
+    elsewhere = APIClient(REMOTE_ADDR="198.51.100.7")
+    elsewhere.credentials(HTTP_AUTHORIZATION=f"Token {good}")
+    assert elsewhere.post("/api/v1/tokens/").status_code == 201
+
+
+def test_issuing_tokens_with_a_good_credential_is_not_limited(lena: User) -> None:
+    _, good = token_issue(user=lena)
+
+    for _ in range(12):
+        assert with_token(good).post("/api/v1/tokens/").status_code == 201
