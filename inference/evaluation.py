@@ -877,6 +877,12 @@ def queue_add_images(
 ) -> int:
     """Put every active image of a class or sub-class at the end of the run's queue (lowest
     top score first); images already queued keep their place. Returns how many were added."""
+    if run.scope_kind == EvaluationScopeKind.CROSS_VALIDATION:
+        # Its model is the embedding model: no stored prediction ranks the other images.
+        raise EvaluationError(
+            "A label-error ranking queues only the images its cross-validated heads doubt; "
+            "rank again with another threshold to see more."
+        )
     images = Image.objects.filter(status=ImageStatus.ACTIVE)
     if subclass is not None:
         images = images.filter(subclass=subclass)

@@ -226,6 +226,17 @@ def test_a_ranking_opens_in_double_check_and_its_answers_are_label_events(
     report = client.get(f"/models/evaluations/{run.pk}/")
     assert report.status_code == 200
     assert "cross-validated" in report.content.decode()
+    # No stored prediction ranks the images it did not queue: adding a class is refused.
+    assert 'id="add-title"' not in report.content.decode()
+    queued = DoubleCheckItem.objects.filter(run=run).count()
+    robin = library["subclasses"]["Robin"].label_class
+    refused = client.post(
+        f"/models/evaluations/{run.pk}/double-check/add/",
+        {"target": f"class:{robin.pk}"},
+        follow=True,
+    )
+    assert "queues only the images" in refused.content.decode()
+    assert DoubleCheckItem.objects.filter(run=run).count() == queued
     page = client.get(f"/models/evaluations/{run.pk}/double-check/")
     assert page.status_code == 200
     first = DoubleCheckItem.objects.filter(run=run).order_by("rank").first()
