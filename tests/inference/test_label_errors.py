@@ -335,3 +335,23 @@ def test_swapped_digit_labels_come_first_with_the_real_backbone() -> None:
     assert all(item.given_probability < 0.01 for item in items if item.image_id in swapped)
     assert run.metrics["images_without_embedding"] == 0
     assert run.metrics["images_ranked"] > 140
+
+
+def test_a_rankings_queue_is_answered_over_the_api_like_any_evaluation(
+    library: dict[str, Any], reviewer_api: APIClient
+) -> None:
+    run = _run(folds=4)
+    listed = reviewer_api.get(f"/api/v1/evaluations/{run.pk}/double-check/").json()
+    assert listed["results"][0]["image"] in library["errors"]
+    kept = reviewer_api.post(
+        f"/api/v1/evaluations/{run.pk}/double-check/1/", {"action": "keep"}, format="json"
+    )
+    assert kept.status_code == 200 and kept.json()["status"] == "kept"
+    trashed = reviewer_api.post(
+        f"/api/v1/evaluations/{run.pk}/double-check/2/",
+        {"action": "trash", "reason": "blurry"},
+        format="json",
+    )
+    assert trashed.status_code == 200 and trashed.json()["status"] == "trashed"
+    second = DoubleCheckItem.objects.get(run=run, rank=2)
+    assert Image.objects.get(pk=second.image_id).status == "trashed"
