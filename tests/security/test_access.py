@@ -53,8 +53,8 @@ ACCESS: dict[str, Rule] = {
     # --- The anonymous exceptions: signing in and out ----------------------------------------
     "login": rule(GET=ANYONE, POST=ANYONE),
     "logout": rule(POST=ANYONE),
-    "admin-login": rule(GET=ANYONE),  # redirects to /login/, the rate-limited form
-    "admin:login": rule(GET=ANYONE),  # shadowed by admin-login
+    "admin-login": rule(GET=ANYONE, POST=ANYONE),  # redirects to /login/, the rate-limited form
+    "admin:login": rule(GET=ANYONE, POST=ANYONE),  # shadowed by admin-login
     "admin:logout": rule(POST=ANYONE),
     "api:token-login": rule(POST=ANYONE),
     # --- Library pages ------------------------------------------------------------------------
@@ -98,11 +98,12 @@ ACCESS: dict[str, Rule] = {
     "inference:identify-label": rule(POST=R),
     "inference:identify-trash": rule(POST=R),
     "inference:identify-queue": rule(POST=L),
-    "inference:evaluations": rule(GET=R),
-    "inference:evaluation": rule("evaluation", GET=R),
+    "inference:evaluations": rule(GET=R, POST=R),  # POST starts a run
+    # These pages answer a POST like a GET.
+    "inference:evaluation": rule("evaluation", GET=R, POST=R),
     "inference:evaluation-pairs": rule("evaluation", POST=R),
-    "inference:evaluation-compare": rule("evaluation", GET=R),
-    "inference:double-check": rule("evaluation", GET=R),
+    "inference:evaluation-compare": rule("evaluation", GET=R, POST=R),
+    "inference:double-check": rule("evaluation", GET=R, POST=R),
     "inference:double-check-add": rule("evaluation", POST=R),
     "inference:double-check-action": rule("evaluation", POST=R),
     "inference:trainer": rule(GET=R, POST=R),
@@ -124,14 +125,16 @@ ACCESS: dict[str, Rule] = {
     "quality:thresholds": rule(POST=R),
     "quality:label": rule(POST=L),
     # --- Production ---------------------------------------------------------------------------
-    "production:dashboard": rule(GET=R),
+    "production:dashboard": rule(GET=R, POST=R),  # answers a POST like a GET
     "production:review": rule(GET=R, POST=R),
     # --- Django admin: user management --------------------------------------------------------
-    "admin:*": rule(GET=A),
+    "admin:*": rule(GET=A, POST=A),
     # The autocomplete answers 403 to a request that names no admin field to complete; roles
     # below admin are sent to the sign-in page before it looks.
     "admin:autocomplete": rule(GET=A, also_allowed=frozenset({403})),
-    "admin/*": rule(GET=A),  # the admin's unnamed routes (object redirects, catch-all)
+    "admin:password_change_done": rule(GET=A),
+    "admin:jsi18n": rule(GET=A),
+    "admin/*": rule(GET=A, POST=A),  # the admin's unnamed routes (object redirects, catch-all)
     # --- REST API -----------------------------------------------------------------------------
     "api:api-root": rule(GET=L),
     "schema": rule(GET=L),
@@ -328,14 +331,18 @@ def check_endpoint(endpoint: Endpoint, found: Rule, world: World) -> list[str]:
     problems: list[str] = []
     url = url_of(endpoint, found, world)
     methods = found.methods
-    if not endpoint.is_api and "GET" not in methods:
+    for method in ("GET", "POST"):
+        # A page answers only what its decorators allow; anything else it answers needs a
+        # decision too (a GET page that also acts on POST would otherwise go unchecked).
+        if endpoint.is_api or method in methods:
+            continue
         with transaction.atomic():
-            response = signed_in(world.admin).get(url)
+            response = request(signed_in(world.admin), method, url, api=False)
             transaction.set_rollback(True)
         if response.status_code != 405:
             problems.append(
-                f"{endpoint.key}: GET {url} answers {_describe(response)}, "
-                "but the table has no GET decision"
+                f"{endpoint.key}: {method} {url} answers {_describe(response)}, "
+                f"but the table has no {method} decision"
             )
     for method, minimum in methods.items():
         for role in ROLES:
