@@ -3,7 +3,8 @@ admin, checked against one explicit table of decisions.
 
 The URL configuration is walked (router routes included), so an endpoint added without an entry
 in ``ACCESS`` fails ``test_every_url_has_an_access_decision``; so does an API method (a new
-``@action``, a new verb on a viewset) without its own decision. Each role below an entry's
+``@action``, a new verb on a viewset) without its own decision, and so does a page that answers
+GET or POST (anything but 405) without a decision for it. Each role below an entry's
 minimum must be refused (401/403, or a redirect to the sign-in page); each role at or above it
 must not be (a 404 or a 400 for an empty form is fine, a 403 or a 405 is not).
 """
