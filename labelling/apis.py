@@ -87,9 +87,17 @@ def _next(request: Request, queue: Queue, holding: list[int], count: int) -> dic
     }
 
 
+HOLDING_MAX = 200
+
+
 class QueueQuery(serializers.Serializer[Any]):
     queue = serializers.CharField(default="inbox")
-    holding = serializers.ListField(child=serializers.IntegerField(), default=list)
+    # Ids of images the client still holds; bounded so no id overflows the database's integers.
+    holding = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        default=list,
+        max_length=HOLDING_MAX,
+    )
     count = serializers.IntegerField(min_value=0, max_value=PREFETCH_MAX, default=5)
 
 
@@ -101,7 +109,7 @@ class QueueView(APIView):
         query = QueueQuery(
             data={
                 "queue": request.query_params.get("queue", "inbox"),
-                "holding": [int(i) for i in request.query_params.getlist("holding") if i.isdigit()],
+                "holding": request.query_params.getlist("holding"),
                 "count": request.query_params.get("count", 5),
             }
         )

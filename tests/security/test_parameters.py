@@ -118,6 +118,22 @@ def test_an_id_filter_refuses_what_no_row_id_can_be(
     assert name in response.json()["detail"]
 
 
+@pytest.mark.parametrize("value", ["99999999999999999999", "0", "abc"])
+def test_the_labelling_queue_refuses_held_ids_no_image_can_have(
+    admin_api: APIClient, value: str
+) -> None:
+    response = admin_api.get("/api/v1/labelling/queue/", {"holding": ["1", value]})
+
+    assert response.status_code == 400
+    assert "holding" in response.json()["detail"]
+
+
+def test_the_labelling_queue_accepts_held_ids(admin_api: APIClient, world: World) -> None:
+    response = admin_api.get("/api/v1/labelling/queue/", {"holding": [world.image.pk]})
+
+    assert response.status_code == 200
+
+
 @pytest.mark.parametrize("pk", ["9223372036854775808", "-1", "0x10", "1e3", "%00"])
 def test_detail_urls_answer_a_client_error_for_any_id(admin_api: APIClient, pk: str) -> None:
     detail_routes = [e for e in endpoints() if e.is_api and "(?P<pk>" in e.route]
