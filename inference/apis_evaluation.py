@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from accounts.permissions import IsReviewer
+from curation.apis import NewestFirst
 from curation.models import SubClass
 from curation.serializers import JobSerializer
 from curation.services.images import ImageStateError, VersionConflict
@@ -97,6 +98,7 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
 
     permission_classes = [IsReviewer]
     serializer_class = EvaluationSerializer
+    pagination_class = NewestFirst
 
     def get_queryset(self) -> Any:
         queryset = EvaluationRun.objects.select_related(

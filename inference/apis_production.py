@@ -9,6 +9,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -125,6 +126,15 @@ def entry_from(fields: dict[str, Any], *, default_client: str) -> LogEntry:
     )
 
 
+class NewestLogsFirst(CursorPagination):
+    """Pages of logs, newest first, on the received_at index: constant time at any depth."""
+
+    ordering = ("-received_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
 class PredictionLogViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
@@ -135,6 +145,7 @@ class PredictionLogViewSet(
 
     permission_classes = [IsLabeller]
     serializer_class = PredictionLogSerializer
+    pagination_class = NewestLogsFirst
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def get_queryset(self) -> Any:

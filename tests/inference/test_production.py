@@ -440,3 +440,17 @@ def test_a_logged_file_that_is_not_an_allowed_image_is_refused_by_name(api: Any)
     )
     assert response.status_code == 400
     assert "not a supported image" in response.json()["detail"]
+
+
+def test_the_log_list_is_paged_newest_first(
+    api: APIClient, make_image: Callable[..., Image]
+) -> None:
+    image = make_image()
+    made = [_log(image, request_id=f"page-{n}").pk for n in range(3)]
+
+    first = api.get(URL, {"page_size": 2}).json()
+    second = api.get(first["next"]).json()
+
+    ids = [log["id"] for log in first["results"] + second["results"]]
+    assert len(first["results"]) == 2 and second["next"] is None
+    assert ids == sorted(made, reverse=True)
