@@ -25,7 +25,7 @@ from inference.embeddings.vectors import (
     vector_encode,
 )
 from inference.models import ImageEmbedding, ModelVersion
-from inference.pipeline import decoded_batches
+from inference.pipeline import scored_batches
 from inference.preprocessing import PreprocessSpec, load_input
 from inference.runtime import session_for
 
@@ -40,11 +40,12 @@ INDEX_REBUILD_PENDING = 2_000
 
 
 def _run_outputs(
-    version: ModelVersion, samples: list[np.ndarray], outputs: list[str]
+    version: ModelVersion, samples: list[np.ndarray] | np.ndarray, outputs: list[str]
 ) -> list[np.ndarray]:
     """The named outputs for preprocessed samples, one array (n x width) each, from one run
-    per batch (a model exported with a fixed batch size is run at that size, padded)."""
-    session = session_for(version)
+    per batch (a model exported with a fixed batch size is run at that size, padded). Runs the
+    single-threaded session: callers run it from one thread per core (``scored_batches``)."""
+    session = session_for(version, threads=1)
     fixed = session.get_inputs()[0].shape[0]
     size = fixed if isinstance(fixed, int) and fixed > 0 else len(samples)
     parts: list[list[np.ndarray]] = [[] for _ in outputs]
@@ -60,7 +61,7 @@ def _run_outputs(
     return [np.concatenate(part) for part in parts]
 
 
-def _embed_batch(version: ModelVersion, samples: list[np.ndarray]) -> np.ndarray:
+def _embed_batch(version: ModelVersion, samples: list[np.ndarray] | np.ndarray) -> np.ndarray:
     """The embedding output for preprocessed samples."""
     vectors = _run_outputs(version, samples, [version.embedding_output])[0]
     return np.asarray(vectors, dtype=np.float32)
@@ -96,16 +97,18 @@ def embeddings_make(*, image_ids: Iterable[int], version: ModelVersion | None = 
     )
     spec = PreprocessSpec.of(version)
     made: list[int] = []
-    for batch in decoded_batches(
-        images, lambda image: _load_image(image, spec), batch_size=BATCH_SIZE
+    for batch, vectors in scored_batches(
+        images,
+        lambda image: _load_image(image, spec),
+        lambda samples: _embed_batch(version, samples),
+        batch_size=BATCH_SIZE,
     ):
-        vectors = _embed_batch(version, [sample for _, sample in batch])
         rows = [
             ImageEmbedding(model_version=version, image_id=image.pk, vector=vector_encode(vector))
-            for (image, _), vector in zip(batch, vectors, strict=True)
+            for image, vector in zip(batch, vectors, strict=True)
         ]
         ImageEmbedding.objects.bulk_create(rows, ignore_conflicts=True)
-        made.extend(image.pk for image, _ in batch)
+        made.extend(image.pk for image in batch)
     return made
 
 
@@ -190,27 +193,26 @@ def _predictions_and_embeddings_make(
     spec = PreprocessSpec.of(version)
     written = 0
     made: list[int] = []
-    for batch in decoded_batches(
-        images, lambda image: _load_image(image, spec), batch_size=BATCH_SIZE
+    both = [version.output_name, version.embedding_output]
+    for batch, (outputs, vectors) in scored_batches(
+        images,
+        lambda image: _load_image(image, spec),
+        lambda samples: _run_outputs(version, samples, both),
+        batch_size=BATCH_SIZE,
     ):
-        outputs, vectors = _run_outputs(
-            version,
-            [sample for _, sample in batch],
-            [version.output_name, version.embedding_output],
-        )
         scores = np.asarray(outputs, dtype=np.float64)
         if version.output_kind == OutputKind.LOGITS:
             scores = softmax(scores)
         results = top_k(version, scores, k=STORED_TOP_K)
         predictions = [
             prediction_row(image, version, result)
-            for (image, _), result in zip(batch, results, strict=True)
+            for image, result in zip(batch, results, strict=True)
             if image.pk not in predicted
         ]
         written += len(Prediction.objects.bulk_create(predictions, ignore_conflicts=True))
         rows = [
             ImageEmbedding(model_version=version, image_id=image.pk, vector=vector_encode(vector))
-            for (image, _), vector in zip(batch, vectors, strict=True)
+            for image, vector in zip(batch, vectors, strict=True)
             if image.pk not in embedded
         ]
         ImageEmbedding.objects.bulk_create(rows, ignore_conflicts=True)

@@ -203,10 +203,10 @@ def test_production_logs_filter_and_show_their_images_ood_score(
     like = _log(ood_library["like"], 0.4)
     unlike = _log(ood_library["unlike"], 0.3)
 
-    listed = api.get("/api/v1/prediction-logs/?ood_min=0.5").json()
+    listed = api.get("/api/v1/prediction-logs/?ood_min=0.5").json()["results"]
     assert [row["id"] for row in listed] == [unlike.pk]
     assert listed[0]["ood_score"] == pytest.approx(_ood(ood_library["unlike"]))
-    assert len(api.get("/api/v1/prediction-logs/").json()) == 2
+    assert len(api.get("/api/v1/prediction-logs/").json()["results"]) == 2
     assert api.get("/api/v1/prediction-logs/?ood_min=far").status_code == 400
 
     client.force_login(reviewer)
@@ -285,7 +285,9 @@ def test_the_backbone_suggests_and_embeds_new_images_in_one_pass(
             runs.append(outputs)
             return self.session.run(outputs, feeds)
 
-    monkeypatch.setattr(compute, "session_for", lambda version: Counting(session_for(version)))
+    monkeypatch.setattr(
+        compute, "session_for", lambda version, **kw: Counting(session_for(version, **kw))
+    )
     process_images([image.pk for image in images])
     assert runs == [["logits", "embedding"]]  # one batch, both outputs
     cat = Prediction.objects.get(image=images[0])
