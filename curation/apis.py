@@ -18,7 +18,7 @@ from rest_framework.response import Response
 
 from accounts.permissions import IsLabeller, IsReviewer
 from curation import selectors
-from curation.filters import ImageFilter, JobFilter
+from curation.filters import ImageFilter, JobFilter, SubClassFilter
 from curation.models import (
     Image,
     ImportBatch,
@@ -244,7 +244,10 @@ class ImageViewSet(
 
         image = self.get_object()
         raw = request.query_params.get("k", str(SIMILAR_DEFAULT))
-        if not raw.isdigit() or not 1 <= int(raw) <= SIMILAR_MAX:
+        # isdecimal, not isdigit: int() refuses "²", which isdigit() accepts.
+        if not (raw.isdecimal() and len(raw) <= len(str(SIMILAR_MAX))) or not (
+            1 <= int(raw) <= SIMILAR_MAX
+        ):
             raise ValidationError({"k": [f"k must be a whole number from 1 to {SIMILAR_MAX}."]})
         try:
             version = embedding_version()
@@ -410,13 +413,10 @@ class SubClassViewSet(viewsets.ModelViewSet):
 
     serializer_class = SubClassSerializer
     pagination_class = None
+    filterset_class = SubClassFilter
 
     def get_queryset(self) -> Any:
-        queryset = selectors.subclass_list()
-        label_class = self.request.query_params.get("label_class")
-        if label_class and label_class.isdigit():
-            queryset = queryset.filter(label_class_id=int(label_class))
-        return queryset
+        return selectors.subclass_list()
 
     def get_permissions(self) -> list[Any]:
         if self.action in ("list", "retrieve"):

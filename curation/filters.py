@@ -76,6 +76,14 @@ class ImageFilter(django_filters.FilterSet):
         return queryset.filter(subclass_id__in=subclass_ids)
 
 
+class SubClassFilter(django_filters.FilterSet):
+    label_class = IdFilter(field_name="label_class_id", label="class id")
+
+    class Meta:
+        model = SubClass
+        fields: list[str] = []
+
+
 class JobFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=JobStatus.choices)
     kind = django_filters.CharFilter()

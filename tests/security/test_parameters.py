@@ -118,6 +118,25 @@ def test_an_id_filter_refuses_what_no_row_id_can_be(
     assert name in response.json()["detail"]
 
 
+@pytest.mark.parametrize("value", ["²", "99999999999999999999999", "1.5", "1" * 5000])
+def test_number_parameters_refuse_what_is_not_a_number_in_range(
+    admin_api: APIClient, world: World, value: str
+) -> None:
+    subclasses = admin_api.get("/api/v1/subclasses/", {"label_class": value})
+    similar = admin_api.get(f"/api/v1/images/{world.image.pk}/similar/", {"k": value})
+
+    assert subclasses.status_code == 400
+    assert "label_class" in subclasses.json()["detail"]
+    assert similar.status_code == 400
+    assert "k must be a whole number" in similar.json()["detail"]
+
+
+def test_the_sub_class_filter_still_filters(admin_api: APIClient, world: World) -> None:
+    rows = admin_api.get("/api/v1/subclasses/", {"label_class": world.other_class.pk}).json()
+
+    assert [row["label_class"] for row in rows] == [world.other_class.pk]
+
+
 @pytest.mark.parametrize("value", ["99999999999999999999", "0", "abc"])
 def test_the_labelling_queue_refuses_held_ids_no_image_can_have(
     admin_api: APIClient, value: str
