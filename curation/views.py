@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import request_user as _user
 from accounts.decorators import reviewer_required
+from config.query import whole_number
 from curation import selectors
 from curation.models import (
     ClassKind,
@@ -67,10 +68,8 @@ RECENT_IMPORTS = 15
 
 
 def _positive_int(value: str | None) -> int | None:
-    if value and value.isdigit():
-        number = int(value)
-        return number if number > 0 else None
-    return None
+    number = whole_number(value)
+    return number if number else None
 
 
 def _redirect_back(request: HttpRequest, fallback: str) -> HttpResponse:

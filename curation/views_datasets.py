@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import reviewer_required
 from accounts.models import User
+from config.query import whole_number
 from curation.models import (
     BenchmarkKind,
     BenchmarkSet,
@@ -236,9 +237,10 @@ def benchmark_create(request: HttpRequest) -> HttpResponse:
         ids: list[int] = []
         text = data.get("image_ids", "").replace(",", " ").split()
         for token in text:
-            if not token.isdigit():
+            image_id = whole_number(token)
+            if image_id is None:
                 raise DatasetError(f"{token!r} is not an image id.")
-            ids.append(int(token))
+            ids.append(image_id)
         class_id = data.get("label_class", "")
         if class_id:
             limit = _int(data.get("limit"), 50)

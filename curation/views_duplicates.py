@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import request_user as _user
 from accounts.decorators import reviewer_required
+from config.query import whole_number
 from curation.apis_duplicates import duplicates_scan_job_start, similarities_of
 from curation.models import DuplicateGroup, DuplicateMethod, DuplicateStatus
 from curation.selectors_duplicates import (
@@ -43,12 +44,12 @@ def review(request: HttpRequest) -> HttpResponse:
     groups = duplicate_groups(status=DuplicateStatus.OPEN)
     if method is not None:
         groups = groups.filter(method=method)
-    wanted = request.GET.get("group", "")
-    after = request.GET.get("after", "")
-    if wanted.isdigit():
-        group = duplicate_groups(status=None).filter(pk=int(wanted)).first()
-    elif after.isdigit():
-        group = groups.filter(pk__gt=int(after)).first() or groups.first()
+    wanted = whole_number(request.GET.get("group"))
+    after = whole_number(request.GET.get("after"))
+    if wanted is not None:
+        group = duplicate_groups(status=None).filter(pk=wanted).first()
+    elif after is not None:
+        group = groups.filter(pk__gt=after).first() or groups.first()
     else:
         group = groups.first()
     images = sorted(group_images(group), key=keeper_rank, reverse=True) if group else []
@@ -94,12 +95,12 @@ def _next(group: DuplicateGroup, request: HttpRequest) -> HttpResponse:
 @reviewer_required
 def resolve(request: HttpRequest, pk: int) -> HttpResponse:
     group = get_object_or_404(DuplicateGroup, pk=pk)
-    keeper = request.POST.get("keeper", "")
-    if not keeper.isdigit():
+    keeper = whole_number(request.POST.get("keeper"))
+    if keeper is None:
         messages.error(request, "Pick the image to keep.")
         return redirect(f"{reverse('duplicates:review')}?group={group.pk}")
     try:
-        duplicate_group_resolve(group_id=group.pk, keeper_id=int(keeper), actor=_user(request))
+        duplicate_group_resolve(group_id=group.pk, keeper_id=keeper, actor=_user(request))
     except DuplicateReviewError as exc:
         messages.error(request, str(exc))
         return _next(group, request)
@@ -127,7 +128,9 @@ def dismiss(request: HttpRequest, pk: int) -> HttpResponse:
 @reviewer_required
 def scan(request: HttpRequest) -> HttpResponse:
     raw = request.POST.get("max_distance", "")
-    max_distance = int(raw) if raw.isdigit() and int(raw) <= 32 else default_max_distance()
+    max_distance = whole_number(raw, maximum=32)
+    if max_distance is None:
+        max_distance = default_max_distance()
     method = request.POST.get("method", DuplicateMethod.PHASH)
     if method not in (*DuplicateMethod.values, "all"):
         method = DuplicateMethod.PHASH

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import request_user, reviewer_required
+from config.query import whole_number
 from curation.models import (
     BenchmarkSet,
     DatasetVersion,
@@ -389,16 +390,15 @@ def _cross_validation_exemplars(
 @reviewer_required
 def double_check(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(EvaluationRun.objects.select_related("model_version"), pk=pk)
-    wanted = request.GET.get("item", "")
+    wanted = whole_number(request.GET.get("item"))
     item = None
-    if wanted.isdigit():
+    if wanted is not None:
         item = (
-            DoubleCheckItem.objects.filter(run=run, pk=int(wanted))
+            DoubleCheckItem.objects.filter(run=run, pk=wanted)
             .select_related("image__subclass__label_class", "true_class", "predicted_class")
             .first()
         )
-    after = request.GET.get("after", "")
-    item = item or queue_next(run, after_rank=int(after) if after.isdigit() else 0)
+    item = item or queue_next(run, after_rank=whole_number(request.GET.get("after")) or 0)
     counts = dict(
         DoubleCheckItem.objects.filter(run=run)
         .values_list("status")
@@ -478,11 +478,12 @@ def double_check_action(request: HttpRequest, pk: int, item_id: int) -> HttpResp
 def double_check_add(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(EvaluationRun.objects.select_related("model_version"), pk=pk)
     value = request.POST.get("target", "")
-    kind, _, ident = value.partition(":")
+    kind, _, text = value.partition(":")
+    ident = whole_number(text)
     try:
-        if kind == "class" and ident.isdigit():
+        if kind == "class" and ident is not None:
             added = queue_add_images(run=run, label_class=get_object_or_404(LabelClass, pk=ident))
-        elif kind == "subclass" and ident.isdigit():
+        elif kind == "subclass" and ident is not None:
             added = queue_add_images(run=run, subclass=get_object_or_404(SubClass, pk=ident))
         else:
             raise EvaluationError("Choose a class or a sub-class.")

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import request_user as _user
 from accounts.decorators import reviewer_required
+from config.query import whole_number
 from curation.models import ClassKind, ImportBatch, Job, JobStatus, LabelClass, Source, SubClass
 from inference.bulk import (
     DEFAULT_SORT,
@@ -50,10 +51,11 @@ def _scope_parse(text: str) -> Scope:
         return Scope()
     if kind == "source" and ident in Source.values:
         return Scope(source=ident)
-    if ident.isdigit():
+    number = whole_number(ident)
+    if number is not None:
         field = {"class": "label_class", "subclass": "subclass", "batch": "import_batch"}.get(kind)
         if field:
-            return Scope(**{field: int(ident)})
+            return Scope(**{field: number})
     return Scope(labelled=False)
 
 
@@ -98,7 +100,7 @@ def _float(text: str | None) -> float | None:
 
 
 def _positive_int(text: str | None) -> int | None:
-    return int(text) if text and text.isdigit() and int(text) > 0 else None
+    return whole_number(text) or None
 
 
 def _version(number: int | None) -> ModelVersion | None:
@@ -230,8 +232,9 @@ def _selected(request: HttpRequest) -> list[Selected]:
     selected = []
     for value in request.POST.getlist("image"):
         image_id, _, version = value.partition(":")
-        if image_id.isdigit():
-            selected.append(Selected(int(image_id), int(version) if version.isdigit() else None))
+        number = whole_number(image_id)
+        if number is not None:
+            selected.append(Selected(number, whole_number(version)))
     return selected
 
 

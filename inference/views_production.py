@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods
 
 from accounts.decorators import request_user, reviewer_required
+from config.query import whole_number
 from curation.models import SubClass
 from inference import charts
 from inference.embeddings import (
@@ -198,10 +199,10 @@ def review_page(request: HttpRequest, path: str) -> HttpResponse:
     if ood_min is not None:
         queue = queue.filter(ood_at_least(ood_min, image_field="image_id"))
     # ?log=ID opens one log, reviewed or not, so that its verdict can be changed.
-    chosen = request.GET.get("log", "")
+    chosen = whole_number(request.GET.get("log"))
     log = (
         PredictionLog.objects.select_related("image", "model_version").filter(pk=chosen).first()
-        if chosen.isdigit()
+        if chosen is not None
         else queue.first()
     )
     choices = _subclass_choices()

@@ -16,6 +16,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
+from config.query import whole_number
 from curation.models import UNSCORED, Image, ImageStatus, LabelClass, SubClass
 from curation.services.images import inbox_count
 from curation.services.quality import QUALITY_FILTERS, quality_filter, quality_thresholds
@@ -106,9 +107,9 @@ def queue_resolve(spec: str) -> Queue:
         return Queue(spec, "Inbox", active.filter(subclass__isnull=True), inbox=True)
     if kind == "second":
         return _second_opinion_queue(spec, ident, active)
-    if not ident.isdigit():
+    pk = whole_number(ident)
+    if pk is None:
         raise QueueNotFound(f"Unknown queue {spec!r}.")
-    pk = int(ident)
     if kind == "class":
         label_class = LabelClass.objects.filter(pk=pk).first()
         if label_class is None:
@@ -142,9 +143,10 @@ def _second_opinion_queue(spec: str, ident: str, active: QuerySet[Image]) -> Que
             SubClass.objects.filter(label_class__kind="normal").values_list("pk", flat=True)
         )
         return Queue(spec, "Second opinion: whole library", labelled, normal, blind=True)
-    if not ident.isdigit():
+    class_id = whole_number(ident)
+    if class_id is None:
         raise QueueNotFound(f"Unknown queue {spec!r}.")
-    label_class = LabelClass.objects.filter(pk=int(ident)).first()
+    label_class = LabelClass.objects.filter(pk=class_id).first()
     if label_class is None:
         raise QueueNotFound(f"No class {ident}.")
     subclass_ids = tuple(label_class.subclasses.values_list("pk", flat=True))

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.decorators import request_user as _user
 from accounts.models import User
+from config.query import whole_number
 from curation import selectors as curation_selectors
 from curation.models import ClassKind, LabelClass, SubClass
 from curation.services.images import ImageStateError, VersionConflict
@@ -224,7 +225,7 @@ def standards_panel(request: HttpRequest, pk: int) -> JsonResponse:
 
 def _positive_int(value: str | None) -> int | None:
     value = (value or "").strip().lstrip("#")
-    return int(value) if value.isdigit() and int(value) > 0 else None
+    return whole_number(value) or None
 
 
 @login_required

@@ -12,7 +12,8 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from accounts.services import token_issue
-from tests.security.test_access import Endpoint, endpoints
+from config.query import whole_number
+from tests.security.test_access import Endpoint, endpoints, rule_for, url_of
 from tests.security.world import World, build_world
 
 pytestmark = pytest.mark.django_db
@@ -253,3 +254,57 @@ def test_forms_that_go_back_do_follow_a_path_on_this_site(world: World) -> None:
     response = client.post(f"/images/{world.trashed.pk}/restore", {"next": "/trash/?page=2"})
 
     assert response["Location"] == "/trash/?page=2"
+
+
+# --- Hostile query strings on pages -----------------------------------------------------------
+
+# Every name a page reads from its query string (and a few it might), each set to values that
+# look like numbers to str.isdigit() but not to int(), or do not fit the database's integers.
+PAGE_PARAMETERS = [
+    *("after", "before", "end", "group", "item", "log", "method", "model", "ood_min", "opinion"),
+    *("outcome", "page", "q", "quality", "queued", "set", "source", "start", "status"),
+    *("subclass", "tab", "threshold", "verdict", "class", "min", "max", "k", "scope", "limit"),
+    *("offset", "version", "queue", "day", "split", "sort", "v", "cls", "rare", "staged"),
+]
+ODD_VALUES = ["²", "99999999999999999999999", "1" * 5000, "-1", "1e999", "nan", "\x00", "<script>"]
+
+
+def test_pages_answer_odd_query_strings_without_a_server_error(world: World) -> None:
+    client = Client(raise_request_exception=False)
+    client.force_login(world.admin)
+    problems = []
+    for endpoint in endpoints():
+        found = rule_for(endpoint.key)
+        if endpoint.is_api or found is None or "GET" not in found.methods:
+            continue
+        if endpoint.route.startswith("admin/"):
+            continue
+        url = url_of(endpoint, found, world)
+        for value in ODD_VALUES:
+            response = client.get(url, {name: value for name in PAGE_PARAMETERS})
+            if response.status_code >= 500:
+                problems.append(f"{url} with every parameter {value!r}: {response.status_code}")
+
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("7", 7),
+        ("0", 0),
+        ("9223372036854775807", 2**63 - 1),
+        ("9223372036854775808", None),
+        ("²", None),
+        ("١٢", None),
+        ("1" * 5000, None),
+        ("-1", None),
+        (" 7", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_whole_numbers_are_read_only_from_ascii_digits_in_range(
+    text: str | None, number: int | None
+) -> None:
+    assert whole_number(text) == number
