@@ -62,7 +62,8 @@ EXCLUDED_LABELS = {
 @reviewer_required
 def evaluation_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
-        version = ModelVersion.objects.filter(number=request.POST.get("model") or 0).first()
+        number = whole_number(request.POST.get("model"))
+        version = ModelVersion.objects.filter(number=number or 0).first()
         try:
             if version is None:
                 raise EvaluationError("Choose a model version.")

@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import request_user, reviewer_required
+from config.query import whole_number
 from curation.models import DatasetStatus, DatasetVersion
 from inference.embeddings import EmbeddingError, embedding_version
 from inference.evaluation import EvaluationError
@@ -35,7 +36,8 @@ def _number(text: str | None, kind: type, default: float) -> float:
 @reviewer_required
 def trainer(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
-        dataset = DatasetVersion.objects.filter(pk=request.POST.get("dataset") or 0).first()
+        dataset_id = whole_number(request.POST.get("dataset"))
+        dataset = DatasetVersion.objects.filter(pk=dataset_id or 0).first()
         try:
             if dataset is None:
                 raise TrainingError("Choose a dataset version.")

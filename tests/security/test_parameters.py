@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -308,3 +309,36 @@ def test_whole_numbers_are_read_only_from_ascii_digits_in_range(
     text: str | None, number: int | None
 ) -> None:
     assert whole_number(text) == number
+
+
+FORM_FIELDS = [
+    *("action", "activate", "back", "bad_reason", "choice", "class", "dataset", "description"),
+    *("exemplar", "folds", "format", "image", "keeper", "kind", "letterbox", "log"),
+    *("max_distance", "max_iter", "method", "min_similarity", "model", "name", "note", "notes"),
+    *("ood_min", "op", "pairs", "reason", "replace", "scope", "shard_size", "source"),
+    *("subclass", "subject", "target", "threshold", "to_class", "to_class_name", "v", "verdict"),
+    *("version", "exploratory", "image_ids", "label_class", "limit", "max_per_class"),
+    *("min_per_class", "ratios", "seed", "staged_cap", "C", "mean", "std", "input_size"),
+]
+
+
+def test_forms_answer_odd_values_without_a_server_error(world: World) -> None:
+    problems = []
+    for endpoint in endpoints():
+        found = rule_for(endpoint.key)
+        if endpoint.is_api or found is None or "POST" not in found.methods:
+            continue
+        if endpoint.route.startswith("admin/") or endpoint.key in ("login", "logout"):
+            continue
+        url = url_of(endpoint, found, world)
+        for value in ODD_VALUES:
+            with transaction.atomic():
+                client = Client(raise_request_exception=False)
+                client.force_login(world.admin)
+                response = client.post(url, {name: value for name in FORM_FIELDS})
+                transaction.set_rollback(True)
+            if response.status_code >= 500:
+                shown = value[:20]
+                problems.append(f"POST {url} with every field {shown!r}: {response.status_code}")
+
+    assert not problems, "\n".join(problems)
