@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import IsLabeller, IsReviewer
+from config.query import ID_MAX
 from curation.models import BenchmarkKind, BenchmarkMember, BenchmarkSet, DatasetVersion
 from curation.serializers import JobSerializer
 from curation.services.dataset_jobs import dataset_build_job_start, dataset_export_job_start
@@ -67,7 +68,8 @@ class DatasetBuildSerializer(serializers.Serializer[Any]):
     ratios = serializers.ListField(
         child=serializers.IntegerField(min_value=0), min_length=3, max_length=3, default=[90, 10, 0]
     )
-    seed = serializers.IntegerField(default=0)
+    # The version's seed column is a 32-bit integer on PostgreSQL.
+    seed = serializers.IntegerField(default=0, min_value=-(2**31), max_value=2**31 - 1)
     exploratory = serializers.BooleanField(default=False)
 
 
@@ -160,7 +162,7 @@ class BenchmarkSetCreateSerializer(serializers.Serializer[Any]):
     kind = serializers.ChoiceField(choices=BenchmarkKind.choices)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     image_ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
+        child=serializers.IntegerField(min_value=1, max_value=ID_MAX),
         allow_empty=False,
         max_length=100_000,
         help_text="the members; posting an existing name makes that set's next version",

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsReviewer
+from config.query import ID_MAX
 from curation.models import Image, LabelClass, SubClass
 from labelling.models import ActionKind, BadReason, BadVerdict, OpinionStatus, SecondOpinion
 from labelling.queues import Queue, QueueNotFound, queue_images, queue_resolve
@@ -94,7 +95,7 @@ class QueueQuery(serializers.Serializer[Any]):
     queue = serializers.CharField(default="inbox")
     # Ids of images the client still holds; bounded so no id overflows the database's integers.
     holding = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        child=serializers.IntegerField(min_value=1, max_value=ID_MAX),
         default=list,
         max_length=HOLDING_MAX,
     )
@@ -122,7 +123,7 @@ class QueueView(APIView):
 
 
 class ActionInput(QueueQuery):
-    image = serializers.IntegerField()
+    image = serializers.IntegerField(min_value=1, max_value=ID_MAX)
     version = serializers.IntegerField(min_value=1, required=False)
     action = serializers.ChoiceField(choices=ActionKind.choices)
     subclass = serializers.IntegerField(required=False)

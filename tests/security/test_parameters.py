@@ -342,3 +342,22 @@ def test_forms_answer_odd_values_without_a_server_error(world: World) -> None:
                 problems.append(f"POST {url} with every field {shown!r}: {response.status_code}")
 
     assert not problems, "\n".join(problems)
+
+
+def test_bodies_refuse_ids_and_seeds_the_database_cannot_hold(admin_api: APIClient) -> None:
+    too_big = 2**63
+    benchmark = admin_api.post(
+        "/api/v1/benchmark-sets/",
+        {"name": "hard", "kind": "custom", "image_ids": [too_big]},
+        format="json",
+    )
+    dataset = admin_api.post("/api/v1/datasets/", {"name": "d", "seed": 2**40}, format="json")
+    action = admin_api.post(
+        "/api/v1/labelling/actions/",
+        {"queue": "inbox", "image": too_big, "action": "skip"},
+        format="json",
+    )
+
+    assert benchmark.status_code == 400 and "image_ids" in benchmark.json()["detail"]
+    assert dataset.status_code == 400 and "seed" in dataset.json()["detail"]
+    assert action.status_code == 400 and "image" in action.json()["detail"]
