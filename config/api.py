@@ -11,6 +11,8 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooMa
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from rest_framework import status
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -19,6 +21,19 @@ from curation.services.imports import ArchiveRejected
 from curation.services.taxonomy import TaxonomyError
 
 logger = logging.getLogger("loupe.api")
+
+
+class JSONObjectParser(JSONParser):
+    """JSON bodies, which every endpoint reads as an object of fields: a bare number, string,
+    list or null is a 400 that says so, never an error inside the view."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        data = super().parse(stream, media_type, parser_context)
+        if not isinstance(data, dict):
+            raise ParseError(
+                f"The JSON body must be an object of fields ({{...}}), not {type(data).__name__}."
+            )
+        return data
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -12,11 +12,12 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import IsLabeller, IsReviewer
+from config.api import JSONObjectParser
 from curation import selectors
 from curation.filters import ImageFilter, JobFilter, SubClassFilter
 from curation.models import (
@@ -94,7 +95,7 @@ class ImageViewSet(
     serializer_class = ImageSerializer
     pagination_class = NewestFirst
     filterset_class = ImageFilter
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [JSONObjectParser, MultiPartParser, FormParser]
 
     def get_queryset(self) -> Any:
         return selectors.image_list()

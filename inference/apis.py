@@ -7,11 +7,12 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import IsLabeller, IsReviewer
+from config.api import JSONObjectParser
 from curation.imaging import ImageRejected
 from curation.serializers import JobSerializer
 from inference.models import ModelVersion
@@ -44,7 +45,7 @@ class ModelVersionViewSet(
 
     serializer_class = ModelVersionSerializer
     pagination_class = None
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [JSONObjectParser, MultiPartParser, FormParser]
 
     def get_queryset(self) -> Any:
         return ModelVersion.objects.select_related("uploaded_by").order_by("-number")

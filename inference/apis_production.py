@@ -10,11 +10,12 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import IsLabeller
+from config.api import JSONObjectParser
 from inference.embeddings import ood_at_least, ood_param, with_ood_scores
 from inference.models import PredictionLog
 from inference.production import (
@@ -146,7 +147,7 @@ class PredictionLogViewSet(
     permission_classes = [IsLabeller]
     serializer_class = PredictionLogSerializer
     pagination_class = NewestLogsFirst
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [JSONObjectParser, MultiPartParser, FormParser]
 
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):  # schema generation reads no rows
@@ -190,7 +191,7 @@ class PredictionLogViewSet(
         )
 
     @extend_schema(request=BatchSerializer, responses={200: dict})
-    @action(detail=False, methods=["post"], parser_classes=[JSONParser])
+    @action(detail=False, methods=["post"], parser_classes=[JSONObjectParser])
     def batch(self, request: Request) -> Response:
         serializer = BatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

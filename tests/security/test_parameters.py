@@ -361,3 +361,18 @@ def test_bodies_refuse_ids_and_seeds_the_database_cannot_hold(admin_api: APIClie
     assert benchmark.status_code == 400 and "image_ids" in benchmark.json()["detail"]
     assert dataset.status_code == 400 and "seed" in dataset.json()["detail"]
     assert action.status_code == 400 and "image" in action.json()["detail"]
+
+
+@pytest.mark.parametrize("body", ["0", "false", "null", '"AAA"', "[null, null]", "[]"])
+def test_json_bodies_that_are_not_objects_are_a_400(admin_api: APIClient, body: str) -> None:
+    for url in (
+        "/api/v1/images/",
+        "/api/v1/prediction-logs/",
+        "/api/v1/prediction-logs/batch/",
+        "/api/v1/models/",
+        "/api/v1/classes/",
+    ):
+        response = admin_api.post(url, body, content_type="application/json")
+
+        assert response.status_code == 400, url
+        assert "The JSON body must be an object" in response.json()["detail"]
