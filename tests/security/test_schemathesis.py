@@ -3,12 +3,16 @@ the WSGI application (no server) as an admin with a token: no operation may answ
 whatever the generated path ids, query strings and bodies, valid ones (positive data) and
 ones that break the schema on purpose (negative data).
 
-Examples per operation are few (``EXAMPLES``) so the run stays around a minute; Hypothesis
-shrinks a failure to a small request, printed in the failure message.
+Each operation gets ``EXAMPLES`` generated requests per kind (valid, invalid, and valid for
+the library's own rows) plus its first ``BOUNDARY_CASES`` coverage cases (values at the edges
+of the schema, bodies of the wrong JSON type), so the run stays near two minutes; Hypothesis
+shrinks a failure to a small request, printed in the failure message. A longer exploratory
+run (``EXAMPLES = 30``) takes about 20 minutes on two cores.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -29,7 +33,8 @@ from tests.security.world import World, build_world
 
 pytestmark = pytest.mark.django_db
 
-EXAMPLES = 5
+EXAMPLES = 4
+BOUNDARY_CASES = 15
 
 # Operations left out, each for a reason that is about the test, not the API.
 EXCLUDED: dict[str, str] = {}
@@ -98,7 +103,29 @@ def _server_errors(world: World, app: Any) -> tuple[list[str], int]:
                 continue  # nothing to break on purpose: no parameters and no body
             except AssertionError as failure:
                 failures.append(f"{operation.label} ({description}): {failure}")
+        calls += _boundary_cases(schema, operation, world, failures)
     return failures, calls
+
+
+def _boundary_cases(schema: Any, operation: Any, world: World, failures: list[str]) -> int:
+    """Schemathesis' coverage cases: each parameter at the edges the schema allows (the largest
+    integers, empty and longest strings, missing required fields), one request each."""
+    calls = 0
+    cases = schema.iter_coverage_cases(
+        operation,
+        generation_modes=list(GenerationMode),
+        generation_config=schema.config.generation_for(operation=operation),
+    )
+    for case in itertools.islice(cases, BOUNDARY_CASES):
+        _, token = token_issue(user=world.admin)
+        response = case.call(headers={"Authorization": f"Token {token}"})
+        calls += 1
+        if response.status_code >= 500:
+            failures.append(
+                f"{operation.label} (boundary values): {response.status_code} for "
+                f"{case.as_curl_command()}\n{response.text[:500]}"
+            )
+    return calls
 
 
 @pytest.fixture
