@@ -16,14 +16,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 import numpy as np
+from django.conf import settings
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 def decode_threads() -> int:
-    value = os.environ.get("LOUPE_DECODE_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
+    return int(getattr(settings, "LOUPE_DECODE_THREADS", 0)) or os.cpu_count() or 1
 
 
 def scored_batches(

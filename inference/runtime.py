@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.core.files.storage import default_storage
 
 from inference.models import ModelVersion, OutputKind
@@ -23,7 +23,7 @@ def session_options(*, threads: int | None = None) -> Any:
     # ORT_ENABLE_ALL fuses conv+activation and picks layouts: measured ~3x faster than the lower
     # levels on a small CNN.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    threads = threads or int(os.environ.get("LOUPE_INFERENCE_THREADS", "0") or 0)
+    threads = threads or int(getattr(settings, "LOUPE_INFERENCE_THREADS", 0))
     if threads:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

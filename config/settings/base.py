@@ -187,6 +187,10 @@ LOUPE_EMBEDDING_DUPLICATE_SIMILARITY = env_float(
 # scoring at or above the threshold count as unlike the library on the production dashboard.
 LOUPE_OOD_NEIGHBOURS = env_int("LOUPE_OOD_NEIGHBOURS", 10, minimum=1)
 LOUPE_OOD_THRESHOLD = env_float("LOUPE_OOD_THRESHOLD", 0.5, minimum=0.0, maximum=2.0)
+# Bulk inference threads, each decoding a batch and running the model on it; 0: one per core.
+LOUPE_DECODE_THREADS = env_int("LOUPE_DECODE_THREADS", 0, minimum=0)
+# onnxruntime threads of the sessions that serve single requests (predict); 0: one per core.
+LOUPE_INFERENCE_THREADS = env_int("LOUPE_INFERENCE_THREADS", 0, minimum=0)
 # How long an image shown to one SME stays out of other SMEs' queues.
 LOUPE_CLAIM_SECONDS = env_int("LOUPE_CLAIM_SECONDS", 600, minimum=10)
 
