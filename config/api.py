@@ -16,6 +16,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from config.middleware import NUL_DETAIL, is_nul_text_error
 from curation.services.images import ImageStateError, VersionConflict
 from curation.services.imports import ArchiveRejected
 from curation.services.taxonomy import TaxonomyError
@@ -71,6 +72,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response({"detail": f"Refused: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoValidationError):
         return Response({"detail": "; ".join(exc.messages)}, status=status.HTTP_400_BAD_REQUEST)
+    if is_nul_text_error(exc):
+        return Response({"detail": NUL_DETAIL}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, (OperationalError, InterfaceError)):
         # The database is unreachable: re-raised, so config.middleware answers 503 with
         # Retry-After for the API and the pages alike.

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import escape
 
@@ -84,6 +84,37 @@ def database_unavailable_response(request: HttpRequest, exception: Exception) ->
     response["Retry-After"] = str(seconds)
     response["Cache-Control"] = "no-store"
     return response
+
+
+NUL_DETAIL = "Text in this request contains a NUL character (U+0000); remove it."
+
+
+def is_nul_text_error(exception: Exception) -> bool:
+    """PostgreSQL refused text holding U+0000 (psycopg's data error, wrapped by Django)."""
+    return isinstance(exception, DataError) and "NUL" in str(exception)
+
+
+class NulCharacterMiddleware:
+    """Answer 400 when a request's text reaches PostgreSQL with a NUL character in it.
+
+    PostgreSQL text cannot hold U+0000 and refuses it as a data error; no name, label, note or
+    filter in Loupe needs one, so the request is bad, not the server. (SQLite stores it.)
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_nul_text_error(exception):
+            return None
+        if request.path.startswith("/api/") or "application/json" in request.headers.get(
+            "Accept", ""
+        ):
+            return JsonResponse({"detail": NUL_DETAIL}, status=400)
+        return HttpResponse(NUL_DETAIL, status=400, content_type="text/plain; charset=utf-8")
 
 
 # --- Request body cap -------------------------------------------------------------------------

@@ -56,6 +56,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # A lost database connection answers 503 with Retry-After, not 500.
     "config.middleware.DatabaseUnavailableMiddleware",
+    # Text with U+0000, which PostgreSQL refuses, answers 400, not 500.
+    "config.middleware.NulCharacterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

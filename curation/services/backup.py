@@ -44,7 +44,8 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Model
 from django.utils import timezone
 
-from curation.models import Image, Job, JobStatus, LibraryCounter
+from curation.models import Image, Job, JobStatus
+from curation.services.images import subclass_counts_rebuild
 from curation.storage import original_name
 
 FORMAT = "loupe-backup"
@@ -446,7 +447,8 @@ def backup_restore(
                 message="Interrupted: it was in progress when the backup was made; start it again.",
                 finished_at=timezone.now(),
             )
-            LibraryCounter.objects.get_or_create(name=LibraryCounter.INBOX)
+            # Counters are derived: count them from the restored rows.
+            subclass_counts_rebuild()
             from curation.tasks import enqueue_processing
 
             enqueue_processing(image_ids)  # thumbnails, once the rows commit

@@ -223,7 +223,9 @@ class Endpoint:
         """The HTTP methods a DRF view answers (its router actions, or its handlers)."""
         actions = getattr(self.callback, "actions", None)
         if actions:
-            return {method.upper() for method in actions}
+            # DRF adds "head" to a route's actions the first time it answers a GET: HEAD
+            # follows GET and is not a decision of its own.
+            return {method.upper() for method in actions if method not in ("options", "head")}
         view_class = getattr(self.callback, "cls", None) or getattr(
             self.callback, "view_class", None
         )
