@@ -24,7 +24,7 @@ from django.db import connection
 from accounts.models import User
 from curation.models import ClassKind, Image, LabelEvent, LabelReason, Source
 from curation.services.backup import CHECKSUMS, MANIFEST
-from curation.services.images import image_relabel, image_trash
+from curation.services.images import image_relabel, image_trash, subclass_counts_rebuild
 from curation.services.taxonomy import class_create, subclass_create
 from inference.preprocessing import PreprocessSpec
 from inference.services import model_version_register
@@ -100,6 +100,9 @@ def build_library(make_image: Callable[..., Image], user: User) -> None:
         actor=user,
         spec=PreprocessSpec(input_size=8),
     )
+    # Counters as a running installation keeps them (make_image writes rows directly, and a
+    # flushed PostgreSQL test database has lost the inbox counter the migration creates).
+    subclass_counts_rebuild()
 
 
 def damaged_copy(archive: Path, target: Path) -> Path:
