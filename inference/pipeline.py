@@ -5,6 +5,12 @@ runs the model on it with a single-threaded onnxruntime session, so every core a
 decode and model on its own batch and no core waits for another (Pillow's decoders and
 onnxruntime both release the GIL). Splitting one model run over the cores instead costs a
 synchronisation per layer and leaves cores idle while decoding threads hold them.
+
+Batches are small (``BATCH_SIZE``): the first layers' activations for 8 images at 224 px
+(about 13 MB) fit in a shared 32 MB L3 cache, for 32 images (about 51 MB) they do not, so two
+cores running the model at once compete for memory. Measured with ``bench/inference.py``, two
+one-thread sessions side by side gave 1.84x one session's rate at batch 8 and 1.25x at batch 32
+on a quiet machine; on a busy one the figures overlap (1.5-1.9x against 1.2-1.9x).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from django.conf import settings
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+BATCH_SIZE = 8
 
 
 def decode_threads() -> int:

@@ -23,7 +23,7 @@ from curation.models import Image, ImageStatus, Job, LabelClass
 from curation.services.jobs import job_create, job_enqueue
 from curation.services.taxonomy import TaxonomyError, class_create
 from inference.models import LabelMatch, ModelVersion, OutputKind, Prediction
-from inference.pipeline import scored_batches
+from inference.pipeline import BATCH_SIZE, scored_batches
 from inference.preprocessing import PreprocessSpec, load_input
 from inference.runtime import TopK, run_batches, top_k
 from inference.validation import ModelRejected, label_map_parse, model_size_check, onnx_check
@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 MODELS_PREFIX = "models"
 STORED_TOP_K = 5
-BATCH_SIZE = 32
 RECOMPUTE_KIND = "inference.recompute_predictions"
 
 

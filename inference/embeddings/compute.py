@@ -25,14 +25,13 @@ from inference.embeddings.vectors import (
     vector_encode,
 )
 from inference.models import ImageEmbedding, ModelVersion
-from inference.pipeline import scored_batches
+from inference.pipeline import BATCH_SIZE, scored_batches
 from inference.preprocessing import PreprocessSpec, load_input
 from inference.runtime import session_for
 
 logger = logging.getLogger(__name__)
 
 EMBEDDINGS_KIND = "inference.embeddings_compute"
-BATCH_SIZE = 32
 # Rows embedded since the last index build beyond which the import path rebuilds the index:
 # the exact scan of newer rows (about 60 ms per 1,000 on SQLite, mostly reading them) stays
 # well inside the page's budget.
