@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -397,9 +401,7 @@ class PredictionLogScoreHour(models.Model):
     calls = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["hour", "centile"], name="logscorehour_key")
-        ]
+        constraints = [models.UniqueConstraint(fields=["hour", "centile"], name="logscorehour_key")]
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H}h ≥ {self.centile / 100:.2f}: {self.calls}"
@@ -424,7 +426,20 @@ class PredictionLogClassHour(models.Model):
 class PredictionLogVerdictHour(models.Model):
     """Reviewed logs of one hour (the hour the log was received, not reviewed) per model version
     label, top-1 class, score centile, verdict and out-of-scope subject. A changed verdict moves
-    its log from one row to another; rows that reach zero are deleted."""
+    its log from one row to another; rows that reach zero are deleted.
+
+    The row is unique on its hour and ``digest``, a hash of the other key fields: a unique
+    index on the fields themselves could pass PostgreSQL's 2,704-byte limit on an index row (a
+    500-character class name and a 200-character subject in four-byte characters do)."""
+
+    KEY_FIELDS = (
+        "hour",
+        "model_version_label",
+        "top1_name",
+        "centile",
+        "verdict",
+        "out_of_scope_subject",
+    )
 
     hour = models.DateTimeField()
     model_version_label = models.CharField(max_length=100)
@@ -432,22 +447,19 @@ class PredictionLogVerdictHour(models.Model):
     centile = models.PositiveSmallIntegerField()
     verdict = models.CharField(max_length=32, choices=Verdict.choices)
     out_of_scope_subject = models.CharField(max_length=200, blank=True)
+    digest = models.CharField(max_length=32, help_text="hash of the key fields after the hour")
     logs = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=[
-                    "hour",
-                    "model_version_label",
-                    "top1_name",
-                    "centile",
-                    "verdict",
-                    "out_of_scope_subject",
-                ],
-                name="logverdicthour_key",
-            )
+            models.UniqueConstraint(fields=["hour", "digest"], name="logverdicthour_key")
         ]
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H}h {self.top1_name} {self.verdict}: {self.logs}"
+
+    @staticmethod
+    def key_digest(key_after_hour: Sequence[object]) -> str:
+        """``digest`` of a row whose key fields after ``hour`` hold ``key_after_hour``."""
+        text = json.dumps([str(value) for value in key_after_hour], ensure_ascii=False)
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

@@ -125,20 +125,33 @@ ROLLUP_MODELS: list[type[models.Model]] = [
 ]
 
 
-def _key_fields(model: type[models.Model]) -> Sequence[str]:
-    """A roll-up row's key: the fields of its model's one unique constraint."""
+def _unique_fields(model: type[models.Model]) -> Sequence[str]:
+    """The fields of the model's one unique constraint: what an upsert conflicts on."""
     (constraint,) = model._meta.constraints
     assert isinstance(constraint, models.UniqueConstraint)
     return constraint.fields
 
 
+def _key_fields(model: type[models.Model]) -> Sequence[str]:
+    """A roll-up row's key, as the counts hold it: the unique fields, or for a model unique on
+    a digest of its key (``KEY_FIELDS`` and ``key_digest``) the fields the digest stands for."""
+    return getattr(model, "KEY_FIELDS", None) or _unique_fields(model)
+
+
+def _key_values(model: type[models.Model], key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``key`` as stored: with its digest after it where the model has one."""
+    digest = getattr(model, "key_digest", None)
+    return (*key, digest(key[1:])) if digest else key
+
+
 def _upsert(model: type[models.Model], count_field: str, counts: Counter[Any]) -> None:
-    rows = sorted((key, n) for key, n in counts.items() if n > 0)
+    rows = sorted((_key_values(model, key), n) for key, n in counts.items() if n > 0)
     if not rows:
         return
-    key_fields = _key_fields(model)
-    fields = [cast("models.Field[Any, Any]", model._meta.get_field(name)) for name in key_fields]
+    stored = [*_key_fields(model), *(["digest"] if hasattr(model, "key_digest") else [])]
+    fields = [cast("models.Field[Any, Any]", model._meta.get_field(name)) for name in stored]
     fields.append(cast("models.Field[Any, Any]", model._meta.get_field(count_field)))
+    unique = [quote_column(model, name) for name in _unique_fields(model)]
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     columns = [quote(f.column or f.attname) for f in fields]
@@ -147,7 +160,7 @@ def _upsert(model: type[models.Model], count_field: str, counts: Counter[Any]) -
     # Every identifier comes from the model's metadata, quoted; every value is a parameter.
     sql = (
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES {{rows}} "  # noqa: S608
-        f"ON CONFLICT ({', '.join(columns[:-1])}) DO UPDATE SET "
+        f"ON CONFLICT ({', '.join(unique)}) DO UPDATE SET "
         f"{count_column} = {table}.{count_column} + excluded.{count_column}"
     )
     with connection.cursor() as cursor:
@@ -159,6 +172,11 @@ def _upsert(model: type[models.Model], count_field: str, counts: Counter[Any]) -
                 for prepared, value in zip(fields, (*key, n), strict=True)
             ]
             cursor.execute(sql.format(rows=", ".join([row_sql] * len(chunk))), params)
+
+
+def quote_column(model: type[models.Model], name: str) -> str:
+    field = cast("models.Field[Any, Any]", model._meta.get_field(name))
+    return connection.ops.quote_name(field.column or field.attname)
 
 
 def rollups_record(*, logs: Iterable[PredictionLog]) -> None:
@@ -191,8 +209,9 @@ def rollups_verdict_moved(
         return
     if previous_verdict:
         key = _verdict_key(log, previous_verdict, previous_subject)
-        fields = _key_fields(PredictionLogVerdictHour)
-        rows = PredictionLogVerdictHour.objects.filter(**dict(zip(fields, key, strict=True)))
+        rows = PredictionLogVerdictHour.objects.filter(
+            hour=key[0], digest=PredictionLogVerdictHour.key_digest(key[1:])
+        )
         # A missing row (roll-ups not rebuilt since an upgrade) is left alone rather than
         # driven below zero.
         rows.filter(logs__gt=0).update(logs=F("logs") - 1)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import random
 import threading
@@ -83,7 +84,7 @@ def _rollups() -> dict[str, Counter[tuple[Any, ...]]]:
         (PredictionLogClassHour, "calls"),
         (PredictionLogVerdictHour, "logs"),
     ):
-        names = [f.name for f in model._meta.fields if f.name not in ("id", count)]
+        names = [f.name for f in model._meta.fields if f.name not in ("id", "digest", count)]
         rows = model._default_manager.values_list(*names, count)
         tables[model.__name__] = Counter({tuple(row[:-1]): row[-1] for row in rows if row[-1]})
     return tables
@@ -440,3 +441,52 @@ def test_logs_arriving_during_a_rebuild_are_counted_once(
     assert sum(kept["PredictionLogHour"].values()) == PredictionLog.objects.count() >= 13
     production_rollups_rebuild()
     assert _rollups() == kept
+
+
+def test_the_longest_names_in_four_byte_characters_are_counted_and_reviewed(
+    make_image: Callable[..., Image], reviewer: User
+) -> None:
+    # 500 + 100 + 200 characters of four UTF-8 bytes each: well past PostgreSQL's 2,704-byte
+    # limit on a b-tree index row, were the names the roll-up's unique key as they are.
+    rng = random.Random(4)
+
+    def name(length: int) -> str:  # random, so the index cannot compress it away
+        return "".join(chr(rng.randrange(0x20000, 0x2A6DF)) for _ in range(length))
+
+    top1, label, subject = name(500), name(100), name(200)
+    log = _log(make_image(), MONDAY, top1=top1, label=label)
+    prediction_log_review(
+        log_id=log.pk, verdict=Verdict.OUT_OF_SCOPE, actor=reviewer, subject=subject
+    )
+    _log(make_image(), MONDAY + timedelta(minutes=1), top1=top1, label=label)
+
+    assert _rollups()["PredictionLogClassHour"] == Counter({(MONDAY, top1): 2})
+    assert _rollups()["PredictionLogVerdictHour"] == Counter(
+        {(MONDAY, label, top1, 97, "out_of_scope", subject): 1}
+    )
+
+
+def test_the_migration_gives_existing_verdict_rows_the_digest_the_services_look_up(
+    make_image: Callable[..., Image], reviewer: User
+) -> None:
+    from django.apps import apps
+
+    fill_digests = importlib.import_module(
+        "inference.migrations.0007_verdict_rollup_digest"
+    ).fill_digests
+    log = _log(make_image(), MONDAY, top1="Wren \u00e9")
+    prediction_log_review(log_id=log.pk, verdict=Verdict.OUT_OF_SCOPE, actor=reviewer, subject="x")
+    row = PredictionLogVerdictHour.objects.get()
+    PredictionLogVerdictHour.objects.update(digest="")
+
+    fill_digests(apps, None)
+
+    row.refresh_from_db()
+    assert row.digest == PredictionLogVerdictHour.key_digest(
+        ("v1", "Wren \u00e9", 97, "out_of_scope", "x")
+    )
+    # A changed verdict finds the row by that digest and moves the log off it.
+    prediction_log_review(log_id=log.pk, verdict=Verdict.CORRECT, actor=reviewer, replace=True)
+    assert _rollups()["PredictionLogVerdictHour"] == Counter(
+        {(MONDAY, "v1", "Wren \u00e9", 97, "correct", ""): 1}
+    )
