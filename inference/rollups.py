@@ -100,12 +100,19 @@ class RollupCounts:
             key = (hour, model_version_label, top1_name, centile, verdict, out_of_scope_subject)
             self.verdicts[key] += 1
 
+    def tables(self) -> list[tuple[type[models.Model], str, Counter[Any]]]:
+        """(roll-up model, its count field, the counts for it) for every roll-up."""
+        return [
+            (PredictionLogHour, "calls", self.hours),
+            (PredictionLogScoreHour, "calls", self.scores),
+            (PredictionLogClassHour, "calls", self.classes),
+            (PredictionLogVerdictHour, "logs", self.verdicts),
+        ]
+
     def save(self) -> None:
         """Add every count to its row; the caller holds the transaction."""
-        _upsert(PredictionLogHour, "calls", self.hours)
-        _upsert(PredictionLogScoreHour, "calls", self.scores)
-        _upsert(PredictionLogClassHour, "calls", self.classes)
-        _upsert(PredictionLogVerdictHour, "logs", self.verdicts)
+        for model, count_field, counter in self.tables():
+            _upsert(model, count_field, counter)
 
 
 LOG_FIELDS = (
@@ -209,17 +216,36 @@ def rollups_verdict_moved(
         return
     if previous_verdict:
         key = _verdict_key(log, previous_verdict, previous_subject)
-        rows = PredictionLogVerdictHour.objects.filter(
-            hour=key[0], digest=PredictionLogVerdictHour.key_digest(key[1:])
-        )
-        # A missing row (roll-ups not rebuilt since an upgrade) is left alone rather than
-        # driven below zero.
-        rows.filter(logs__gt=0).update(logs=F("logs") - 1)
-        rows.filter(logs=0).delete()
+        _subtract(PredictionLogVerdictHour, "logs", key, 1)
     if log.verdict:
         counts = RollupCounts()
         counts.verdicts[_verdict_key(log, log.verdict, log.out_of_scope_subject)] += 1
         counts.save()
+
+
+def rollups_forget(*, log: PredictionLog) -> None:
+    """Take a deleted log out of every roll-up (an image deleted in the admin takes its logs
+    with it). Connected to PredictionLog's post_delete, so it runs in the deleting
+    transaction."""
+    counts = RollupCounts()
+    counts.add_log(*(getattr(log, name) for name in LOG_FIELDS))
+    for model, count_field, counter in counts.tables():
+        for key, n in counter.items():
+            _subtract(model, count_field, key, n)
+
+
+def _subtract(model: type[models.Model], count_field: str, key: tuple[Any, ...], n: int) -> None:
+    """Take ``n`` from the row at ``key``, deleting it at zero. A row missing or holding less
+    (roll-ups not rebuilt since an upgrade) is left alone rather than driven below zero."""
+    digest = getattr(model, "key_digest", None)
+    lookup = (
+        {"hour": key[0], "digest": digest(key[1:])}
+        if digest
+        else dict(zip(_key_fields(model), key, strict=True))
+    )
+    rows = model._default_manager.filter(**lookup)
+    rows.filter(**{f"{count_field}__gte": n}).update(**{count_field: F(count_field) - n})
+    rows.filter(**{count_field: 0}).delete()
 
 
 def rollups_ready() -> bool:

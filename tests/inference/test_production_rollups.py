@@ -490,3 +490,21 @@ def test_the_migration_gives_existing_verdict_rows_the_digest_the_services_look_
     assert _rollups()["PredictionLogVerdictHour"] == Counter(
         {(MONDAY, "v1", "Wren \u00e9", 97, "correct", ""): 1}
     )
+
+
+def test_deleting_an_image_takes_its_logs_out_of_the_rollups(
+    make_image: Callable[..., Image], reviewer: User
+) -> None:
+    rng = random.Random(5)
+    images = [make_image() for _ in range(3)]
+    _random_history(rng, images, reviewer, _class("Wren"), logs=90)
+    doomed = images[1]
+    assert doomed.production_logs.exists()
+
+    # Deleted through the ORM (a shell, a script): its logs go by cascade.
+    doomed.delete()
+
+    assert not PredictionLog.objects.filter(image_id=doomed.pk).exists()
+    after_delete = _rollups()
+    production_rollups_rebuild()
+    assert _rollups() == after_delete
