@@ -18,6 +18,7 @@ from rest_framework.response import Response
 
 from accounts.permissions import IsLabeller, IsReviewer
 from config.api import JSONObjectParser
+from config.query import choice_param
 from curation import selectors
 from curation.filters import ImageFilter, JobFilter, SubClassFilter
 from curation.models import (
@@ -344,13 +345,16 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             status=status.HTTP_202_ACCEPTED,
         )
 
-    @extend_schema(responses={200: ImportItemSerializer(many=True)})
+    @extend_schema(
+        parameters=[OpenApiParameter("outcome", str, enum=ImportOutcome.values)],
+        responses={200: ImportItemSerializer(many=True)},
+    )
     @action(detail=True, methods=["get"])
     def items(self, request: Request, pk: str | None = None) -> Response:
         batch = self.get_object()
         queryset = selectors.import_items(batch=batch)
-        outcome = request.query_params.get("outcome")
-        if outcome in ImportOutcome.values:
+        outcome = choice_param(request, "outcome", ImportOutcome.values)
+        if outcome:
             queryset = queryset.filter(outcome=outcome)
         paginator = NewestFirst()
         paginator.ordering = "id"

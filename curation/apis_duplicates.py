@@ -9,12 +9,12 @@ from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import IsLabeller, IsReviewer
+from config.query import choice_param
 from curation.models import DuplicateGroup, DuplicateMember, DuplicateMethod, DuplicateStatus
 from curation.selectors_duplicates import duplicate_groups, group_images
 from curation.serializers import ImageSerializer, JobSerializer
@@ -122,18 +122,14 @@ class DuplicateGroupViewSet(viewsets.ReadOnlyModelViewSet):
     pagination_class = GroupPagination
 
     def get_queryset(self) -> Any:
-        wanted = self.request.query_params.get("status", DuplicateStatus.OPEN)
-        if wanted not in DuplicateStatus.values:
-            wanted = DuplicateStatus.OPEN
         if self.action != "list":
             return duplicate_groups(status=None).select_related("resolved_by")
+        wanted = choice_param(
+            self.request, "status", DuplicateStatus.values, default=DuplicateStatus.OPEN
+        )
         groups = duplicate_groups(status=wanted).select_related("resolved_by")
-        method = self.request.query_params.get("method", "")
+        method = choice_param(self.request, "method", DuplicateMethod.values)
         if method:
-            if method not in DuplicateMethod.values:
-                raise ValidationError(
-                    {"method": [f"method must be one of {', '.join(DuplicateMethod.values)}."]}
-                )
             groups = groups.filter(method=method)
         return groups
 

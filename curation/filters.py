@@ -4,8 +4,10 @@ from typing import Any
 
 import django_filters
 from django import forms
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
+from config.query import choice_message
 from curation.models import Image, ImageStatus, Job, JobStatus, Source, SubClass
 from curation.services.quality import QUALITY_FILTERS, quality_filter, quality_thresholds
 from labelling.models import BadReason
@@ -21,28 +23,60 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(*args, min_value=0, max_value=2**63 - 1, **kwargs)
 
 
+class OneOfFilter(django_filters.ChoiceFilter):
+    """A filter with a fixed set of values: any other value is a 400 that lists them (an
+    ignored value would answer with the unfiltered list)."""
+
+    def __init__(self, *args: Any, choices: list[tuple[str, str]], **kwargs: Any) -> None:
+        values = [str(value) for value, _ in choices]
+        kwargs.setdefault("error_messages", {"invalid_choice": choice_message(values)})
+        super().__init__(*args, choices=choices, **kwargs)
+
+
+class TrueFalseField(forms.NullBooleanField):
+    """``true`` or ``false`` (``1``/``0`` too, any case); absent or empty is no filter, and
+    anything else is refused rather than read as absent, as Django's own field would."""
+
+    widget = forms.TextInput
+    default_error_messages = {"invalid": choice_message(["true", "false"])}
+
+    def to_python(self, value: Any) -> Any:  # the stubs type a NullBooleanField as never None
+        if value is None or isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text == "":
+            return None
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+        raise ValidationError(self.error_messages["invalid"], code="invalid")
+
+
+class TrueFalseFilter(django_filters.BooleanFilter):
+    field_class = TrueFalseField
+
+
 class ImageFilter(django_filters.FilterSet):
     """The only filters the image list accepts: no free-form lookups through relations."""
 
     label_class = IdFilter(method="filter_label_class", label="class id")
     subclass = IdFilter(field_name="subclass_id")
-    status = django_filters.ChoiceFilter(choices=ImageStatus.choices)
-    labelled = django_filters.BooleanFilter(
+    status = OneOfFilter(choices=ImageStatus.choices)
+    labelled = TrueFalseFilter(
         field_name="subclass", lookup_expr="isnull", exclude=True, label="labelled"
     )
-    source = django_filters.ChoiceFilter(field_name="subclass__source", choices=Source.choices)
+    source = OneOfFilter(field_name="subclass__source", choices=Source.choices)
     import_batch = IdFilter(field_name="import_batch_id")
     sha256 = django_filters.CharFilter(field_name="sha256")
-    bad = django_filters.BooleanFilter(
+    bad = TrueFalseFilter(
         field_name="bad_verdict",
         lookup_expr="isnull",
         exclude=True,
         label="judged a bad image by an SME",
     )
-    bad_reason = django_filters.ChoiceFilter(
-        field_name="bad_verdict__reason", choices=BadReason.choices
-    )
-    quality = django_filters.ChoiceFilter(
+    bad_reason = OneOfFilter(field_name="bad_verdict__reason", choices=BadReason.choices)
+    quality = OneOfFilter(
         method="filter_quality",
         choices=list(QUALITY_FILTERS.items()),
         label="quality flag raised under the library's current thresholds",
@@ -85,7 +119,7 @@ class SubClassFilter(django_filters.FilterSet):
 
 
 class JobFilter(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=JobStatus.choices)
+    status = OneOfFilter(choices=JobStatus.choices)
     kind = django_filters.CharFilter()
 
     class Meta:

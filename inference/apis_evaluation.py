@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import LimitOffsetPagination
@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from accounts.permissions import IsReviewer
+from config.query import choice_param
 from curation.apis import NewestFirst
 from curation.models import SubClass
 from curation.serializers import JobSerializer
@@ -26,7 +27,7 @@ from inference.evaluation import (
     evaluation_create,
     scope_describe,
 )
-from inference.models import DoubleCheckItem, EvaluationRun, ModelVersion
+from inference.models import DoubleCheckItem, DoubleCheckStatus, EvaluationRun, ModelVersion
 
 
 class EvaluationStartSerializer(serializers.Serializer[Any]):
@@ -137,7 +138,10 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(EvaluationSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(responses={200: DoubleCheckItemSerializer(many=True)})
+    @extend_schema(
+        parameters=[OpenApiParameter("status", str, enum=DoubleCheckStatus.values)],
+        responses={200: DoubleCheckItemSerializer(many=True)},
+    )
     @action(detail=True, methods=["get"], url_path="double-check")
     def double_check(self, request: Request, pk: str | None = None) -> Response:
         """The run's Double-check queue, likeliest label errors first."""
@@ -147,7 +151,7 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
             .select_related("image", "true_class")
             .order_by("rank")
         )
-        status_filter = request.query_params.get("status")
+        status_filter = choice_param(request, "status", DoubleCheckStatus.values)
         if status_filter:
             items = items.filter(status=status_filter)
         paginator = LimitOffsetPagination()

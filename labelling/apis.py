@@ -6,7 +6,7 @@ from typing import Any
 
 from django.urls import reverse
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsReviewer
-from config.query import ID_MAX
+from config.query import ID_MAX, choice_param
 from curation.models import Image, LabelClass, SubClass
 from labelling.models import ActionKind, BadReason, BadVerdict, OpinionStatus, SecondOpinion
 from labelling.queues import Queue, QueueNotFound, queue_images, queue_resolve
@@ -276,11 +276,16 @@ class SecondOpinionListView(APIView):
 
     permission_classes = [IsReviewer]
 
-    @extend_schema(responses={200: SecondOpinionSerializer(many=True)})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "status", str, enum=OpinionStatus.values, default=OpinionStatus.OPEN.value
+            )
+        ],
+        responses={200: SecondOpinionSerializer(many=True)},
+    )
     def get(self, request: Request) -> Response:
-        wanted = request.query_params.get("status", OpinionStatus.OPEN)
-        if wanted not in OpinionStatus.values:
-            raise ValidationError({"status": [f"One of {', '.join(OpinionStatus.values)}."]})
+        wanted = choice_param(request, "status", OpinionStatus.values, default=OpinionStatus.OPEN)
         opinions = opinions_by_status(status=wanted)[:200]
         return Response(SecondOpinionSerializer(opinions, many=True).data)
 

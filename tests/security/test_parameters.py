@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.db import transaction
 from django.test import Client
+from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -107,6 +108,104 @@ def test_an_invalid_value_for_an_allowed_filter_is_a_400_naming_it(admin_api: AP
 
     assert response.status_code == 400
     assert "status" in response.json()["detail"]
+
+
+# The world's row that fills ``{id}`` in the schema's paths that take a choice parameter.
+PATH_IDS = {
+    "/api/v1/images/{id}/": "image",
+    "/api/v1/imports/{id}/": "batch",
+    "/api/v1/evaluations/{id}/": "evaluation",
+}
+
+
+def choice_parameters() -> list[tuple[str, str, list[str]]]:
+    """Every (path, name, allowed values) of a GET query parameter with a fixed set of values
+    in the OpenAPI schema: its enums, and its booleans (``true``/``false``)."""
+    found = []
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    for path, operations in schema["paths"].items():
+        for parameter in operations.get("get", {}).get("parameters", []):
+            if parameter["in"] != "query":
+                continue
+            kind = parameter["schema"]
+            if "enum" in kind:
+                found.append((path, parameter["name"], [str(v) for v in kind["enum"]]))
+            elif kind.get("type") == "boolean":
+                found.append((path, parameter["name"], ["true", "false"]))
+    return found
+
+
+def _filled(path: str, world: World) -> str:
+    if "{" not in path:
+        return path
+    prefix = path.split("{", 1)[0] + "{id}/"
+    assert prefix in PATH_IDS, f"{path}: add the row that fills its id to PATH_IDS"
+    return path.replace("{id}", str(getattr(world, PATH_IDS[prefix]).pk))
+
+
+def test_every_choice_filter_refuses_an_unknown_value_and_names_the_allowed_ones(
+    admin_api: APIClient, world: World
+) -> None:
+    found = choice_parameters()
+    problems = []
+    for path, name, allowed in found:
+        url = _filled(path, world)
+        for unknown in ("zzz", "<script>", "true false"):
+            response = admin_api.get(url, {name: unknown})
+            detail = _body(response)["detail"] if response.status_code == 400 else ""
+            if response.status_code != 400:
+                problems.append(f"{url}?{name}={unknown}: {response.status_code}, not a 400")
+            elif name not in detail or not all(value in detail for value in allowed):
+                problems.append(f"{url}?{name}={unknown}: {detail!r} does not list {allowed}")
+        for value in allowed:
+            response = admin_api.get(url, {name: value})
+            if response.status_code == 400:
+                problems.append(f"{url}?{name}={value}: refused an allowed value")
+
+    assert {
+        ("/api/v1/images/", "status"),
+        ("/api/v1/images/", "labelled"),
+        ("/api/v1/images/", "quality"),
+        ("/api/v1/jobs/", "status"),
+        ("/api/v1/duplicates/", "status"),
+        ("/api/v1/duplicates/", "method"),
+        ("/api/v1/imports/{id}/items/", "outcome"),
+        ("/api/v1/evaluations/{id}/double-check/", "status"),
+        ("/api/v1/labelling/second-opinions/", "status"),
+    } <= {(path, name) for path, name, _ in found}
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "expected"),
+    [
+        ("/api/v1/duplicates/", {"status": ""}, 200),
+        ("/api/v1/duplicates/", {"status": "OPEN"}, 400),
+        ("/api/v1/images/", {"labelled": ""}, 200),
+        ("/api/v1/images/", {"labelled": "True"}, 200),
+        ("/api/v1/images/", {"labelled": "yes"}, 400),
+        ("/api/v1/labelling/second-opinions/", {"status": ""}, 200),
+    ],
+)
+def test_an_empty_choice_is_no_filter_but_a_near_miss_is_refused(
+    admin_api: APIClient, url: str, params: dict[str, str], expected: int
+) -> None:
+    assert admin_api.get(url, params).status_code == expected
+
+
+def test_choice_filters_still_filter(admin_api: APIClient, world: World) -> None:
+    """The refusals above are not all the filters do: an allowed value narrows the list."""
+    items = f"/api/v1/imports/{world.batch.pk}/items/"
+    everything = admin_api.get(items).json()["results"]
+    rejected = admin_api.get(items, {"outcome": "rejected"}).json()["results"]
+    checks = f"/api/v1/evaluations/{world.evaluation.pk}/double-check/"
+    open_items = admin_api.get(checks, {"status": "open"}).json()["results"]
+    kept = admin_api.get(checks, {"status": "kept"}).json()["results"]
+    unlabelled = admin_api.get("/api/v1/images/", {"labelled": "false"}).json()["results"]
+
+    assert everything and not rejected
+    assert open_items and not kept
+    assert unlabelled and all(row["subclass"] is None for row in unlabelled)
 
 
 @pytest.mark.parametrize("name", ["label_class", "subclass", "import_batch"])
