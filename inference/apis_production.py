@@ -14,7 +14,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.permissions import IsLabeller
+from accounts.permissions import IsLabeller, IsReviewer
 from config.api import JSONObjectParser
 from inference.embeddings import ood_at_least, ood_param, with_ood_scores
 from inference.models import PredictionLog
@@ -142,12 +142,18 @@ class PredictionLogViewSet(
     """Production prediction logs. POST one transaction (JSON or multipart: the image as a file
     or the sha256 of a stored image, the model version label, the top-k predictions, client
     time, client id and an optional request id); the same (client, request id) again answers
-    200 with the first log. POST …/batch/ logs up to 1,000 transactions by image sha256."""
+    200 with the first log. POST …/batch/ logs up to 1,000 transactions by image sha256.
+    Reading logs needs the reviewer role, as the production dashboard and review pages do;
+    any signed-in user or token (a serving system's machine account) may write them."""
 
-    permission_classes = [IsLabeller]
     serializer_class = PredictionLogSerializer
     pagination_class = NewestLogsFirst
     parser_classes = [JSONObjectParser, MultiPartParser, FormParser]
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("list", "retrieve"):
+            return [IsReviewer()]
+        return [IsLabeller()]
 
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):  # schema generation reads no rows

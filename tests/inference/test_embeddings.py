@@ -198,10 +198,11 @@ def _log(image: Image, score: float) -> PredictionLog:
 
 
 def test_production_logs_filter_and_show_their_images_ood_score(
-    ood_library: dict[str, Image], api: APIClient, client: Client, reviewer: User
+    ood_library: dict[str, Image], reviewer_api: APIClient, client: Client, reviewer: User
 ) -> None:
     like = _log(ood_library["like"], 0.4)
     unlike = _log(ood_library["unlike"], 0.3)
+    api = reviewer_api
 
     listed = api.get("/api/v1/prediction-logs/?ood_min=0.5").json()["results"]
     assert [row["id"] for row in listed] == [unlike.pk]

@@ -443,14 +443,40 @@ def test_a_logged_file_that_is_not_an_allowed_image_is_refused_by_name(api: Any)
 
 
 def test_the_log_list_is_paged_newest_first(
-    api: APIClient, make_image: Callable[..., Image]
+    reviewer_api: APIClient, make_image: Callable[..., Image]
 ) -> None:
     image = make_image()
     made = [_log(image, request_id=f"page-{n}").pk for n in range(3)]
 
-    first = api.get(URL, {"page_size": 2}).json()
-    second = api.get(first["next"]).json()
+    first = reviewer_api.get(URL, {"page_size": 2}).json()
+    second = reviewer_api.get(first["next"]).json()
 
     ids = [log["id"] for log in first["results"] + second["results"]]
     assert len(first["results"]) == 2 and second["next"] is None
     assert ids == sorted(made, reverse=True)
+
+
+def test_a_labeller_token_logs_predictions_but_only_reviewers_read_them(
+    api: APIClient, reviewer_api: APIClient
+) -> None:
+    """Serving systems log with machine (labeller) tokens; the logs themselves are for the
+    production dashboard's readers."""
+    body = {
+        "model_version": "v1",
+        "predictions": '[{"label": "Robin", "score": 0.9}, {"label": "Wren", "score": 0.1}]',
+        "client": "shop-app",
+        "request_id": "req-7",
+    }
+    image = SimpleUploadedFile("a.jpg", image_bytes(seed=3))
+    logged = api.post(URL, {**body, "image": image}, format="multipart")
+    again = {**body, "image_sha256": logged.json()["image_sha256"]}
+    batch = api.post(f"{URL}batch/", {"logs": [again]}, format="json")
+    log_id = logged.json()["id"]
+
+    assert logged.status_code == 201, logged.content
+    assert batch.status_code == 200 and batch.json()["existing"] == 1, batch.content
+    assert api.get(URL).status_code == 403
+    assert api.get(f"{URL}{log_id}/").status_code == 403
+    assert "reviewer" in api.get(URL).json()["detail"]
+    assert [row["id"] for row in reviewer_api.get(URL).json()["results"]] == [log_id]
+    assert reviewer_api.get(f"{URL}{log_id}/").json()["id"] == log_id

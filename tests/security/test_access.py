@@ -186,9 +186,10 @@ ACCESS: dict[str, Rule] = {
     "api:training-list": rule(GET=R, POST=R),
     "api:training-detail": rule(GET=R),  # no training in the world: 404 for allowed roles
     "api:label-error-ranking-list": rule(POST=R),
-    "api:prediction-log-list": rule(GET=L, POST=L),
+    # Serving systems (labeller tokens) write logs; reading them is the dashboard's role.
+    "api:prediction-log-list": rule(GET=R, POST=L),
     "api:prediction-log-batch": rule(POST=L),
-    "api:prediction-log-detail": rule("prediction_log", GET=L),
+    "api:prediction-log-detail": rule("prediction_log", GET=R),
     "api:labelling-queue": rule(GET=L),
     "api:labelling-action": rule(POST=L),
     "api:labelling-undo": rule(POST=L),
