@@ -123,28 +123,24 @@ class ImageViewSet(
         serializer.is_valid(raise_exception=True)
         subclass = serializer.validated_data.get("subclass")
         batch_id = serializer.validated_data.get("batch")
+        batch = None  # a new upload batch, made with the rows of its files
         if batch_id is not None:
             batch = ImportBatch.objects.filter(
                 pk=batch_id, kind=ImportKind.UPLOAD, created_by=request.user
             ).first()
             if batch is None:
                 raise ValidationError({"batch": [f"No upload batch {batch_id} of yours."]})
-        else:
-            batch = import_batch_create(
-                kind=ImportKind.UPLOAD,
-                name=", ".join(f.name for f in files[:3]) + (" …" if len(files) > 3 else ""),
-                actor=request.user,
-            )
-        results = upload_import(
+        report = upload_import(
             files=[(f.name, f) for f in files],
             destination=Destination(subclass=subclass, from_folders=False),
             actor=request.user,
             batch=batch,
         )
+        results = report.results
         enqueue_processing(
             [r.image.pk for r in results if r.outcome == ImportOutcome.CREATED and r.image]
         )
-        report = [
+        per_file = [
             {
                 "name": r.name,
                 "outcome": r.outcome,
@@ -156,7 +152,7 @@ class ImageViewSet(
             for r in results
         ]
         counts = {o.value: sum(1 for r in results if r.outcome == o) for o in ImportOutcome}
-        body = {"batch": batch.pk, **counts, "files": report}
+        body = {"batch": report.batch.pk, **counts, "files": per_file}
         if counts["created"]:
             code = status.HTTP_201_CREATED
         elif counts["duplicate"]:

@@ -9,15 +9,16 @@ import stat
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from django.conf import settings
+from django.db import transaction
 
 from accounts.models import User
-from curation.models import ImportBatch, ImportItem, ImportOutcome, Source, SubClass
+from curation.models import ImportBatch, ImportItem, ImportKind, ImportOutcome, Source, SubClass
 from curation.parallel import file_worker_pool
 from curation.services.images import (
     ImportResult,
@@ -25,6 +26,7 @@ from curation.services.images import (
     Pending,
     file_inspect,
     images_record,
+    import_batch_create,
     inspection_store,
     size_rejection,
 )
@@ -114,14 +116,28 @@ def rejected(name: str, reason: str) -> Pending:
     return Pending(Inspection(name, "", 0, None, reason), None)
 
 
+@dataclass(frozen=True)
+class UploadReport:
+    batch: ImportBatch
+    results: list[ImportResult]
+
+
+def upload_batch_name(names: list[str]) -> str:
+    """An upload batch is named after its first three files."""
+    return ", ".join(names[:3]) + (" …" if len(names) > 3 else "")
+
+
 def upload_import(
     *,
-    files: Iterable[tuple[str, IO[bytes]]],
+    files: list[tuple[str, IO[bytes]]],
     destination: Destination,
     actor: User | None,
-    batch: ImportBatch,
-) -> list[ImportResult]:
-    """Import uploaded files (name, stream) into one destination, recorded together."""
+    batch: ImportBatch | None,
+) -> UploadReport:
+    """Import uploaded files (name, stream) into one destination, recorded together, into
+    ``batch`` or, with None, a new upload batch. The new batch is created in the transaction
+    that records the files, so a failure half-way leaves no batch without images; the files
+    are stored before it, and the orphan sweeper removes them if no row ever names them."""
     pending = []
     for name, stream in files:
         # An upload knows its size: one over the cap is refused without reading it into memory.
@@ -133,7 +149,15 @@ def upload_import(
         inspection = file_inspect(data=data, name=name)
         inspection_store(inspection=inspection, content=io.BytesIO(data))
         pending.append(Pending(inspection, destination.subclass))
-    return images_record(pending=pending, actor=actor, batch=batch)
+    with transaction.atomic():
+        if batch is None:
+            batch = import_batch_create(
+                kind=ImportKind.UPLOAD,
+                name=upload_batch_name([name for name, _ in files]),
+                actor=actor,
+            )
+        results = images_record(pending=pending, actor=actor, batch=batch)
+    return UploadReport(batch=batch, results=results)
 
 
 # --- Zip archives ---------------------------------------------------------------------------

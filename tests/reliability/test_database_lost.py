@@ -3,7 +3,7 @@ partial rows, and the orphan sweeper removes the file it stored before the failu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -30,9 +30,8 @@ def assert_nothing_recorded() -> None:
     assert Image.objects.count() == 0
     assert ImportItem.objects.count() == 0
     assert LabelEvent.objects.count() == 0
-    # The upload's batch row is written before the files; if it committed, it reports nothing.
-    for batch in ImportBatch.objects.all():
-        assert (batch.created_count, batch.duplicate_count, batch.rejected_count) == (0, 0, 0)
+    # A new upload batch commits with its files' rows or not at all: no empty batch is listed.
+    assert ImportBatch.objects.count() == 0
 
 
 def upload(client: APIClient, label_class_id: int) -> Any:
@@ -73,6 +72,53 @@ def test_an_upload_whose_database_write_fails_answers_503_and_leaves_nothing_beh
     assert "disk I/O" not in response.content.decode()  # no server detail leaks
     assert_nothing_recorded()
     assert_sweeper_leaves_no_orphans(media_root)
+
+
+def fail_on_insert_into(table: str) -> Callable[..., Any]:
+    """A database execute wrapper: the first INSERT into ``table`` fails as a lost disk would,
+    after the statements before it (the batch, the images, their events) went through."""
+
+    def wrapper(
+        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        if sql.lstrip().upper().startswith("INSERT") and f'"{table}"' in sql:
+            raise OperationalError("disk I/O error")
+        return execute(sql, params, many, context)
+
+    return wrapper
+
+
+@pytest.mark.django_db
+def test_an_upload_whose_report_cannot_be_written_leaves_no_empty_batch(
+    api: APIClient, media_root: Path
+) -> None:
+    robin = LabelClassFactory(name="Robin")
+    with connection.execute_wrapper(fail_on_insert_into(ImportItem._meta.db_table)):
+        response = upload(api, robin.pk)
+
+    assert response.status_code == 503
+    assert_nothing_recorded()
+    assert api.get("/api/v1/imports/").json()["results"] == []
+    assert_sweeper_leaves_no_orphans(media_root)
+
+
+@pytest.mark.django_db
+def test_a_failed_upload_into_an_existing_batch_keeps_that_batch_and_its_images(
+    api: APIClient, media_root: Path
+) -> None:
+    robin = LabelClassFactory(name="Robin")
+    first = upload(api, robin.pk)
+    batch_id = first.json()["batch"]
+    more = [SimpleUploadedFile("c.jpg", image_bytes(seed=7103), "image/jpeg")]
+    with connection.execute_wrapper(fail_on_insert_into(ImportItem._meta.db_table)):
+        response = api.post(
+            "/api/v1/images/", {"files": more, "batch": batch_id}, format="multipart"
+        )
+
+    assert first.status_code == 201 and response.status_code == 503
+    batch = ImportBatch.objects.get(pk=batch_id)
+    assert batch.items.count() == 2
+    assert sorted(Image.objects.values_list("original_filename", flat=True)) == ["a.jpg", "b.jpg"]
 
 
 @pytest.mark.django_db

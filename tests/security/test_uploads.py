@@ -236,7 +236,7 @@ def test_an_upload_over_the_size_cap_is_refused_without_being_read(
         destination=Destination(from_folders=False),
         actor=labeller,
         batch=batch,
-    )
+    ).results
 
     assert result.reason == "file is 10,737,418,240 bytes; the limit is 52,428,800"
     assert not Image.objects.exists()
