@@ -22,6 +22,14 @@ if not SECRET_KEY:
     SECRET_KEY = read_or_create_secret_key(DATA_DIR / "secret_key")
 
 ALLOWED_HOSTS = env_list("LOUPE_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+# Where ``manage.py serve`` (``make run``) listens, unless --host/--port say otherwise.
+LOUPE_HOST = env_str("LOUPE_HOST", "127.0.0.1")
+LOUPE_PORT = env_int("LOUPE_PORT", 8000)
+# The first admin account ``ensure_admin`` creates; an empty password means a generated one,
+# kept in DATA_DIR/initial_admin_password.
+LOUPE_ADMIN_USER = env_str("LOUPE_ADMIN_USER", "admin")
+LOUPE_ADMIN_PASSWORD = env_str("LOUPE_ADMIN_PASSWORD", "")
 CSRF_TRUSTED_ORIGINS = env_list("LOUPE_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [

@@ -18,7 +18,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--username", default=os.environ.get("LOUPE_ADMIN_USER", "admin"))
+        parser.add_argument("--username", default=settings.LOUPE_ADMIN_USER)
 
     def handle(self, *args: Any, **options: Any) -> None:
         username = options["username"]
@@ -33,9 +33,10 @@ class Command(BaseCommand):
                     "(unless it was changed)."
                 )
             return
-        password = os.environ.get("LOUPE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        chosen: str = settings.LOUPE_ADMIN_PASSWORD
+        password = chosen or secrets.token_urlsafe(12)
         user_create(username=username, password=password, role=Role.ADMIN)
-        if not os.environ.get("LOUPE_ADMIN_PASSWORD"):
+        if not chosen:
             password_file.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:

@@ -22,8 +22,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default=os.environ.get("LOUPE_HOST", "127.0.0.1"))
-        parser.add_argument("--port", type=int, default=int(os.environ.get("LOUPE_PORT", "8000")))
+        parser.add_argument("--host", default=settings.LOUPE_HOST)
+        parser.add_argument("--port", type=int, default=settings.LOUPE_PORT)
         parser.add_argument("--web-workers", type=int, default=2)
         parser.add_argument("--worker-concurrency", type=int, default=os.cpu_count() or 1)
         parser.add_argument("--no-demo", action="store_true", help="never load the demo library")
