@@ -14,8 +14,9 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.permissions import IsLabeller, IsReviewer
-from config.api import JSONObjectParser
+from accounts.models import Role
+from accounts.permissions import IsLabeller, IsReviewer, api_user
+from config.api import JSONObjectParser, request_fields
 from inference.embeddings import ood_at_least, ood_param, with_ood_scores
 from inference.models import PredictionLog
 from inference.production import (
@@ -29,7 +30,9 @@ MAX_BATCH = 1000
 
 
 class PredictionItemSerializer(serializers.Serializer[Any]):
-    label = serializers.CharField(max_length=500)
+    # The stubs read this as overriding Field.label; the serializer metaclass takes
+    # declared fields off the class, so there is no clash at run time.
+    label = serializers.CharField(max_length=500)  # type: ignore[assignment]
     score = serializers.FloatField(min_value=0.0, max_value=1.0)
 
 
@@ -142,7 +145,8 @@ class PredictionLogViewSet(
     """Production prediction logs. POST one transaction (JSON or multipart: the image as a file
     or the sha256 of a stored image, the model version label, the top-k predictions, client
     time, client id and an optional request id); the same (client, request id) again answers
-    200 with the first log. POST …/batch/ logs up to 1,000 transactions by image sha256.
+    200 with the first log (409 to another account without the reviewer role). POST …/batch/
+    logs up to 1,000 transactions by image sha256.
     Reading logs needs the reviewer role, as the production dashboard and review pages do;
     any signed-in user or token (a serving system's machine account) may write them."""
 
@@ -184,13 +188,26 @@ class PredictionLogViewSet(
 
     @extend_schema(request=LogEntrySerializer, responses={201: PredictionLogSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        serializer = LogEntrySerializer(data={key: request.data.get(key) for key in request.data})
+        fields = request_fields(request)
+        serializer = LogEntrySerializer(data={key: fields.get(key) for key in fields})
         serializer.is_valid(raise_exception=True)
-        entry = entry_from(serializer.validated_data, default_client=request.user.get_username())
+        actor = api_user(request)
+        entry = entry_from(serializer.validated_data, default_client=actor.get_username())
         try:
-            logged = prediction_log_record(entry=entry, actor=request.user)
+            logged = prediction_log_record(entry=entry, actor=actor)
         except LogRejected as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        if (
+            not logged.created
+            and logged.log.logged_by_id != actor.pk
+            and not actor.has_role(Role.REVIEWER)
+        ):
+            # A retry answers with the first log; anyone else who names the same request id
+            # must not read a log through it (reading needs the reviewer role).
+            return Response(
+                {"detail": "This client and request id were logged by another account."},
+                status=status.HTTP_409_CONFLICT,
+            )
         return Response(
             PredictionLogSerializer(logged.log).data,
             status=status.HTTP_201_CREATED if logged.created else status.HTTP_200_OK,
@@ -201,12 +218,13 @@ class PredictionLogViewSet(
     def batch(self, request: Request) -> Response:
         serializer = BatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        default_client = request.user.get_username()
+        actor = api_user(request)
+        default_client = actor.get_username()
         entries = [
             entry_from(fields, default_client=default_client)
             for fields in serializer.validated_data["logs"]
         ]
-        outcomes = prediction_logs_record(entries=entries, actor=request.user)
+        outcomes = prediction_logs_record(entries=entries, actor=actor)
         results = [
             {
                 "index": o.index,

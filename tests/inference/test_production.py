@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.models import User
+from accounts.models import Role, User
 from curation.models import (
     Image,
     ImageFeatures,
@@ -34,7 +34,7 @@ from inference.production import (
 )
 from inference.rollups import production_rollups_rebuild
 from labelling.models import BadVerdict
-from tests.factories import image_bytes
+from tests.factories import UserFactory, image_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +76,32 @@ def test_the_same_request_id_twice_makes_one_log(api: APIClient) -> None:
     assert again.json()["id"] == first.json()["id"]
     assert PredictionLog.objects.count() == 1
     assert Image.objects.count() == 1
+
+
+def test_another_account_cannot_read_a_log_by_repeating_its_request_id(
+    api: APIClient, reviewer_api: APIClient, make_image: Callable[..., Image]
+) -> None:
+    body = {
+        "model_version": "v1",
+        "predictions": [{"label": "Robin", "score": 0.9}],
+        "client": "shop-app",
+        "request_id": "req-7",
+        "image_sha256": make_image().sha256,
+    }
+    first = api.post(URL, body, format="json")
+    assert first.status_code == 201, first.content
+    other = APIClient()
+    other.force_authenticate(UserFactory(username="otto", role=Role.LABELLER))
+
+    again = other.post(URL, body, format="json")
+
+    assert again.status_code == 409
+    assert "Robin" not in again.content.decode()
+    assert PredictionLog.objects.filter(request_id="req-7").count() == 1
+    # A reviewer may read logs anyway, so the retry answers with the first log.
+    by_reviewer = reviewer_api.post(URL, body, format="json")
+    assert by_reviewer.status_code == 200
+    assert by_reviewer.json()["id"] == first.json()["id"]
 
 
 def test_a_logged_image_reaches_the_inbox_tagged_with_its_production_origin(
