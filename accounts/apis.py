@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from accounts.permissions import IsLabeller
+from accounts.permissions import IsLabeller, api_user
 from accounts.services import token_issue, token_revoke, token_revoke_all
 from accounts.throttling import (
     login_failure_record,
@@ -73,13 +73,13 @@ class TokenViewSet(viewsets.GenericViewSet):
 
     @extend_schema(request=None, responses={201: dict})
     def create(self, request: Request) -> Response:
-        instance, token = token_issue(user=cast(User, request.user))
+        instance, token = token_issue(user=api_user(request))
         return Response(
             {"token": token, **TokenSerializer(instance).data}, status=status.HTTP_201_CREATED
         )
 
     def destroy(self, request: Request, token_key: str | None = None) -> Response:
-        if not token_revoke(user=cast(User, request.user), token_key=token_key or ""):
+        if not token_revoke(user=api_user(request), token_key=token_key or ""):
             return Response({"detail": "No such token."}, status=status.HTTP_404_NOT_FOUND)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -154,5 +154,5 @@ class TokenLogoutAllView(APIView):
 
     @extend_schema(request=None, responses={200: dict})
     def post(self, request: Request) -> Response:
-        revoked = token_revoke_all(user=cast(User, request.user))
+        revoked = token_revoke_all(user=api_user(request))
         return Response({"detail": f"{revoked} token(s) revoked.", "revoked": revoked})

@@ -4,6 +4,7 @@ no traceback ever reaches a client."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from django.db import InterfaceError, OperationalError
 from rest_framework import status
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -35,6 +37,16 @@ class JSONObjectParser(JSONParser):
                 f"The JSON body must be an object of fields ({{...}}), not {type(data).__name__}."
             )
         return data
+
+
+def request_fields(request: Request) -> Mapping[str, Any]:
+    """The request body as fields by name: a JSON object (``JSONObjectParser`` refuses anything
+    else) or a form's ``QueryDict``. A list can only come from a parser that does not belong
+    on the view, so it is a 400 rather than an error inside the view."""
+    data = request.data
+    if not isinstance(data, Mapping):
+        raise ParseError("The body must be an object of fields, not a list.")
+    return data
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -16,8 +16,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.permissions import IsLabeller, IsReviewer
-from config.api import JSONObjectParser
+from accounts.permissions import IsLabeller, IsReviewer, api_user
+from config.api import JSONObjectParser, request_fields
 from config.query import choice_param
 from curation import selectors
 from curation.filters import ImageFilter, JobFilter, SubClassFilter
@@ -111,29 +111,29 @@ class ImageViewSet(
         files = request.FILES.getlist("files") + request.FILES.getlist("file")
         # A plain dict of the fields we read: copying request.data would deep-copy the uploads,
         # which fails for those spilled to temporary files.
+        fields = request_fields(request)
         data: dict[str, Any] = {
-            key: request.data.get(key)
-            for key in ("subclass", "label_class", "batch")
-            if key in request.data
+            key: fields.get(key) for key in ("subclass", "label_class", "batch") if key in fields
         }
-        if "class" in request.data and "label_class" not in data:
-            data["label_class"] = request.data.get("class")
+        if "class" in fields and "label_class" not in data:
+            data["label_class"] = fields.get("class")
         data["files"] = files
         serializer = ImageUploadSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         subclass = serializer.validated_data.get("subclass")
         batch_id = serializer.validated_data.get("batch")
+        actor = api_user(request)
         batch = None  # a new upload batch, made with the rows of its files
         if batch_id is not None:
             batch = ImportBatch.objects.filter(
-                pk=batch_id, kind=ImportKind.UPLOAD, created_by=request.user
+                pk=batch_id, kind=ImportKind.UPLOAD, created_by=actor
             ).first()
             if batch is None:
                 raise ValidationError({"batch": [f"No upload batch {batch_id} of yours."]})
         report = upload_import(
             files=[(f.name, f) for f in files],
             destination=Destination(subclass=subclass, from_folders=False),
-            actor=request.user,
+            actor=actor,
             batch=batch,
         )
         results = report.results
@@ -153,6 +153,7 @@ class ImageViewSet(
         ]
         counts = {o.value: sum(1 for r in results if r.outcome == o) for o in ImportOutcome}
         body = {"batch": report.batch.pk, **counts, "files": per_file}
+        code: int
         if counts["created"]:
             code = status.HTTP_201_CREATED
         elif counts["duplicate"]:
@@ -171,7 +172,7 @@ class ImageViewSet(
         image = image_relabel(
             image_id=image.pk,
             subclass=serializer.validated_data["subclass"],
-            actor=request.user,
+            actor=api_user(request),
             reason=LabelReason.API,
             expected_version=serializer.validated_data["version"],
             note=serializer.validated_data.get("note", ""),
@@ -194,7 +195,7 @@ class ImageViewSet(
         serializer.is_valid(raise_exception=True)
         image = image_trash(
             image_id=image.pk,
-            actor=request.user,
+            actor=api_user(request),
             note=serializer.validated_data["reason"],
             expected_version=serializer.validated_data.get("version"),
         )
@@ -208,7 +209,7 @@ class ImageViewSet(
         serializer.is_valid(raise_exception=True)
         image = image_restore(
             image_id=image.pk,
-            actor=request.user,
+            actor=api_user(request),
             expected_version=serializer.validated_data.get("version"),
         )
         return Response(ImageSerializer(self._reload(image), context={"request": request}).data)
@@ -282,7 +283,7 @@ class ImageViewSet(
         from inference.embeddings import EmbeddingError, embeddings_job_start
 
         try:
-            job = embeddings_job_start(actor=request.user)
+            job = embeddings_job_start(actor=api_user(request))
         except EmbeddingError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
@@ -313,10 +314,11 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         name = default_storage.save(f"{ARCHIVES_PREFIX}/{uuid.uuid4().hex}.zip", upload)
         subclass = serializer.validated_data.get("subclass")
         inbox = serializer.validated_data["inbox"]
+        actor = api_user(request)
         with transaction.atomic():
             job = job_create(
                 kind="curation.import_archive",
-                actor=request.user,
+                actor=actor,
                 total=len(members),
                 params={
                     "archive": name,
@@ -327,7 +329,7 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
                 },
             )
             batch = import_batch_create(
-                kind=ImportKind.ZIP, name=upload.name, actor=request.user, job_id=job.pk
+                kind=ImportKind.ZIP, name=upload.name, actor=actor, job_id=job.pk
             )
             job.params["batch_id"] = batch.pk
             job.save(update_fields=["params"])
@@ -389,7 +391,7 @@ class LabelClassViewSet(viewsets.ModelViewSet):
         serializer.is_valid(raise_exception=True)
         if "name" not in serializer.validated_data:
             raise ValidationError({"name": ["A class needs a name."]})
-        label_class = class_create(actor=request.user, **serializer.validated_data)
+        label_class = class_create(actor=api_user(request), **serializer.validated_data)
         return Response(
             LabelClassSerializer(selectors.class_list().get(pk=label_class.pk)).data,
             status=status.HTTP_201_CREATED,
@@ -400,11 +402,11 @@ class LabelClassViewSet(viewsets.ModelViewSet):
         label_class = self.get_object()
         serializer = LabelClassWriteSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        class_update(label_class=label_class, actor=request.user, **serializer.validated_data)
+        class_update(label_class=label_class, actor=api_user(request), **serializer.validated_data)
         return Response(LabelClassSerializer(selectors.class_list().get(pk=label_class.pk)).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        class_delete(label_class=self.get_object(), actor=request.user)
+        class_delete(label_class=self.get_object(), actor=api_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -435,7 +437,7 @@ class SubClassViewSet(viewsets.ModelViewSet):
             label_class=data["label_class"],
             name=data["name"],
             source=data.get("source", "real"),
-            actor=request.user,
+            actor=api_user(request),
         )
         return Response(SubClassSerializer(subclass).data, status=status.HTTP_201_CREATED)
 
@@ -445,21 +447,22 @@ class SubClassViewSet(viewsets.ModelViewSet):
         serializer = SubClassWriteSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        actor = api_user(request)
         with transaction.atomic():
             if "name" in data or "source" in data:
                 subclass = subclass_update(
                     subclass=subclass,
-                    actor=request.user,
+                    actor=actor,
                     name=data.get("name"),
                     source=data.get("source"),
                 )
             target = data.get("label_class")
             if target is not None and target.pk != subclass.label_class_id:
-                subclass = subclass_move(subclass=subclass, to_class=target, actor=request.user)
+                subclass = subclass_move(subclass=subclass, to_class=target, actor=actor)
         return Response(SubClassSerializer(selectors.subclass_list().get(pk=subclass.pk)).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        subclass_delete(subclass=self.get_object(), actor=request.user)
+        subclass_delete(subclass=self.get_object(), actor=api_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -13,7 +13,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.permissions import IsLabeller, IsReviewer
+from accounts.permissions import IsLabeller, IsReviewer, api_user
 from config.query import ID_MAX
 from curation.models import BenchmarkKind, BenchmarkMember, BenchmarkSet, DatasetVersion
 from curation.serializers import JobSerializer
@@ -116,7 +116,7 @@ class DatasetVersionViewSet(
         values["ratios"] = tuple(values["ratios"])
         try:
             version, _ = dataset_build_job_start(
-                name=name, params=DatasetParams(**values), actor=request.user
+                name=name, params=DatasetParams(**values), actor=api_user(request)
             )
         except DatasetError as exc:
             raise ValidationError({"detail": str(exc)}) from None
@@ -135,7 +135,7 @@ class DatasetVersionViewSet(
             format=data.validated_data["format"],
             letterbox=data.validated_data.get("letterbox"),
             shard_size=data.validated_data["shard_size"],
-            actor=request.user,
+            actor=api_user(request),
         )
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
@@ -200,7 +200,7 @@ class BenchmarkSetViewSet(
         data = BenchmarkSetCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            benchmark = benchmark_set_create(actor=request.user, **data.validated_data)
+            benchmark = benchmark_set_create(actor=api_user(request), **data.validated_data)
         except DatasetError as exc:
             raise ValidationError({"detail": str(exc)}) from None
         benchmark = self.get_queryset().get(pk=benchmark.pk)

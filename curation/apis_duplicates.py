@@ -13,7 +13,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.permissions import IsLabeller, IsReviewer
+from accounts.permissions import IsLabeller, IsReviewer, api_user
 from config.query import choice_param
 from curation.models import DuplicateGroup, DuplicateMember, DuplicateMethod, DuplicateStatus
 from curation.selectors_duplicates import duplicate_groups, group_images
@@ -168,7 +168,9 @@ class DuplicateGroupViewSet(viewsets.ReadOnlyModelViewSet):
         serializer.is_valid(raise_exception=True)
         try:
             duplicate_group_resolve(
-                group_id=group.pk, keeper_id=serializer.validated_data["keeper"], actor=request.user
+                group_id=group.pk,
+                keeper_id=serializer.validated_data["keeper"],
+                actor=api_user(request),
             )
         except DuplicateReviewError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
@@ -179,7 +181,7 @@ class DuplicateGroupViewSet(viewsets.ReadOnlyModelViewSet):
     def dismiss(self, request: Request, pk: str | None = None) -> Response:
         group = self.get_object()
         try:
-            duplicate_group_dismiss(group_id=group.pk, actor=request.user)
+            duplicate_group_dismiss(group_id=group.pk, actor=api_user(request))
         except DuplicateReviewError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return self._reply(group.pk)
@@ -191,7 +193,7 @@ class DuplicateGroupViewSet(viewsets.ReadOnlyModelViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         job = duplicates_scan_job_start(
-            actor=request.user,
+            actor=api_user(request),
             max_distance=data.get("max_distance", default_max_distance()),
             method=data["method"],
             min_similarity=data.get("min_similarity", default_min_similarity()),

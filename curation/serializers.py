@@ -55,7 +55,11 @@ class ImageSerializer(serializers.ModelSerializer[Image]):
     class_name = serializers.CharField(
         source="subclass.label_class.name", read_only=True, default=None
     )
-    source = serializers.CharField(source="subclass.source", read_only=True, default=None)
+    # The stubs read this as overriding Field.source; the serializer metaclass takes
+    # declared fields off the class, so there is no clash at run time.
+    source = serializers.CharField(  # type: ignore[assignment]
+        source="subclass.source", read_only=True, default=None
+    )
     labelled_by = serializers.CharField(source="labelled_by.username", read_only=True, default=None)
     bad_reason = serializers.SerializerMethodField()
     file_url = serializers.SerializerMethodField()
@@ -218,7 +222,11 @@ class ArchiveImportSerializer(serializers.Serializer[Any]):
     inbox = serializers.BooleanField(
         default=False, help_text="put every file in the inbox, ignoring folders"
     )
-    source = serializers.ChoiceField(choices=Source.choices, default=Source.REAL)
+    # The stubs read this as overriding Field.source; the serializer metaclass takes
+    # declared fields off the class, so there is no clash at run time.
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=Source.choices, default=Source.REAL
+    )
 
     def validate_archive(self, value: Any) -> Any:
         limit: int = settings.LOUPE_ZIP_MAX_BYTES
@@ -261,7 +269,11 @@ class LabelClassWriteSerializer(serializers.Serializer[Any]):
 
 class SubClassWriteSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=200, required=False)
-    source = serializers.ChoiceField(choices=Source.choices, required=False)
+    # The stubs read this as overriding Field.source; the serializer metaclass takes
+    # declared fields off the class, so there is no clash at run time.
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=Source.choices, required=False
+    )
     label_class = serializers.PrimaryKeyRelatedField(
         queryset=LabelClass.objects.all(),
         required=False,

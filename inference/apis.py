@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from django.http import QueryDict
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -11,8 +12,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.permissions import IsLabeller, IsReviewer
-from config.api import JSONObjectParser
+from accounts.permissions import IsLabeller, IsReviewer, api_user
+from config.api import JSONObjectParser, request_fields
 from curation.imaging import ImageRejected
 from curation.serializers import JobSerializer
 from inference.models import ModelVersion
@@ -62,10 +63,11 @@ class ModelVersionViewSet(
     @extend_schema(request=ModelUploadSerializer, responses={201: ModelVersionSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         # Read the fields one by one: copying request.data would deep-copy the uploads.
-        data: dict[str, Any] = {key: request.data.get(key) for key in request.data}
+        body = request_fields(request)
+        data: dict[str, Any] = {key: body.get(key) for key in body}
         for key in ("mean", "std"):
-            if hasattr(request.data, "getlist"):
-                values = [v for v in request.data.getlist(key) if v != ""]
+            if isinstance(body, QueryDict):
+                values = [v for v in body.getlist(key) if v != ""]
                 # "0.485,0.456,0.406" in one form field is accepted too.
                 if len(values) == 1 and isinstance(values[0], str) and "," in values[0]:
                     values = [v.strip() for v in values[0].split(",") if v.strip()]
@@ -88,7 +90,7 @@ class ModelVersionViewSet(
                 onnx_data=fields["onnx"].read(),
                 labels=labels,
                 name=fields.get("name") or fields["onnx"].name.rsplit(".", 1)[0],
-                actor=request.user,
+                actor=api_user(request),
                 spec=spec,
                 output_kind=fields["output_kind"],
                 embedding_output=fields["embedding_output"],
@@ -114,7 +116,7 @@ class ModelVersionViewSet(
     @action(detail=True, methods=["post"])
     def activate(self, request: Request, pk: str | None = None) -> Response:
         version = self.get_object()
-        job = model_version_activate(version=version, actor=request.user)
+        job = model_version_activate(version=version, actor=api_user(request))
         version.refresh_from_db()
         return Response(
             {
@@ -128,7 +130,7 @@ class ModelVersionViewSet(
     def create_classes(self, request: Request, pk: str | None = None) -> Response:
         """Create a library class for every label name that matches none."""
         version = self.get_object()
-        created = label_classes_create(version=version, actor=request.user)
+        created = label_classes_create(version=version, actor=api_user(request))
         return Response(
             {
                 "created_classes": created,
@@ -146,12 +148,9 @@ class PredictViewSet(viewsets.ViewSet):
 
     @extend_schema(request=PredictSerializer, responses={200: dict})
     def create(self, request: Request) -> Response:
+        body = request_fields(request)
         serializer = PredictSerializer(
-            data={
-                key: request.data.get(key)
-                for key in ("file", "model_version", "k")
-                if key in request.data
-            }
+            data={key: body.get(key) for key in ("file", "model_version", "k") if key in body}
         )
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
@@ -166,7 +165,7 @@ class PredictViewSet(viewsets.ViewSet):
         except LookupError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         log_id = None
-        if str(request.data.get("log", "")).lower() in ("1", "true", "yes", "on"):
+        if str(body.get("log", "")).lower() in ("1", "true", "yes", "on"):
             log_id = _log_prediction(request, data, fields["file"].name, version, result)
         return Response(
             {
@@ -190,16 +189,18 @@ def _log_prediction(
     optional form fields, as on /prediction-logs/)."""
     from inference.production import LogEntry, LogRejected, prediction_log_record
 
+    body = request_fields(request)
+    actor = api_user(request)
     entry = LogEntry(
-        client=str(request.data.get("client") or request.user.get_username())[:100],
+        client=str(body.get("client") or actor.get_username())[:100],
         model_version_label=str(version.number),
         class_names=list(result.names),
         scores=[float(score) for score in result.scores],
-        request_id=str(request.data.get("request_id") or "")[:200],
+        request_id=str(body.get("request_id") or "")[:200],
         image_data=data,
         image_name=name,
     )
     try:
-        return prediction_log_record(entry=entry, actor=request.user).log.pk
+        return prediction_log_record(entry=entry, actor=actor).log.pk
     except LogRejected:
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
@@ -11,8 +11,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.models import User
-from accounts.permissions import IsReviewer
+from accounts.permissions import IsReviewer, api_user
 from config.query import choice_param
 from curation.apis import NewestFirst
 from curation.models import SubClass
@@ -131,7 +130,7 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
             run = evaluation_create(
                 version=version,
                 scope=EvaluationScope.parse(data["scope"]),
-                actor=cast(User, request.user),
+                actor=api_user(request),
                 threshold=data["threshold"] or 0.95,
             )
         except EvaluationError as exc:
@@ -189,7 +188,7 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
             item = double_check_resolve(
                 item=item,
                 action=data["action"],
-                actor=cast(User, request.user),
+                actor=api_user(request),
                 subclass=subclass,
                 note=data["reason"],
             )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.models import User
-from accounts.permissions import IsReviewer
+from accounts.permissions import IsReviewer, api_user
 from curation.models import Source
 from curation.serializers import JobSerializer
 from inference.bulk import IdentificationError, Scope, identification_start
@@ -53,7 +52,7 @@ class IdentificationViewSet(viewsets.GenericViewSet):
         version = fields.pop("model_version", None)
         try:
             job = identification_start(
-                scope=Scope(**fields), version=version, actor=cast(User, request.user)
+                scope=Scope(**fields), version=version, actor=api_user(request)
             )
         except IdentificationError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)

@@ -3,15 +3,14 @@ evaluation run over the labelled library with cross-validated heads)."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.models import User
-from accounts.permissions import IsReviewer
+from accounts.permissions import IsReviewer, api_user
 from curation.apis import NewestFirst
 from curation.models import DatasetVersion, Job
 from curation.serializers import JobSerializer
@@ -73,7 +72,7 @@ class TrainingViewSet(
         try:
             job = training_start(
                 dataset=dataset,
-                actor=cast(User, request.user),
+                actor=api_user(request),
                 C=data["C"],
                 max_iter=data["max_iter"],
                 activate=data["activate"],
@@ -107,7 +106,7 @@ class LabelErrorRankingViewSet(viewsets.GenericViewSet[Any]):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            run = label_error_ranking_start(actor=cast(User, request.user), **data)
+            run = label_error_ranking_start(actor=api_user(request), **data)
         except EvaluationError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(EvaluationSerializer(run).data, status=status.HTTP_202_ACCEPTED)

@@ -13,10 +13,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.permissions import IsReviewer
+from accounts.models import User
+from accounts.permissions import IsReviewer, api_user
 from config.query import ID_MAX, choice_param
 from curation.models import Image, LabelClass, SubClass
-from labelling.models import ActionKind, BadReason, BadVerdict, OpinionStatus, SecondOpinion
+from labelling.models import (
+    ActionKind,
+    BadReason,
+    BadVerdict,
+    LabellingAction,
+    OpinionStatus,
+    SecondOpinion,
+)
 from labelling.queues import Queue, QueueNotFound, queue_images, queue_resolve
 from labelling.selectors import agreement_rates, opinions_by_status
 from labelling.services import (
@@ -80,8 +88,9 @@ def _queue(spec: str) -> Queue:
 
 def _next(request: Request, queue: Queue, holding: list[int], count: int) -> dict[str, Any]:
     model_id = active_model_id()
-    images = queue_images(queue=queue, user=request.user, exclude_ids=holding, limit=count)
-    claims_take(user=request.user, image_ids=[image.pk for image in images])
+    user = api_user(request)
+    images = queue_images(queue=queue, user=user, exclude_ids=holding, limit=count)
+    claims_take(user=user, image_ids=[image.pk for image in images])
     return {
         "next": _payload(images, blind=queue.blind, model_id=model_id),
         "remaining": queue.size(),
@@ -151,7 +160,7 @@ class ActionView(APIView):
         data = ActionInput(data=request.data)
         data.is_valid(raise_exception=True)
         args = data.validated_data
-        user = request.user
+        user = api_user(request)
         image_id = args["image"]
         queue = _queue(args["queue"])
         try:
@@ -208,7 +217,7 @@ class ActionView(APIView):
             }
         )
 
-    def _opinion(self, user: Any, image_id: int, args: dict[str, Any]) -> Any:
+    def _opinion(self, user: User, image_id: int, args: dict[str, Any]) -> LabellingAction:
         subclass = None
         if args["action"] == ActionKind.LABEL:
             subclass = SubClass.objects.filter(pk=args["subclass"]).first()
@@ -233,7 +242,7 @@ class UndoView(APIView):
     @extend_schema(request=None, responses={200: dict, 404: dict, 409: dict})
     def post(self, request: Request) -> Response:
         try:
-            action = undo_last(user=request.user)
+            action = undo_last(user=api_user(request))
         except NothingToUndo as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
         except ClaimConflict as exc:
@@ -307,7 +316,7 @@ class SecondOpinionSettleView(APIView):
             raise NotFound(f"No second opinion {pk}.")
         try:
             opinion = second_opinion_settle(
-                reviewer=request.user, opinion_id=pk, choice=data.validated_data["choice"]
+                reviewer=api_user(request), opinion_id=pk, choice=data.validated_data["choice"]
             )
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
