@@ -60,16 +60,17 @@ def saved_filter_images(params: dict[str, object], *, base: QuerySet[Image]) -> 
     quality = params.get("quality")
     if isinstance(quality, str) and quality in QUALITY_FILTERS:
         images = quality_filter(images, flag=quality, stats=quality_thresholds())
-    model_version = params.get("model_version")
-    if model_version is None:
+    if params.get("model_version") is None:
         return images
+    model_version = _id_param(params, "model_version")
     predicted: dict[str, object] = {"predictions__model_version_id": model_version}
     if "predicted_index" in params:
         predicted["predictions__top1_index"] = params["predicted_index"]
     elif "predicted_class" in params:
         predicted["predictions__top1_index__in"] = list(
             LabelMatch.objects.filter(
-                model_version_id=model_version, label_class_id=params["predicted_class"]
+                model_version_id=model_version,
+                label_class_id=_id_param(params, "predicted_class"),
             ).values_list("index", flat=True)
         )
     if "score_min" in params:
@@ -77,6 +78,15 @@ def saved_filter_images(params: dict[str, object], *, base: QuerySet[Image]) -> 
     if "score_max" in params:
         predicted["predictions__top1_score__lte"] = params["score_max"]
     return images.filter(**predicted)
+
+
+def _id_param(params: dict[str, object], key: str) -> int:
+    """A row id a saved filter holds. Loupe writes whole numbers there; anything else (a
+    hand-edited filter) refuses the queue rather than failing inside the database query."""
+    value = params[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise QueueNotFound(f"The saved filter's {key} is {value!r}, not an id.")
+    return value
 
 
 @dataclass(frozen=True)

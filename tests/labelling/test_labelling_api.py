@@ -290,3 +290,15 @@ def test_a_saved_filter_on_predicted_class_and_score_range_is_a_queue(
         },
     )
     assert _ids(api.get(QUEUE, {"queue": f"filter:{saved.pk}", "count": 5})) == [low.pk]
+
+
+def test_a_saved_filter_naming_no_model_version_id_is_an_unknown_queue_not_a_server_error(
+    api: APIClient, make_image: Callable[..., Image]
+) -> None:
+    from labelling.models import SavedFilter
+
+    make_image()
+    saved = SavedFilter.objects.create(name="Hand-edited", params={"model_version": "latest"})
+    response = api.get(QUEUE, {"queue": f"filter:{saved.pk}", "count": 5})
+    assert response.status_code == 404
+    assert "model_version" in response.json()["detail"]
