@@ -333,6 +333,7 @@ def page(request: HttpRequest) -> HttpResponse:
     histograms = (baseline.histograms if baseline else {}) or {}
     counts: dict[str, int] = histograms.get("flag_counts", {})
     rows = _flag_rows(stats, baseline.overrides if baseline else {}, counts)
+    has_images = baseline is not None and baseline.image_count > 0
     metrics = []
     for metric, (title, _, _) in HISTOGRAM_METRICS.items():
         metric_rows = [row for row in rows if row.field == metric]
@@ -351,13 +352,13 @@ def page(request: HttpRequest) -> HttpResponse:
                 field=metric,
                 title=title,
                 help=METRIC_HELP[metric],
-                chart=chart_of(stored, thresholds) if stored and baseline.image_count else None,
+                chart=chart_of(stored, thresholds) if stored and has_images else None,
                 rows=metric_rows,
                 strips=[
                     _strip_view(strip, next((r for r in rows if r.flag == strip.flag), None))
                     for strip in STRIPS[metric]
                 ]
-                if baseline and baseline.image_count
+                if has_images
                 else [],
                 median="" if median is None else _number(median),
             )

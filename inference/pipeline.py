@@ -69,8 +69,8 @@ def scored_batches(
                 break
         while pending:
             result = pending.popleft().result()
-            chunk = next(upcoming, None)
-            if chunk is not None:
-                pending.append(pool.submit(work, chunk))
+            following = next(upcoming, None)
+            if following is not None:
+                pending.append(pool.submit(work, following))
             if result is not None:
                 yield result

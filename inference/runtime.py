@@ -117,7 +117,7 @@ def run_batches(
     parts = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
-        batch = np.stack(chunk)
+        batch = np.stack(list(chunk))  # rows of an array or arrays of a list alike
         if len(chunk) < batch_size and isinstance(first, int) and first > 0:
             pad = np.zeros((batch_size - len(chunk), *batch.shape[1:]), np.float32)
             padded = np.concatenate([batch, pad])

@@ -134,7 +134,8 @@ def onnx_check(
     if len(dims) != 4:
         raise ModelRejected(f"the model input must have 4 dimensions, not {len(dims)}")
     size = spec.input_size
-    expected = [None, 3, size, size] if spec.layout == "NCHW" else [None, size, size, 3]
+    sample_dims = [3, size, size] if spec.layout == "NCHW" else [size, size, 3]
+    expected: list[int | None] = [None, *sample_dims]
     for axis, (have, want) in enumerate(zip(dims, expected, strict=True)):
         if axis and have is not None and have != want:
             raise ModelRejected(
@@ -155,8 +156,7 @@ def onnx_check(
     except Exception as exc:
         raise ModelRejected(f"onnxruntime cannot load the model: {_short(exc)}") from None
     batch = 1 if dims[0] is None or dims[0] == 1 else dims[0]
-    sample_shape = [batch, *expected[1:]]
-    sample = np.zeros(sample_shape, np.float32)
+    sample = np.zeros([batch, *sample_dims], np.float32)
     wanted = [output_name] + ([embedding_output] if embedding_output else [])
     try:
         results = session.run(wanted, {image_input.name: sample})

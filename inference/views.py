@@ -82,7 +82,7 @@ def model_upload(request: HttpRequest) -> HttpResponse:
         registration = model_version_register(
             onnx_data=onnx_file.read(),
             labels=labels_file.read(),
-            name=post.get("name") or onnx_file.name.rsplit(".", 1)[0],
+            name=post.get("name") or (onnx_file.name or "").rsplit(".", 1)[0],
             actor=_user(request),
             spec=spec,
             output_kind=post.get("output_kind") or OutputKind.LOGITS,

@@ -53,9 +53,12 @@ def _scope_parse(text: str) -> Scope:
         return Scope(source=ident)
     number = whole_number(ident)
     if number is not None:
-        field = {"class": "label_class", "subclass": "subclass", "batch": "import_batch"}.get(kind)
-        if field:
-            return Scope(**{field: number})
+        if kind == "class":
+            return Scope(label_class=number)
+        if kind == "subclass":
+            return Scope(subclass=number)
+        if kind == "batch":
+            return Scope(import_batch=number)
     return Scope(labelled=False)
 
 
@@ -119,7 +122,7 @@ class PageState:
 
 
 def _state(params: QueryDict) -> PageState:
-    query = {key: params[key] for key in FILTER_FIELDS if params.get(key)}
+    query = {key: value for key in FILTER_FIELDS if (value := params.get(key))}
     scope = _scope_parse(params.get("scope", "inbox"))
     version = _version(_positive_int(params.get("v")))
     if version is None:

@@ -20,22 +20,22 @@ def opinions_by_status(*, status: str | None = None) -> QuerySet[SecondOpinion]:
 def agreement_rates() -> dict[str, Any]:
     """Agreement of second opinions with first labels, per class of the first label and per
     (first labeller, second labeller) pair. Two grouped queries."""
-    counted = {"total": Count("id"), "agreed": Count("id", filter=Q(agrees=True))}
+    agreed = Count("id", filter=Q(agrees=True))
     per_class = (
         SecondOpinion.objects.values(
             "first_subclass__label_class_id", "first_subclass__label_class__name"
         )
-        .annotate(**counted)
+        .annotate(total=Count("id"), agreed=agreed)
         .order_by("first_subclass__label_class__name")
     )
     per_pair = (
         SecondOpinion.objects.values("first_actor__username", "second_actor__username")
-        .annotate(**counted)
+        .annotate(total=Count("id"), agreed=agreed)
         .order_by("first_actor__username", "second_actor__username")
     )
 
-    def rate(row: dict[str, Any]) -> float | None:
-        return round(row["agreed"] / row["total"], 4) if row["total"] else None
+    def rate(agreed: int, total: int) -> float | None:
+        return round(agreed / total, 4) if total else None
 
     return {
         "open": SecondOpinion.objects.filter(status=OpinionStatus.OPEN).count(),
@@ -45,7 +45,7 @@ def agreement_rates() -> dict[str, Any]:
                 "class_name": row["first_subclass__label_class__name"],
                 "opinions": row["total"],
                 "agreed": row["agreed"],
-                "agreement": rate(row),
+                "agreement": rate(row["agreed"], row["total"]),
             }
             for row in per_class
         ],
@@ -55,7 +55,7 @@ def agreement_rates() -> dict[str, Any]:
                 "second": row["second_actor__username"],
                 "opinions": row["total"],
                 "agreed": row["agreed"],
-                "agreement": rate(row),
+                "agreement": rate(row["agreed"], row["total"]),
             }
             for row in per_pair
         ],

@@ -270,7 +270,9 @@ def _standards_change(request: HttpRequest, label_class: LabelClass, user: User)
             _pin(request, label_class, user)
         elif operation == "unpin":
             exemplar_id = _positive_int(request.POST.get("exemplar"))
-            exemplar = Exemplar.objects.filter(pk=exemplar_id, label_class=label_class).first()
+            exemplar = None
+            if exemplar_id is not None:
+                exemplar = Exemplar.objects.filter(pk=exemplar_id, label_class=label_class).first()
             if exemplar is None:
                 raise StandardsError("That exemplar is no longer pinned.")
             exemplar_unpin(exemplar=exemplar, actor=user)

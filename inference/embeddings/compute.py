@@ -50,7 +50,7 @@ def _run_outputs(
     parts: list[list[np.ndarray]] = [[] for _ in outputs]
     for start in range(0, len(samples), size):
         chunk = samples[start : start + size]
-        batch = np.stack(chunk)
+        batch = np.stack(list(chunk))  # rows of an array or arrays of a list alike
         if len(chunk) < size:
             pad = np.zeros((size - len(chunk), *batch.shape[1:]), np.float32)
             batch = np.concatenate([batch, pad])

@@ -83,6 +83,10 @@ class Command(BaseCommand):
                     process.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     process.kill()
-        failed = [p.args[0] for p in processes if p.returncode not in (0, -signal.SIGTERM, None)]
+        failed = [
+            command[0]
+            for command, process in zip((worker, web), processes, strict=True)
+            if process.returncode not in (0, -signal.SIGTERM, None)
+        ]
         if failed:
             raise SystemExit(f"Stopped because a process exited: {', '.join(map(str, failed))}")
