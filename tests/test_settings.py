@@ -82,3 +82,14 @@ def test_a_port_that_is_not_a_number_is_refused_by_name(tmp_path: Path) -> None:
 
     assert result.returncode != 0
     assert "LOUPE_PORT must be an integer, not 'eighty'" in result.stderr
+
+
+def test_every_variable_the_settings_read_is_in_the_readme() -> None:
+    read = set()
+    for path in (ROOT / "config" / "settings").glob("*.py"):
+        read |= set(
+            re.findall(r"""env_\w+\(\s*["']((?:LOUPE|DATABASE|REDIS)_\w+)""", path.read_text())
+        )
+    assert {"LOUPE_DATA_DIR", "DATABASE_URL"} <= read
+    readme = (ROOT / "README.md").read_text()
+    assert sorted(name for name in read if f"`{name}`" not in readme) == []
