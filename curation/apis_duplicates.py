@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from accounts.permissions import IsLabeller, IsReviewer, api_user
 from config.query import choice_param
 from curation.models import DuplicateGroup, DuplicateMember, DuplicateMethod, DuplicateStatus
-from curation.selectors_duplicates import duplicate_groups, group_images
+from curation.selectors_duplicates import component_parts, duplicate_groups, group_images
 from curation.serializers import ImageSerializer, JobSerializer
 from curation.services.duplicates import (
     DuplicateReviewError,
@@ -53,10 +53,23 @@ class DuplicateMemberSerializer(serializers.ModelSerializer[DuplicateMember]):
         return f"{features.phash & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
+class ComponentSerializer(serializers.Serializer[Any]):
+    key = serializers.IntegerField(help_text="shared by every group split from the component")
+    part = serializers.IntegerField(help_text="this group's place among them, from 1")
+    parts = serializers.IntegerField(help_text="groups split from the component")
+    images = serializers.IntegerField(help_text="images in the component's groups")
+
+
 class DuplicateGroupSerializer(serializers.ModelSerializer[DuplicateGroup]):
     members = DuplicateMemberSerializer(many=True, read_only=True)
     suggested_keeper = serializers.SerializerMethodField()
     resolved_by = serializers.CharField(source="resolved_by.username", default=None)
+    component = serializers.SerializerMethodField(
+        help_text=(
+            "null when the group is its whole near-duplicate component; else where it sits in "
+            "the chain it was split from (a dataset build keeps the whole chain in one split)"
+        )
+    )
 
     class Meta:
         model = DuplicateGroup
@@ -66,6 +79,7 @@ class DuplicateGroupSerializer(serializers.ModelSerializer[DuplicateGroup]):
             "method",
             "max_distance",
             "size",
+            "component",
             "members",
             "suggested_keeper",
             "keeper",
@@ -73,6 +87,13 @@ class DuplicateGroupSerializer(serializers.ModelSerializer[DuplicateGroup]):
             "resolved_at",
             "resolved_by",
         ]
+
+    @extend_schema_field(ComponentSerializer(allow_null=True))
+    def get_component(self, group: DuplicateGroup) -> dict[str, int] | None:
+        part = self.context.get("components", {}).get(group.pk)
+        if part is None:
+            return None
+        return {"key": part.key, "part": part.part, "parts": part.parts, "images": part.images}
 
     def get_suggested_keeper(self, group: DuplicateGroup) -> int | None:
         keeper = suggested_keeper(group_images(group))
@@ -111,8 +132,10 @@ class GroupPagination(CursorPagination):
 
 
 class DuplicateGroupViewSet(viewsets.ReadOnlyModelViewSet):
-    """Near-duplicate groups (connected components of pHashes within ``max_distance`` bits,
-    method ``phash``, or of embeddings at or above a cosine similarity, method ``embedding``).
+    """Near-duplicate groups (pHashes within ``max_distance`` bits, method ``phash``, or
+    embeddings at or above a cosine similarity, method ``embedding``). A group is a star of
+    its connected component, every member near its centre; ``component`` says which part of
+    a longer chain of near-duplicates it is, when the component was split into several.
     ``?status=open`` (default), ``resolved`` or ``dismissed``; ``?method=phash`` or
     ``embedding``. Reviewers resolve a group by naming the keeper (the others go to the trash
     as duplicates) or dismiss it as not duplicates; ``POST scan/`` starts a full scan of one
@@ -134,11 +157,13 @@ class DuplicateGroupViewSet(viewsets.ReadOnlyModelViewSet):
         return groups
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
-        # The page's embedding groups get their members' similarities from one read.
+        # The page's embedding groups get their members' similarities from one read, and
+        # every group its place in its component from two.
         if args and self.action in ("list", "retrieve"):
             groups = args[0] if kwargs.get("many") else [args[0]]
             kwargs.setdefault("context", self.get_serializer_context())
             kwargs["context"]["similarities"] = similarities_of(groups)
+            kwargs["context"]["components"] = component_parts(groups)
         return super().get_serializer(*args, **kwargs)
 
     def get_permissions(self) -> list[Any]:
@@ -157,7 +182,11 @@ class DuplicateGroupViewSet(viewsets.ReadOnlyModelViewSet):
 
     def _reply(self, group_id: int) -> Response:
         fresh = duplicate_groups(status=None).get(pk=group_id)
-        context = {"request": self.request, "similarities": similarities_of([fresh])}
+        context = {
+            "request": self.request,
+            "similarities": similarities_of([fresh]),
+            "components": component_parts([fresh]),
+        }
         return Response(DuplicateGroupSerializer(fresh, context=context).data)
 
     @extend_schema(request=ResolveSerializer, responses={200: DuplicateGroupSerializer, 409: dict})

@@ -14,6 +14,7 @@ vectorised brute force; multi-index hashing does not degrade that way.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import combinations
@@ -252,3 +253,48 @@ def components(left: I64, right: I64) -> list[list[int]]:
     for node in set(parent) | set(parent.values()):
         groups.setdefault(find(node), []).append(node)
     return sorted((sorted(g) for g in groups.values()), key=lambda g: (-len(g), g[0]))
+
+
+def star_groups(neighbours: dict[int, dict[int, float]]) -> list[tuple[int, list[int]]]:
+    """Split one connected graph into review groups by star clustering.
+
+    ``neighbours`` maps each node to its neighbours and their distance (smaller is nearer).
+    Repeatedly the unassigned node with the most unassigned neighbours (ties: the smaller id)
+    becomes a centre and takes those neighbours into its group, so every member of a group
+    is a neighbour of its centre. A node whose neighbours were all taken by other centres
+    joins the group of its nearest neighbour (ties: the smaller id). Nodes without neighbours
+    are left out. Returns ``(centre, sorted members)`` in the order the centres were picked.
+    """
+    unassigned = {node for node, near in neighbours.items() if near}
+    degree = {node: len(neighbours[node]) for node in unassigned}
+    # Lazy max-heap on (-degree, id): an entry is stale once its degree has dropped.
+    heap = [(-count, node) for node, count in degree.items()]
+    heapq.heapify(heap)
+    group_of: dict[int, int] = {}
+    groups: list[list[int]] = []
+    alone: list[int] = []
+    while heap:
+        negative, centre = heapq.heappop(heap)
+        if centre not in unassigned or -negative != degree[centre]:
+            continue
+        unassigned.discard(centre)
+        if degree[centre] == 0:
+            alone.append(centre)
+            continue
+        members = [centre, *(n for n in neighbours[centre] if n in unassigned)]
+        for member in members[1:]:
+            unassigned.discard(member)
+        for member in members:
+            group_of[member] = len(groups)
+            for other in neighbours[member]:
+                if other in unassigned:
+                    degree[other] -= 1
+                    heapq.heappush(heap, (-degree[other], other))
+        groups.append(members)
+    for node in alone:
+        nearest = min(
+            (n for n in neighbours[node] if n in group_of),
+            key=lambda n: (neighbours[node][n], n),
+        )
+        groups[group_of[nearest]].append(node)
+    return [(group[0], sorted(group)) for group in groups]

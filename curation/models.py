@@ -397,10 +397,15 @@ class DuplicateMethod(models.TextChoices):
 
 
 class DuplicateGroup(models.Model):
-    """Images connected as near-duplicates (a connected component of the near-duplicate
-    graph), waiting for or past review. ``method`` says which graph: pHashes within
-    ``max_distance`` bits, or embeddings at or above a cosine similarity (``max_distance`` is
-    then 0)."""
+    """Near-duplicate images reviewed together, waiting for or past review. ``method`` says
+    which graph: pHashes within ``max_distance`` bits, or embeddings at or above a cosine
+    similarity (``max_distance`` is then 0).
+
+    A group is one star of its connected component of that graph (its members near its
+    ``centre``), so a chain of images that are each near the next is reviewed in parts.
+    ``component`` is the key the groups split from one component share (the id of one of
+    them); NULL means a component of this group alone. Dataset builds keep a whole component
+    in one split."""
 
     status = models.CharField(
         max_length=16, choices=DuplicateStatus.choices, default=DuplicateStatus.OPEN
@@ -410,6 +415,11 @@ class DuplicateGroup(models.Model):
     )
     max_distance = models.PositiveSmallIntegerField()
     size = models.PositiveIntegerField(default=0)
+    component = models.PositiveBigIntegerField(null=True, blank=True)
+    # The image every other member was grouped around (NULL for groups older than centres).
+    centre = models.ForeignKey(
+        Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     keeper = models.ForeignKey(
         Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -425,10 +435,17 @@ class DuplicateGroup(models.Model):
             models.Index(fields=["status", "id"], name="duplicategroup_status_id"),
             # The review page and API filtered by method.
             models.Index(fields=["status", "method", "id"], name="duplicategroup_method_id"),
+            # The parts of a component, for the review page and component merges.
+            models.Index(fields=["component", "id"], name="duplicategroup_component_id"),
         ]
 
     def __str__(self) -> str:
         return f"Duplicate group {self.pk} ({self.size} images, {self.status})"
+
+    @property
+    def component_key(self) -> int:
+        """The component's key: ``component``, or this group's id when it stands alone."""
+        return self.component if self.component is not None else self.pk
 
 
 class DuplicateMember(models.Model):

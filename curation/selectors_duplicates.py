@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db.models import Count, Prefetch, QuerySet
 
 from curation.models import DuplicateGroup, DuplicateMember, DuplicateMethod, DuplicateStatus, Image
 
@@ -24,6 +27,60 @@ def duplicate_groups(*, status: str | None = DuplicateStatus.OPEN) -> QuerySet[D
 def group_images(group: DuplicateGroup) -> list[Image]:
     """The member images of a group fetched by ``duplicate_groups``."""
     return [member.image for member in group.members.all()]
+
+
+@dataclass(frozen=True)
+class ComponentPart:
+    """Where a group sits in the near-duplicate component it was split from."""
+
+    key: int
+    part: int  # 1-based, in the order of the groups' ids
+    parts: int
+    images: int  # distinct images over all the component's groups, of any status
+    previous_id: int | None
+    next_id: int | None
+
+
+def component_parts(groups: Iterable[DuplicateGroup]) -> dict[int, ComponentPart]:
+    """For each of ``groups`` that is one of several groups of its component: its part.
+    Two queries, whatever the number of groups."""
+    groups = list(groups)
+    keys = {group.component for group in groups if group.component is not None}
+    if not keys:
+        return {}
+    ids_of: dict[int, list[int]] = {}
+    for group_id, key in (
+        DuplicateGroup.objects.filter(component__in=keys)
+        .order_by("id")
+        .values_list("id", "component")
+    ):
+        if key is not None:
+            ids_of.setdefault(key, []).append(group_id)
+    several = [key for key, ids in ids_of.items() if len(ids) > 1]
+    if not several:
+        return {}
+    images = dict(
+        DuplicateMember.objects.filter(group__component__in=several)
+        .values("group__component")
+        .annotate(images=Count("image_id", distinct=True))
+        .values_list("group__component", "images")
+    )
+    parts: dict[int, ComponentPart] = {}
+    for group in groups:
+        key = group.component
+        ids = ids_of.get(key, []) if key is not None else []
+        if key is None or len(ids) < 2 or group.pk not in ids:
+            continue
+        index = ids.index(group.pk)
+        parts[group.pk] = ComponentPart(
+            key=key,
+            part=index + 1,
+            parts=len(ids),
+            images=images.get(key, 0),
+            previous_id=ids[index - 1] if index else None,
+            next_id=ids[index + 1] if index + 1 < len(ids) else None,
+        )
+    return parts
 
 
 def duplicate_progress(*, method: str | None = None) -> dict[str, int]:

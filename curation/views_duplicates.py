@@ -15,6 +15,7 @@ from config.query import whole_number
 from curation.apis_duplicates import duplicates_scan_job_start, similarities_of
 from curation.models import DuplicateGroup, DuplicateMethod, DuplicateStatus
 from curation.selectors_duplicates import (
+    component_parts,
     duplicate_groups,
     duplicate_progress,
     group_images,
@@ -65,6 +66,7 @@ def review(request: HttpRequest) -> HttpResponse:
         "curation/duplicates/review.html",
         {
             "group": group,
+            "component": component_parts([group]).get(group.pk) if group else None,
             "members": [
                 (image, distances.get(image.pk), similarities.get(image.pk)) for image in images
             ],

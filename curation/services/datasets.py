@@ -5,8 +5,10 @@ How a build decides, per class (sub-classes merged into their class):
 1. Eligible images are active, labelled in a normal (not holding) class, without a bad-image
    verdict and outside every benchmark set (the latest version of each). What is left out is
    counted per class and reason.
-2. Near-duplicate images (open or resolved duplicate groups; "not duplicates" verdicts do not
-   join images) form one *unit*; a unit is placed whole, so no group is split across splits.
+2. Near-duplicate images form one *unit*: all the groups split from one near-duplicate
+   component (``DuplicateGroup.component``), so that no near-duplicate pair is split across
+   splits even where a chain was reviewed in several groups. A component whose every group
+   was dismissed as "not duplicates" joins nothing. A unit is placed whole.
 3. Real images are always preferred: staged and synthetic images fill in after them, at most
    ``staged_cap`` per class.
 4. A class with fewer than ``min_per_class`` usable images is excluded, with how many more it
@@ -195,16 +197,40 @@ def _bad_image_ids() -> set[int]:
     return set(bad_verdict.objects.values_list("image_id", flat=True))
 
 
-def _duplicate_units() -> _UnionFind:
-    """Images joined by open or resolved near-duplicate groups."""
-    units = _UnionFind()
-    members = DuplicateMember.objects.exclude(group__status=DuplicateStatus.DISMISSED)
-    first_of_group: dict[int, int] = {}
-    for _, group_id, image_id in _chunked_rows(members, ("group_id", "image_id")):
-        if group_id in first_of_group:
-            units.union(first_of_group[group_id], image_id)
+def _component_members() -> Iterator[tuple[int, int, int]]:
+    """``(component key, group id, image id)`` of every image a near-duplicate component
+    holds together. Every group of a component counts, whatever its status, unless all of
+    them were dismissed: "not duplicates" on one group of a chain says its members are not
+    duplicates of one another, not that they are none of the pairs they make with the other
+    groups' members."""
+    dismissed: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    counted: set[int] = set()
+    rows = _chunked_rows(
+        DuplicateMember.objects.all(),
+        ("group_id", "group__component", "group__status", "image_id"),
+    )
+    for _, group_id, component, status, image_id in rows:
+        key = group_id if component is None else component
+        if status == DuplicateStatus.DISMISSED:
+            dismissed[key].append((group_id, image_id))
         else:
-            first_of_group[group_id] = image_id
+            counted.add(key)
+            yield key, group_id, image_id
+    for key, members in dismissed.items():
+        if key in counted:
+            for group_id, image_id in members:
+                yield key, group_id, image_id
+
+
+def _duplicate_units() -> _UnionFind:
+    """Images joined by near-duplicate components (see ``_component_members``)."""
+    units = _UnionFind()
+    first_of_component: dict[int, int] = {}
+    for key, _, image_id in _component_members():
+        if key in first_of_component:
+            units.union(first_of_component[key], image_id)
+        else:
+            first_of_component[key] = image_id
     return units
 
 
@@ -478,30 +504,33 @@ def _summary(
 
 
 def dataset_leakage(*, version: DatasetVersion) -> list[dict[str, Any]]:
-    """Near-duplicate groups (open or resolved) whose images sit in different splits of the
-    version. None by construction; a group found after the build can still show up here."""
-    grouped = DuplicateMember.objects.exclude(group__status=DuplicateStatus.DISMISSED)
+    """Near-duplicate components (see ``_component_members``) whose images sit in different
+    splits of the version, each named by its first group with images in the version. None by
+    construction; a group found after the build can still show up here."""
     split_of = dict(
         DatasetAssignment.objects.filter(
-            version=version, image_id__in=grouped.values("image_id")
+            version=version, image_id__in=DuplicateMember.objects.values("image_id")
         ).values_list("image_id", "split")
     )
     if not split_of:
         return []
     splits: dict[int, dict[int, str]] = defaultdict(dict)
-    for group_id, image_id in grouped.filter(image_id__in=list(split_of)).values_list(
-        "group_id", "image_id"
-    ):
-        splits[group_id][image_id] = split_of[image_id]
-    return [
+    first_group: dict[int, int] = {}
+    for key, group_id, image_id in _component_members():
+        if image_id in split_of:
+            splits[key][image_id] = split_of[image_id]
+            first_group[key] = min(first_group.get(key, group_id), group_id)
+    leaks = [
         {
-            "group_id": group_id,
+            "group_id": first_group[key],
+            "component": key,
             "images": [{"image_id": i, "split": s} for i, s in sorted(members.items())],
             "splits": sorted(set(members.values())),
         }
-        for group_id, members in sorted(splits.items())
+        for key, members in splits.items()
         if len(set(members.values())) > 1
     ]
+    return sorted(leaks, key=lambda leak: leak["group_id"])
 
 
 def dataset_version_fail(*, version_id: int) -> None:

@@ -1,7 +1,7 @@
 """Near-duplicate search over the library's pHashes, the groups it finds, and their review.
 
 Two images are near-duplicates when their 64-bit pHashes differ in at most ``max_distance``
-bits; a group is a connected component of that graph. The default threshold is 8 bits:
+bits. The default threshold is 8 bits:
 
 * pHash (median-thresholded 8x8 DCT) sets half its bits, so distances between two hashes are
   almost always even: 8 admits the same pairs as 9;
@@ -27,9 +27,20 @@ photographs below 0.3. On the demo library 0.95 keeps 62 of its 72 edited photo 
 their original and groups 26 of its 1,800 digit drawings (in groups of at most 5); 0.92 would
 group 150 drawings, 0.90 nearly 270, in chains of up to 48.
 
+Groups and components. Low-information images (small drawings, blank frames, documents)
+chain: A is near B, B near C, and so on, so a connected component of the near-duplicate graph
+can hold hundreds of images whose ends look nothing alike. A review group is therefore one
+star of its component (``curation.hamming.star_groups``): every member is near the group's
+centre, except an image whose neighbours all went to other centres, which joins the group of
+its nearest neighbour. A component that is already tight is one group. The groups split from
+one component share ``DuplicateGroup.component``, and a dataset build keeps a whole component
+in one split, so no near-duplicate pair is ever split across train, val and test.
+
 Each scan replaces the open groups of its own method only. An image already in an open group
-of the other method stays there (one open group per image): the new group is made of the rest
-of its component, and is left out when fewer than two images remain.
+of the other method stays there (one open group per image): the new groups are made of the
+rest of its component (an image left with no near-duplicate outside the other method's groups
+is left out), and the two components are merged into one, which keeps the split guarantee for
+the pairs that cross them.
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ from curation.hamming import (
     pairs_within,
     part_values,
     part_widths,
+    star_groups,
     to_unsigned,
 )
 from curation.models import (
@@ -141,53 +153,105 @@ def _dismissed_partners(image_ids: Iterable[int]) -> dict[int, set[int]]:
 
 def duplicates_check(*, image_ids: list[int], max_distance: int | None = None) -> int:
     """Check new images against the whole library and put each one with near-duplicates into
-    an open group (joining, or merging, the groups its neighbours are in). Returns how many of
-    the images joined a group. Idempotent."""
+    an open group (see ``_join``). Returns how many of the images joined a group.
+    Idempotent."""
     if max_distance is None:
         max_distance = default_max_distance()
-    hashes = dict(
-        ImageFeatures.objects.filter(
+    hashes: dict[int, int] = {
+        image_id: phash
+        for image_id, phash in ImageFeatures.objects.filter(
             image_id__in=image_ids, phash__isnull=False, image__status=ImageStatus.ACTIVE
         ).values_list("image_id", "phash")
-    )
+        if phash is not None
+    }
     joined = 0
     for image_id, phash in sorted(hashes.items()):
         neighbours = near_images(phash=phash, max_distance=max_distance, exclude_id=image_id)
         if not neighbours:
             continue
         dismissed = _dismissed_partners([image_id]).get(image_id, set())
-        others = [other for other, _ in neighbours if other not in dismissed]
+        others = [(other, d) for other, d in neighbours if other not in dismissed]
         if not others:
             continue
         try:
-            _join(image_id, others, max_distance)
+            _join(image_id, phash, others, max_distance)
         except IntegrityError:  # another worker grouped one of them meanwhile: look again
-            _join(image_id, others, max_distance)
+            _join(image_id, phash, others, max_distance)
         joined += 1
     return joined
 
 
 @transaction.atomic
-def _join(image_id: int, others: list[int], max_distance: int) -> None:
-    members = {image_id, *others}
-    open_groups = sorted(
-        set(
-            DuplicateMember.objects.filter(image_id__in=members, is_open=True).values_list(
-                "group_id", flat=True
-            )
+def _join(image_id: int, phash: int, others: list[tuple[int, int]], max_distance: int) -> None:
+    """Put ``image_id`` (pHash ``phash``) with its near-duplicates ``others`` (image id and
+    distance, nearest first) into an open group, keeping groups tight around their centres:
+
+    1. an image already in an open group stays there (its neighbours in no open group are
+       checked on their own);
+    2. else, when some neighbours are in no open group, it becomes the centre of a new group
+       with them;
+    3. else it joins the group of the nearest neighbour that is a group's centre;
+    4. else it joins the group of its nearest neighbour when that group's centre is within
+       twice the threshold; when it is not, that neighbour is itself far from its centre, and
+       moves to a new group centred on the image.
+
+    Open groups are never merged (that made chains of hundreds of images); the components of
+    every group the image touches are, so a dataset build keeps every pair the image makes in
+    one split.
+    """
+    ids = [other for other, _ in others]
+    open_group_of = dict(
+        DuplicateMember.objects.filter(image_id__in=[image_id, *ids], is_open=True).values_list(
+            "image_id", "group_id"
         )
     )
-    if open_groups:
-        group = DuplicateGroup.objects.select_for_update().get(pk=open_groups[0])
-        # Merging: the members of the other groups move into the first one.
-        DuplicateMember.objects.filter(group_id__in=open_groups[1:]).update(group=group)
-        DuplicateGroup.objects.filter(pk__in=open_groups[1:]).delete()
-        group.max_distance = max(group.max_distance, max_distance)
+    touched = {
+        group.pk: group
+        for group in DuplicateGroup.objects.select_for_update()
+        .filter(pk__in=set(open_group_of.values()))
+        .order_by("pk")
+    }
+    centred = {group.centre_id: group for group in touched.values() if group.centre_id}
+    joining: list[int] = []
+    if image_id in open_group_of:
+        group = touched[open_group_of[image_id]]
+    elif free := [other for other in ids if other not in open_group_of]:
+        group = DuplicateGroup.objects.create(max_distance=max_distance, centre_id=image_id)
+        joining = [image_id, *free]
+    elif nearest_centre := next((other for other in ids if other in centred), None):
+        group = centred[nearest_centre]
+        joining = [image_id]
     else:
-        group = DuplicateGroup.objects.create(max_distance=max_distance)
-    present = set(DuplicateMember.objects.filter(group=group).values_list("image_id", flat=True))
+        nearest = ids[0]
+        group = touched[open_group_of[nearest]]
+        joining = [image_id]
+        centre_hash = (
+            ImageFeatures.objects.filter(image_id=group.centre_id)
+            .values_list("phash", flat=True)
+            .first()
+            if group.centre_id
+            else None
+        )
+        if centre_hash is not None and _distance(phash, centre_hash) > 2 * max_distance:
+            DuplicateMember.objects.filter(group=group, image_id=nearest).delete()
+            _refresh_group(group)
+            group = DuplicateGroup.objects.create(
+                max_distance=max_distance, centre_id=image_id, component=group.component_key
+            )
+            joining = [image_id, nearest]
+    group.max_distance = max(group.max_distance, max_distance)
+    keys = {other.component_key for other in touched.values()} | {group.component_key}
+    component = min(keys)
+    if group.component != component:
+        group.component = component
+        group.save(update_fields=["component"])
+    if len(keys) > 1:
+        # Every group of a component of several groups carries the key (NULL: alone).
+        DuplicateGroup.objects.filter(
+            Q(component__in=keys - {component}) | Q(component__isnull=True, pk__in=keys)
+        ).update(component=component)
     DuplicateMember.objects.bulk_create(
-        DuplicateMember(group=group, image_id=member) for member in sorted(members - present)
+        DuplicateMember(group=group, image_id=member) for member in joining
     )
     _refresh_group(group)
 
@@ -216,8 +280,11 @@ def _refresh_group(group: DuplicateGroup) -> None:
 class ScanResult:
     images: int = 0
     pairs: int = 0
+    # Review groups, and how many connected components they were split from.
     groups: list[list[int]] = field(default_factory=list)
     group_ids: list[int] = field(default_factory=list)
+    components: int = 0
+    largest_component: int = 0
     max_distance: int = DEFAULT_MAX_DISTANCE
     seconds_search: float = 0.0
     index: str = ""
@@ -231,12 +298,23 @@ class ScanResult:
             if self.method == DuplicateMethod.EMBEDDING
             else f"{self.max_distance} bits"
         )
+        largest = max((len(g) for g in self.groups), default=0)
+        split = len(self.groups) - self.components
+        chains = (
+            f"; {self.components} component{'' if self.components == 1 else 's'}, the largest "
+            f"of {self.largest_component} images, split into groups of at most {largest}"
+            if split
+            else ""
+        )
         return {
             "method": self.method,
             "images": self.images,
             "pairs": self.pairs,
             "groups": len(self.groups),
             "images_in_groups": in_groups,
+            "largest_group": largest,
+            "components": self.components,
+            "largest_component": self.largest_component,
             "max_distance": self.max_distance,
             "min_similarity": self.min_similarity,
             "seconds_search": round(self.seconds_search, 3),
@@ -244,7 +322,7 @@ class ScanResult:
             "message": (
                 f"{len(self.groups)} {self.method} duplicate group"
                 f"{'' if len(self.groups) == 1 else 's'} ({in_groups} images) among "
-                f"{self.images} images at {at}"
+                f"{self.images} images at {at}{chains}"
             ),
         }
 
@@ -264,19 +342,26 @@ def library_hashes() -> tuple[np.ndarray, np.ndarray]:
     return np.array(ids, dtype=np.int64), to_unsigned(np.array(hashes, dtype=np.int64))
 
 
-def _groups_from_pairs(
-    left: np.ndarray, right: np.ndarray
-) -> tuple[list[tuple[int, int]], list[list[int]]]:
-    """The pairs (image ids) not judged "not duplicates" before, and their connected
-    components."""
-    pairs = list(zip(left.tolist(), right.tolist(), strict=True))
-    dismissed = _dismissed_partners({x for pair in pairs for x in pair})
-    pairs = [(a, b) for a, b in pairs if b not in dismissed.get(a, ())]
-    groups = components(
-        np.array([a for a, _ in pairs], dtype=np.int64),
-        np.array([b for _, b in pairs], dtype=np.int64),
+Neighbours = dict[int, dict[int, float]]
+
+
+def _graph_from_pairs(
+    left: np.ndarray, right: np.ndarray, nearness: np.ndarray
+) -> tuple[int, Neighbours, list[list[int]]]:
+    """The pairs (image ids; ``nearness``: smaller is nearer) not judged "not duplicates"
+    before: how many, each image's neighbours, and the connected components."""
+    pairs = list(zip(left.tolist(), right.tolist(), nearness.tolist(), strict=True))
+    dismissed = _dismissed_partners({x for a, b, _ in pairs for x in (a, b)})
+    pairs = [(a, b, near) for a, b, near in pairs if b not in dismissed.get(a, ())]
+    neighbours: Neighbours = {}
+    for a, b, near in pairs:
+        neighbours.setdefault(a, {})[b] = near
+        neighbours.setdefault(b, {})[a] = near
+    found = components(
+        np.array([a for a, _, _ in pairs], dtype=np.int64),
+        np.array([b for _, b, _ in pairs], dtype=np.int64),
     )
-    return pairs, groups
+    return len(pairs), neighbours, found
 
 
 def duplicates_scan(
@@ -295,21 +380,22 @@ def duplicates_scan(
     if progress:
         progress(f"searching {len(ids)} hashes")
     started = time.perf_counter()
-    left, right, _ = pairs_within(hashes, max_distance)
+    left, right, distances = pairs_within(hashes, max_distance)
     seconds = time.perf_counter() - started
-    pairs, groups = _groups_from_pairs(ids[left], ids[right])
+    pairs, neighbours, found = _graph_from_pairs(ids[left], ids[right], distances)
     result = ScanResult(
         images=len(ids),
-        pairs=len(pairs),
-        groups=groups,
+        pairs=pairs,
         max_distance=max_distance,
         seconds_search=seconds,
         index=plan(len(ids), max_distance).describe(),
     )
     if progress:
-        progress(f"storing {len(groups)} groups")
-    result.group_ids, result.groups = _replace_open_groups(
-        groups,
+        progress(f"storing the groups of {len(found)} components")
+    _replace_open_groups(
+        result,
+        found,
+        neighbours,
         dict(zip(ids.tolist(), hashes.tolist(), strict=True)),
         method=DuplicateMethod.PHASH,
         max_distance=max_distance,
@@ -332,13 +418,12 @@ def duplicates_scan_embedding(
     if progress:
         progress("searching embeddings")
     started = time.perf_counter()
-    searched, left, right, _ = embedding_pairs(min_similarity=min_similarity)
+    searched, left, right, similarities = embedding_pairs(min_similarity=min_similarity)
     seconds = time.perf_counter() - started
-    pairs, groups = _groups_from_pairs(left, right)
+    pairs, neighbours, found = _graph_from_pairs(left, right, -similarities)
     result = ScanResult(
         images=len(searched),
-        pairs=len(pairs),
-        groups=groups,
+        pairs=pairs,
         max_distance=0,
         seconds_search=seconds,
         index=f"exact inner product, range search above {min_similarity:.2f}",
@@ -346,17 +431,19 @@ def duplicates_scan_embedding(
         min_similarity=min_similarity,
     )
     if progress:
-        progress(f"storing {len(groups)} groups")
-    in_groups = [image_id for members in groups for image_id in members]
-    hashes: dict[int, int] = {
-        image_id: phash
-        for image_id, phash in ImageFeatures.objects.filter(
-            image_id__in=in_groups, phash__isnull=False
-        ).values_list("image_id", "phash")
-        if phash is not None
-    }
-    result.group_ids, result.groups = _replace_open_groups(
-        groups, hashes, method=DuplicateMethod.EMBEDDING, max_distance=0
+        progress(f"storing the groups of {len(found)} components")
+    in_groups = [image_id for members in found for image_id in members]
+    hashes: dict[int, int] = {}
+    for begin in range(0, len(in_groups), _MAX_PARAMETERS):
+        hashes.update(
+            (image_id, phash)
+            for image_id, phash in ImageFeatures.objects.filter(
+                image_id__in=in_groups[begin : begin + _MAX_PARAMETERS], phash__isnull=False
+            ).values_list("image_id", "phash")
+            if phash is not None
+        )
+    _replace_open_groups(
+        result, found, neighbours, hashes, method=DuplicateMethod.EMBEDDING, max_distance=0
     )
     return result
 
@@ -382,18 +469,83 @@ def duplicates_scan_method(
 
 @transaction.atomic
 def _replace_open_groups(
-    groups: list[list[int]], hashes: dict[int, int], *, method: str, max_distance: int
-) -> tuple[list[int], list[list[int]]]:
-    """Replace the open groups of ``method`` with ``groups``, leaving out the images in open
-    groups of another method. Returns the new groups' ids and members. ``hashes`` gives each
-    member's distance in bits to its nearest fellow member (0 where hashes are missing)."""
+    result: ScanResult,
+    found: list[list[int]],
+    neighbours: Neighbours,
+    hashes: dict[int, int],
+    *,
+    method: str,
+    max_distance: int,
+) -> None:
+    """Replace the open groups of ``method`` with the review groups of the components
+    ``found``, leaving out the images in open groups of another method, and record them in
+    ``result``. ``hashes`` gives each member's distance in bits to its nearest fellow member
+    (0 where hashes are missing).
+
+    A component that holds images of another method's open groups is merged with those
+    groups' components: the pairs between them are near-duplicates too."""
     DuplicateGroup.objects.filter(status=DuplicateStatus.OPEN, method=method).delete()
-    taken = set(DuplicateMember.objects.filter(is_open=True).values_list("image_id", flat=True))
-    groups = [kept for members in groups if len(kept := [i for i in members if i not in taken]) > 1]
+    taken: dict[int, int] = {}
+    for image_id, group_id, component in DuplicateMember.objects.filter(is_open=True).values_list(
+        "image_id", "group_id", "group__component"
+    ):
+        taken[image_id] = group_id if component is None else component
+    groups: list[list[int]] = []
+    centres: list[int] = []
+    component_of: list[int] = []  # per new group, its position in ``found``
+    # Edges between a component of this scan (-1 - position) and the keys of the other
+    # method's components it touches.
+    link_left: list[int] = []
+    link_right: list[int] = []
+    for position, nodes in enumerate(found):
+        rest = {
+            image_id: {
+                other: near for other, near in neighbours[image_id].items() if other not in taken
+            }
+            for image_id in nodes
+            if image_id not in taken
+        }
+        for centre, review_group in star_groups(rest):
+            groups.append(review_group)
+            centres.append(centre)
+            component_of.append(position)
+        for key in sorted({taken[image_id] for image_id in nodes if image_id in taken}):
+            link_left.append(-1 - position)
+            link_right.append(key)
     created = DuplicateGroup.objects.bulk_create(
-        DuplicateGroup(method=method, max_distance=max_distance, size=len(members))
-        for members in groups
+        (
+            DuplicateGroup(
+                method=method, max_distance=max_distance, size=len(members), centre_id=centre
+            )
+            for members, centre in zip(groups, centres, strict=True)
+        ),
+        batch_size=2000,
     )
+    # Each component's key is the id of its first group, or the smallest key it merges with.
+    key_of: dict[int, int] = {}
+    for group, position in zip(created, component_of, strict=True):
+        key_of.setdefault(-1 - position, group.pk)
+    merged_into: dict[int, int] = {}
+    for joined in components(
+        np.array(link_left, dtype=np.int64), np.array(link_right, dtype=np.int64)
+    ):
+        key = min(key_of.get(node, node) for node in joined if node >= 0 or node in key_of)
+        for node in joined:
+            if node >= 0 and node != key:
+                merged_into[node] = key
+            elif node < 0:
+                key_of[node] = key
+    for group, position in zip(created, component_of, strict=True):
+        group.component = key_of[-1 - position]
+    DuplicateGroup.objects.bulk_update(created, ["component"], batch_size=2000)
+    by_key: dict[int, list[int]] = {}
+    for old, key in merged_into.items():
+        by_key.setdefault(key, []).append(old)
+    for key, olds in by_key.items():
+        DuplicateGroup.objects.filter(
+            Q(component__in=olds) | Q(component__isnull=True, pk__in=[key, *olds])
+        ).update(component=key)
+
     members = []
     for group, image_ids in zip(created, groups, strict=True):
         for image_id in image_ids:
@@ -407,7 +559,10 @@ def _replace_open_groups(
             )
             members.append(DuplicateMember(group=group, image_id=image_id, distance=nearest))
     DuplicateMember.objects.bulk_create(members, batch_size=2000)
-    return [group.pk for group in created], groups
+    result.groups = groups
+    result.group_ids = [group.pk for group in created]
+    result.components = len(set(component_of))
+    result.largest_component = max((len(found[p]) for p in component_of), default=0)
 
 
 # --- Review ----------------------------------------------------------------------------------
