@@ -401,7 +401,7 @@ def dataset_build(
     summary = _summary(plans, assignment, class_of, candidate_of, params, total)
     with transaction.atomic():
         DatasetAssignment.objects.filter(version=version).delete()
-        rows = (
+        assignments = (
             DatasetAssignment(
                 version=version,
                 image_id=image_id,
@@ -413,7 +413,7 @@ def dataset_build(
             for image_id, split in sorted(assignment.items())
         )
         batch: list[DatasetAssignment] = []
-        for row in rows:
+        for row in assignments:
             batch.append(row)
             if len(batch) >= WRITE_CHUNK:
                 DatasetAssignment.objects.bulk_create(batch)

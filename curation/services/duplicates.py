@@ -337,8 +337,9 @@ def library_hashes() -> tuple[np.ndarray, np.ndarray]:
         .values_list("image_id", "phash")
     )
     for image_id, phash in rows.iterator(chunk_size=20_000):
-        ids.append(image_id)
-        hashes.append(phash)
+        if phash is not None:  # excluded by the filter; narrows the type
+            ids.append(image_id)
+            hashes.append(phash)
     return np.array(ids, dtype=np.int64), to_unsigned(np.array(hashes, dtype=np.int64))
 
 
@@ -567,7 +568,7 @@ def _replace_open_groups(
 
 # --- Review ----------------------------------------------------------------------------------
 
-_SOURCE_RANK = {Source.REAL: 2, Source.STAGED: 1, Source.SYNTHETIC: 0}
+_SOURCE_RANK: dict[str, int] = {Source.REAL: 2, Source.STAGED: 1, Source.SYNTHETIC: 0}
 
 
 def keeper_rank(image: Image) -> tuple[float, ...]:
