@@ -7,7 +7,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from curation.hamming import to_unsigned
-from curation.models import DuplicateGroup, DuplicateMethod, Image
+from curation.models import DuplicateMethod, Image
+from curation.selectors_duplicates import duplicate_groups
 from curation.services.duplicates import (
     ScanResult,
     default_max_distance,
@@ -115,11 +116,9 @@ class Command(BaseCommand):
         )
 
     def _groups(self, result: ScanResult) -> Any:
-        return (
-            DuplicateGroup.objects.filter(pk__in=result.group_ids)
-            .prefetch_related("members__image__features")
-            .order_by("id")
-        )
+        # Members with their images joined in one query: prefetching the images by id instead
+        # builds an expression too deep for SQLite once a few thousand images are grouped.
+        return duplicate_groups(status=None).filter(pk__in=result.group_ids)
 
     def _as_json(self, result: ScanResult) -> dict[str, Any]:
         summary = result.as_dict()
