@@ -11,7 +11,7 @@ from django.core.files.storage import default_storage
 
 from curation.models import ImportBatch, Job, SubClass
 from curation.services.imports import Destination, archive_import
-from curation.services.jobs import job_progress, job_run, jobs_requeue_stalled
+from curation.services.jobs import JOB_TASK_LIMITS, job_progress, job_run, jobs_requeue_stalled
 from curation.services.processing import (
     chunked,
     images_needing_thumbnails,
@@ -73,7 +73,7 @@ def process_pending_images() -> int:
     return len(ids)
 
 
-@shared_task(name="curation.import_archive", acks_late=True, **_RETRY)
+@shared_task(name="curation.import_archive", acks_late=True, **_RETRY, **JOB_TASK_LIMITS)
 def import_archive(job_id: int) -> None:
     def work(job: Job) -> dict[str, Any]:
         params = job.params
@@ -120,7 +120,7 @@ def import_archive(job_id: int) -> None:
     job_run(job_id=job_id, work=work, retry_on=_RETRYABLE)
 
 
-@shared_task(name="curation.sweep_orphans", acks_late=True)
+@shared_task(name="curation.sweep_orphans", acks_late=True, **JOB_TASK_LIMITS)
 def sweep_orphans(job_id: int | None = None) -> dict[str, object]:
     if job_id is None:
         return orphans_sweep().as_dict()
@@ -134,7 +134,7 @@ def requeue_stalled_jobs() -> int:
     return jobs_requeue_stalled()
 
 
-@shared_task(name="curation.build_dataset", acks_late=True)
+@shared_task(name="curation.build_dataset", acks_late=True, **JOB_TASK_LIMITS)
 def build_dataset(job_id: int) -> None:
     from curation.models import DatasetVersion
     from curation.services.datasets import dataset_build, dataset_version_fail
@@ -164,7 +164,7 @@ def build_dataset(job_id: int) -> None:
     job_run(job_id=job_id, work=work)
 
 
-@shared_task(name="curation.export_dataset", acks_late=True, **_RETRY)
+@shared_task(name="curation.export_dataset", acks_late=True, **_RETRY, **JOB_TASK_LIMITS)
 def export_dataset(job_id: int) -> None:
     from curation.models import DatasetVersion
     from curation.services.export import dataset_export

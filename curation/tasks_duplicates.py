@@ -11,7 +11,7 @@ from django.conf import settings
 from curation.models import DuplicateMethod, Job
 from curation.services.duplicates import duplicates_check, duplicates_scan_method
 from curation.services.hashing import features_make, images_missing_features
-from curation.services.jobs import job_progress, job_run
+from curation.services.jobs import JOB_TASK_LIMITS, job_progress, job_run
 from curation.services.quality import quality_baseline_update
 
 
@@ -38,7 +38,7 @@ def missing_features_make(*, job: Job | None = None) -> int:
     return total
 
 
-@shared_task(name="curation.find_duplicates", acks_late=True)
+@shared_task(name="curation.find_duplicates", acks_late=True, **JOB_TASK_LIMITS)
 def find_duplicates(job_id: int) -> None:
     def work(job: Job) -> dict[str, Any]:
         method = job.params.get("method", DuplicateMethod.PHASH)
@@ -70,7 +70,7 @@ def find_duplicates(job_id: int) -> None:
     job_run(job_id=job_id, work=work)
 
 
-@shared_task(name="curation.update_quality_baseline", acks_late=True)
+@shared_task(name="curation.update_quality_baseline", acks_late=True, **JOB_TASK_LIMITS)
 def update_quality_baseline(job_id: int) -> None:
     def work(job: Job) -> dict[str, Any]:
         baseline = quality_baseline_update(overrides=job.params.get("overrides"))

@@ -8,14 +8,14 @@ from celery import shared_task
 from django.utils import timezone
 
 from curation.models import Job
-from curation.services.jobs import job_progress, job_run
+from curation.services.jobs import JOB_TASK_LIMITS, job_progress, job_run
 from inference.bulk import IDENTIFY_KIND, Scope, identification_run
 from inference.embeddings import EMBEDDINGS_KIND, embeddings_compute
 from inference.models import ModelVersion
 from inference.services import RECOMPUTE_KIND, predictions_recompute
 
 
-@shared_task(name=RECOMPUTE_KIND, acks_late=True)
+@shared_task(name=RECOMPUTE_KIND, acks_late=True, **JOB_TASK_LIMITS)
 def recompute_predictions(job_id: int) -> None:
     def work(job: Job) -> dict[str, Any]:
         version = ModelVersion.objects.get(pk=job.params["model_version_id"])
@@ -34,7 +34,7 @@ def recompute_predictions(job_id: int) -> None:
     job_run(job_id=job_id, work=work)
 
 
-@shared_task(name=IDENTIFY_KIND, acks_late=True)
+@shared_task(name=IDENTIFY_KIND, acks_late=True, **JOB_TASK_LIMITS)
 def identify_images(job_id: int) -> None:
     def work(job: Job) -> dict[str, Any]:
         version = ModelVersion.objects.get(pk=job.params["model_version_id"])
@@ -54,7 +54,7 @@ def identify_images(job_id: int) -> None:
     job_run(job_id=job_id, work=work)
 
 
-@shared_task(name="inference.evaluate", acks_late=True)
+@shared_task(name="inference.evaluate", acks_late=True, **JOB_TASK_LIMITS)
 def evaluate(job_id: int) -> None:
     from inference.evaluation import evaluation_job_work
 
@@ -67,7 +67,7 @@ def evaluate(job_id: int) -> None:
     job_run(job_id=job_id, work=work)
 
 
-@shared_task(name=EMBEDDINGS_KIND, acks_late=True)
+@shared_task(name=EMBEDDINGS_KIND, acks_late=True, **JOB_TASK_LIMITS)
 def compute_embeddings(job_id: int) -> None:
     def work(job: Job) -> dict[str, Any]:
         version = ModelVersion.objects.get(pk=job.params["model_version_id"])
@@ -84,7 +84,7 @@ def compute_embeddings(job_id: int) -> None:
     job_run(job_id=job_id, work=work)
 
 
-@shared_task(name="inference.train_model", acks_late=True)
+@shared_task(name="inference.train_model", acks_late=True, **JOB_TASK_LIMITS)
 def train_model(job_id: int) -> None:
     from inference.trainer import training_job_work
 
@@ -97,7 +97,7 @@ def train_model(job_id: int) -> None:
     job_run(job_id=job_id, work=work)
 
 
-@shared_task(name="inference.rank_label_errors", acks_late=True)
+@shared_task(name="inference.rank_label_errors", acks_late=True, **JOB_TASK_LIMITS)
 def rank_label_errors(job_id: int) -> None:
     from inference.label_errors import label_errors_job_work
 

@@ -227,6 +227,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("LOUPE_TASK_SOFT_TIME_LIMIT", 3600, minimum=1)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
+# A job (an archive import, a scan, a recompute, embeddings, an evaluation, an export…) runs as
+# one task over the whole library: at bulk-inference speed a million images take hours, so jobs
+# get their own limit (see curation.services.jobs.JOB_TASK_LIMITS).
+LOUPE_JOB_SOFT_TIME_LIMIT = env_int("LOUPE_JOB_SOFT_TIME_LIMIT", 24 * 3600, minimum=1)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "process-pending-images": {"task": "curation.process_pending_images", "schedule": 600.0},

@@ -11,6 +11,13 @@ from django.utils import timezone
 from accounts.models import User
 from curation.models import Job, JobStatus
 
+# Celery limits of a task that runs a job: the task-wide default (LOUPE_TASK_SOFT_TIME_LIMIT)
+# is for the short per-chunk tasks, and would stop a job over a large library part way.
+JOB_TASK_LIMITS = {
+    "soft_time_limit": settings.LOUPE_JOB_SOFT_TIME_LIMIT,
+    "time_limit": settings.LOUPE_JOB_SOFT_TIME_LIMIT + 60,
+}
+
 MAX_JOB_ATTEMPTS = 3
 
 
