@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import status
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
@@ -37,6 +38,17 @@ class JSONObjectParser(JSONParser):
                 f"The JSON body must be an object of fields ({{...}}), not {type(data).__name__}."
             )
         return data
+
+
+class ListFilterBackend(DjangoFilterBackend):
+    """django-filter's query filters, on list endpoints only. A detail URL names its object:
+    ``/api/v1/images/5/file/?status=trashed`` is image 5 whatever its status, never a 404
+    because a list filter was left on the link."""
+
+    def filter_queryset(self, request: Request, queryset: Any, view: Any) -> Any:
+        if getattr(view, "detail", False):
+            return queryset
+        return super().filter_queryset(request, queryset, view)
 
 
 def request_fields(request: Request) -> Mapping[str, Any]:

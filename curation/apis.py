@@ -215,7 +215,7 @@ class ImageViewSet(
         return Response(ImageSerializer(self._reload(image), context={"request": request}).data)
 
     @extend_schema(responses={200: LabelEventSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def history(self, request: Request, pk: str | None = None) -> Response:
         image = self.get_object()
         events = selectors.image_history(image=image)[:500]

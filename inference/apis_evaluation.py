@@ -92,6 +92,13 @@ class PairsSerializer(serializers.Serializer[Any]):
     pairs = serializers.ListField(child=serializers.DictField(), allow_empty=True)
 
 
+class QueuePage(LimitOffsetPagination):
+    """A Double-check queue pages by rank: ``?offset=100&limit=100`` is ranks 101 to 200."""
+
+    default_limit = 100
+    max_limit = 1000
+
+
 class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
     """Evaluation runs of model versions. POST ``{"model": N, "scope": "library"}`` starts a
     run as a job (202); GET a run for its reports (``metrics``) once ``status`` is ``done``."""
@@ -141,7 +148,7 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
         parameters=[OpenApiParameter("status", str, enum=DoubleCheckStatus.values)],
         responses={200: DoubleCheckItemSerializer(many=True)},
     )
-    @action(detail=True, methods=["get"], url_path="double-check")
+    @action(detail=True, methods=["get"], url_path="double-check", pagination_class=QueuePage)
     def double_check(self, request: Request, pk: str | None = None) -> Response:
         """The run's Double-check queue, likeliest label errors first."""
         run = self.get_object()
@@ -153,11 +160,8 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
         status_filter = choice_param(request, "status", DoubleCheckStatus.values)
         if status_filter:
             items = items.filter(status=status_filter)
-        paginator = LimitOffsetPagination()
-        paginator.default_limit = 100
-        paginator.max_limit = 1000
-        page = paginator.paginate_queryset(items, request, view=self)
-        return paginator.get_paginated_response(DoubleCheckItemSerializer(page, many=True).data)
+        page = self.paginate_queryset(items)
+        return self.get_paginated_response(DoubleCheckItemSerializer(page, many=True).data)
 
     @extend_schema(request=DoubleCheckAnswerSerializer, responses={200: DoubleCheckItemSerializer})
     @action(

@@ -15,3 +15,21 @@ def test_the_docs_page_serves_swagger_ui_from_loupe_itself_not_a_cdn(api: APICli
     assert "drf_spectacular_sidecar/swagger-ui-dist" in page
     assert "cdn.jsdelivr" not in page and "unpkg.com" not in page
     assert api.get("/api/schema/").status_code == 200
+
+
+def _query_parameters(api: APIClient, path: str) -> set[str]:
+    schema = api.get("/api/schema/", {"format": "json"}).json()
+    operation = schema["paths"][path]["get"]
+    return {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+
+
+def test_the_schema_names_the_query_parameters_each_endpoint_reads(api: APIClient) -> None:
+    assert _query_parameters(api, "/api/v1/evaluations/{id}/double-check/") == {
+        "limit",
+        "offset",
+        "status",
+    }
+    assert _query_parameters(api, "/api/v1/images/{id}/history/") == set()
+    assert {"cursor", "page_size", "status", "label_class"} <= _query_parameters(
+        api, "/api/v1/images/"
+    )

@@ -501,6 +501,24 @@ def test_unknown_filters_and_orderings_have_no_effect(
         assert [row["id"] for row in response.json()["results"]] == everything, query
 
 
+def test_list_filters_left_on_a_detail_url_do_not_hide_the_image(
+    api: APIClient, reviewer_api: APIClient, make_image: Callable[..., Image]
+) -> None:
+    from curation.services.processing import thumbnails_make
+
+    image = make_image()
+    thumbnails_make(image_ids=[image.pk])
+    reviewer_api.delete(f"{IMAGES}{image.pk}/?reason=blurry")
+    filters = "status=active&labelled=true&label_class=999999"
+
+    for suffix in ["", "file/", "thumbnail/", "history/"]:
+        response = api.get(f"{IMAGES}{image.pk}/{suffix}?{filters}")
+        assert response.status_code == 200, suffix
+    assert api.get(f"{IMAGES}{image.pk}/?{filters}").json()["status"] == "trashed"
+    restored = reviewer_api.post(f"{IMAGES}{image.pk}/restore/?status=active", {}, format="json")
+    assert restored.status_code == 200, restored.content
+
+
 def test_an_invalid_filter_value_is_a_400_not_an_error(api: APIClient) -> None:
     response = api.get(f"{IMAGES}?status=deleted")
 

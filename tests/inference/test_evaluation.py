@@ -317,6 +317,9 @@ def test_reviewers_start_runs_and_read_the_queue_over_the_api(
     queue = reviewer_api.get(f"/api/v1/evaluations/{run.pk}/double-check/").json()
     assert [row["image"] for row in queue["results"]] == [image.pk for image in planted]
     assert queue["results"][0]["sha256"] == planted[0].sha256
+    second = reviewer_api.get(f"/api/v1/evaluations/{run.pk}/double-check/?limit=1&offset=1")
+    assert [row["image"] for row in second.json()["results"]] == [planted[1].pk]
+    assert second.json()["count"] == len(planted)
 
 
 def test_report_and_double_check_pages_render(
