@@ -22,6 +22,10 @@ costs and from the every-core ones, and the ratio the end-to-end rate reaches of
 figure is measured once per round, in turn, on the round's slice of the images (rounds are a few
 seconds long; the machine's noise comes in bursts of about that length). The summary gives the
 ratio of the means over all rounds and the median of the per-round ratios.
+Then the bulk-identification job itself (``inference.bulk.identification_run``, as the worker
+runs it: pages of the library read from the database, predictions written back) over the JPEGs
+stored in a scratch library (SQLite in a temporary folder, removed afterwards), alternated with
+``scored_batches`` over the same stored files: what the job costs beyond the pipeline.
 It ends with the model alone run by ``--cores`` one-thread sessions side by side, at the bulk
 batch size and at 32, against one session: what the cores lose to each other in the model.
 """
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -43,8 +48,10 @@ from pathlib import Path
 from typing import ClassVar
 
 ROOT = Path(__file__).resolve().parent.parent
+SCRATCH = Path(tempfile.mkdtemp(prefix="loupe-bench-inference-"))
 os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.base"
-os.environ.setdefault("LOUPE_DATA_DIR", str(Path(tempfile.gettempdir()) / "loupe-bench-inference"))
+os.environ["LOUPE_DATA_DIR"] = str(SCRATCH)
+os.environ.pop("DATABASE_URL", None)  # the job section writes a scratch library, never a real one
 os.environ.setdefault("LOUPE_SECRET_KEY", "bench-only-secret-key-0123456789-0123456789-0123456789")
 sys.path.insert(0, str(ROOT))
 
@@ -105,6 +112,79 @@ class Round:
         return self.rate / self.limit_every
 
 
+def job_against_pipeline(jpegs: list[bytes], model: bytes, *, repeats: int) -> None:
+    """The identification job over the JPEGs stored in the scratch library, alternated with
+    ``scored_batches`` over the same stored files; prints both rates and their ratio."""
+    from django.core.management import call_command
+
+    from curation.models import Image
+    from curation.services.imports import Destination, upload_import
+    from inference import backbone
+    from inference.bulk import Scope, identification_run
+    from inference.models import OutputKind, Prediction
+    from inference.pipeline import BATCH_SIZE, scored_batches
+    from inference.preprocessing import PreprocessSpec, stored_input
+    from inference.runtime import run_batches
+    from inference.services import model_version_register
+
+    call_command("migrate", verbosity=0)
+    upload_import(
+        files=[(f"{index}.jpg", io.BytesIO(data)) for index, data in enumerate(jpegs)],
+        destination=Destination(from_folders=False),
+        actor=None,
+        batch=None,
+    )
+    version = model_version_register(
+        onnx_data=model,
+        labels=backbone.imagenet_labels(),
+        name=backbone.NAME,
+        actor=None,
+        spec=backbone.SPEC,
+        output_kind=OutputKind.LOGITS,
+    ).version
+    images = list(Image.objects.only("pk", "sha256", "extension").order_by("pk"))
+    spec = PreprocessSpec.of(version)
+
+    def pipeline() -> float:
+        started = time.perf_counter()
+        done = sum(
+            len(batch)
+            for batch, _ in scored_batches(
+                images,
+                lambda image: stored_input(image, spec),
+                lambda samples: run_batches(version, samples, batch_size=BATCH_SIZE, threads=1),
+                batch_size=BATCH_SIZE,
+            )
+        )
+        return done / (time.perf_counter() - started)
+
+    def job() -> float:
+        Prediction.objects.all().delete()
+        started = time.perf_counter()
+        result = identification_run(version=version, scope=Scope())
+        assert result["written"] == len(images), result
+        return len(images) / (time.perf_counter() - started)
+
+    pipeline()  # warm the session and the page cache
+    rates: list[tuple[float, float]] = []
+    for index in range(repeats):  # alternate which goes first
+        if index % 2:
+            job_rate = job()
+            pipeline_rate = pipeline()
+        else:
+            pipeline_rate = pipeline()
+            job_rate = job()
+        rates.append((pipeline_rate, job_rate))
+    pipeline_rate = len(rates) / sum(1 / p for p, _ in rates)
+    job_rate = len(rates) / sum(1 / j for _, j in rates)
+    print(
+        f"job       {job_rate:7.1f} images/s  (identification_run over {len(images)} stored "
+        f"images, {repeats} runs) = {job_rate / pipeline_rate:.1%} of scored_batches over the "
+        f"same files ({pipeline_rate:.1f}/s); per run "
+        + ", ".join(f"{j / p:.0%}" for p, j in rates)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=256)
@@ -112,6 +192,7 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--slice", type=int, default=64, help="images per round")
+    parser.add_argument("--job-repeats", type=int, default=4, help="runs of the job and pipeline")
     args = parser.parse_args()
 
     import django
@@ -276,6 +357,8 @@ def main() -> None:
         "cores)"
     )
 
+    job_against_pipeline(jpegs, model, repeats=args.job_repeats)
+
     print(f"model alone, {args.cores} one-thread sessions side by side vs one (3 times):")
     _, samples = stage_decode(jpegs)
     scaling: dict[int, list[float]] = {size: [] for size in sorted({args.batch, 32})}
@@ -287,4 +370,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        shutil.rmtree(SCRATCH, ignore_errors=True)

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Sum
 
@@ -36,7 +35,7 @@ from curation.services.images import (
 )
 from curation.services.jobs import job_create, job_enqueue
 from inference.models import LabelMatch, ModelVersion, Prediction
-from inference.services import active_version, predictions_make
+from inference.services import active_version, predictions_walk
 from labelling.models import SavedFilter
 
 logger = logging.getLogger(__name__)
@@ -155,31 +154,18 @@ def identification_run(
 ) -> dict[str, int]:
     """Predictions of ``version`` for the images in ``scope`` that have none yet.
 
-    Walks the images still missing one in primary-key order, a chunk at a time, and hands each
-    chunk to the batched inference of ``predictions_make``. Running it again computes nothing
-    new; a run cut short resumes where it stopped. ``progress(done, total)`` counts the images
-    that needed a prediction when the run began.
+    One stream over every core through the images still missing one, in primary-key order
+    (``predictions_walk``). Running it again computes nothing new; a run cut short resumes
+    where it stopped. ``progress(done, total)`` counts the images that needed a prediction
+    when the run began.
     """
-    chunk_size = chunk_size or settings.LOUPE_PROCESS_CHUNK
     has_prediction = Prediction.objects.filter(model_version=version, image=OuterRef("pk"))
-    missing = scope_images(scope=scope).filter(~Exists(has_prediction))
-    total = missing.count()
-    last_id = 0
-    seen = written = 0
-    while True:
-        ids = list(
-            missing.filter(pk__gt=last_id).order_by("pk").values_list("pk", flat=True)[:chunk_size]
-        )
-        if not ids:
-            break
-        written += predictions_make(image_ids=ids, version=version)
-        seen += len(ids)
-        last_id = ids[-1]
-        if progress:
-            progress(seen, max(total, seen))
-    if progress and not seen:
-        progress(0, 0)
-    return {"images": seen, "written": written, "skipped": seen - written}
+    return predictions_walk(
+        images=scope_images(scope=scope).filter(~Exists(has_prediction)),
+        version=version,
+        progress=progress,
+        chunk_size=chunk_size,
+    )
 
 
 # --- Results --------------------------------------------------------------------------------

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from typing import TypeVar
 
 import numpy as np
@@ -35,7 +36,7 @@ def decode_threads() -> int:
 
 
 def scored_batches(
-    items: Sequence[T],
+    items: Iterable[T],
     load: Callable[[T], np.ndarray | None],
     score: Callable[[np.ndarray], R],
     *,
@@ -45,9 +46,14 @@ def scored_batches(
     """(items, ``score`` of their stacked samples) per batch, in order; items whose ``load``
     returns None are left out, and batches with no sample left are skipped. ``score`` runs in
     the worker threads, so it must be thread-safe and single-threaded (see
-    ``runtime.session_for(..., threads=1)``)."""
+    ``runtime.session_for(..., threads=1)``).
+
+    ``items`` is read lazily, in the calling thread, a batch at a time as the cores need one:
+    a generator paging through the database keeps every core busy from the first page to the
+    last, with no pause between pages."""
     workers = workers or decode_threads()
-    chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    remaining = iter(items)
+    upcoming = iter(lambda: list(islice(remaining, batch_size)), [])
 
     def work(chunk: Sequence[T]) -> tuple[list[T], R] | None:
         kept, samples = [], []
@@ -60,7 +66,6 @@ def scored_batches(
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque[Future[tuple[list[T], R] | None]] = deque()
-        upcoming = iter(chunks)
         # One batch queued behind each busy thread keeps every core fed without holding more
         # than 2 x workers decoded batches in memory.
         for chunk in upcoming:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
+from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
-from curation.imaging import open_for_pixels
+from curation.imaging import ImageRejected, open_for_pixels
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -116,3 +120,14 @@ def load_input(stream: IO[bytes], spec: PreprocessSpec) -> np.ndarray:
         return to_array(image, spec)
     finally:
         image.close()
+
+
+def stored_input(image: Any, spec: PreprocessSpec) -> np.ndarray | None:
+    """The model input of a library image read from storage, or None (logged) where its file
+    is missing or no longer decodes: bulk runs leave such images out and go on."""
+    try:
+        with default_storage.open(image.storage_name, "rb") as stream:
+            return load_input(stream, spec)
+    except (ImageRejected, OSError) as exc:
+        logger.warning("Image %s left out of the model run: %s", image.pk, exc)
+        return None

@@ -5,26 +5,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
-import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Max, OuterRef, Subquery
+from django.db.models import Exists, Max, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from accounts.models import User
-from curation.imaging import ImageRejected
 from curation.models import Image, ImageStatus, Job, LabelClass
 from curation.services.jobs import job_create, job_enqueue
 from curation.services.taxonomy import TaxonomyError, class_create
 from inference.models import LabelMatch, ModelVersion, OutputKind, Prediction
 from inference.pipeline import BATCH_SIZE, scored_batches
-from inference.preprocessing import PreprocessSpec, load_input
+from inference.preprocessing import PreprocessSpec, load_input, stored_input
 from inference.runtime import TopK, run_batches, top_k
 from inference.validation import ModelRejected, label_map_parse, model_size_check, onnx_check
 
@@ -215,16 +214,27 @@ def predictions_make(*, image_ids: Iterable[int], version: ModelVersion | None =
             "image_id", flat=True
         )
     )
-    images = list(
+    images = (
         Image.objects.filter(pk__in=[i for i in ids if i not in done], status=ImageStatus.ACTIVE)
         .only("pk", "sha256", "extension")
         .order_by("pk")
     )
+    written = sum(count for _, count in predictions_stream(images, version=version))
+    if version.is_active:
+        suggestion_scores_sync(image_ids=ids, version=version)
+    return written
+
+
+def predictions_stream(
+    images: Iterable[Image], *, version: ModelVersion
+) -> Iterator[tuple[list[Image], int]]:
+    """Score ``images`` with ``version`` on every core and store their top-k, a batch at a time:
+    yields each batch's images that could be decoded and how many predictions it wrote.
+    ``images`` is read lazily, as the cores need more (see ``scored_batches``)."""
     spec = PreprocessSpec.of(version)
-    written = 0
     for batch, probabilities in scored_batches(
         images,
-        lambda image: _load_image(image, spec),
+        lambda image: stored_input(image, spec),
         lambda samples: run_batches(version, samples, batch_size=BATCH_SIZE, threads=1),
         batch_size=BATCH_SIZE,
     ):
@@ -233,11 +243,70 @@ def predictions_make(*, image_ids: Iterable[int], version: ModelVersion | None =
             prediction_row(image, version, result)
             for image, result in zip(batch, results, strict=True)
         ]
-        created = Prediction.objects.bulk_create(rows, ignore_conflicts=True)
-        written += len(created)
-    if version.is_active:
-        suggestion_scores_sync(image_ids=ids, version=version)
-    return written
+        yield batch, len(Prediction.objects.bulk_create(rows, ignore_conflicts=True))
+
+
+def predictions_walk(
+    *,
+    images: QuerySet[Image],
+    version: ModelVersion,
+    progress: Callable[[int, int], None] | None = None,
+    chunk_size: int | None = None,
+) -> dict[str, int]:
+    """Predictions of ``version`` for the images of ``images`` that have none, as one stream
+    over every core: the library is read in primary-key pages (an index range scan each, never
+    the whole table in memory) while the cores score the previous page, so no core waits at a
+    page boundary. Running it again computes nothing new; a run cut short resumes where it
+    stopped. When ``version`` is active, the images' suggestion scores follow, a page at a time.
+
+    ``progress(done, total)`` is called about once a page; ``total`` counts ``images`` when the
+    walk began. Returns images walked, predictions written and images left out (undecodable)."""
+    chunk_size = chunk_size or settings.LOUPE_PROCESS_CHUNK
+    total = images.count()
+    has_prediction = Prediction.objects.filter(model_version=version, image=OuterRef("pk"))
+    pages = images.annotate(predicted=Exists(has_prediction)).order_by("pk")
+    in_flight: deque[int] = deque()  # ids handed to the cores, in order, not yet scored
+    seen = done = already = 0
+
+    def unscored() -> Iterator[Image]:
+        nonlocal seen, done, already
+        last_id = 0
+        while page := list(
+            pages.filter(pk__gt=last_id).only("pk", "sha256", "extension")[:chunk_size]
+        ):
+            last_id = page[-1].pk
+            seen += len(page)
+            predicted = [image.pk for image in page if image.predicted]
+            done += len(predicted)
+            already += len(predicted)
+            if predicted and version.is_active:
+                suggestion_scores_sync(image_ids=predicted, version=version)
+            for image in page:
+                if not image.predicted:
+                    in_flight.append(image.pk)
+                    yield image
+
+    written = 0
+    scored: list[int] = []  # written since the last suggestion-score sync
+    reported = 0
+    for batch, count in predictions_stream(unscored(), version=version):
+        written += count
+        scored.extend(image.pk for image in batch)
+        while in_flight and in_flight[0] <= batch[-1].pk:  # undecodable ones included
+            in_flight.popleft()
+            done += 1
+        if done - reported >= chunk_size:
+            if version.is_active:
+                suggestion_scores_sync(image_ids=scored, version=version)
+                scored = []
+            if progress:
+                progress(done, max(total, seen))
+            reported = done
+    if scored and version.is_active:
+        suggestion_scores_sync(image_ids=scored, version=version)
+    if progress:
+        progress(seen, max(total, seen))
+    return {"images": seen, "written": written, "skipped": seen - already - written}
 
 
 def suggestion_scores_sync(*, image_ids: list[int], version: ModelVersion) -> int:
@@ -247,15 +316,6 @@ def suggestion_scores_sync(*, image_ids: list[int], version: ModelVersion) -> in
         "top1_score"
     )[:1]
     return Image.objects.filter(pk__in=image_ids).update(suggestion_score=Subquery(top1))
-
-
-def _load_image(image: Image, spec: PreprocessSpec) -> np.ndarray | None:
-    try:
-        with default_storage.open(image.storage_name, "rb") as stream:
-            return load_input(stream, spec)
-    except (ImageRejected, OSError) as exc:
-        logger.warning("No prediction for image %s: %s", image.pk, exc)
-        return None
 
 
 def prediction_row(image: Image, version: ModelVersion, result: TopK) -> Prediction:
@@ -286,26 +346,15 @@ def predictions_recompute(
     progress: Callable[[int, int], None] | None = None,
     chunk_size: int | None = None,
 ) -> dict[str, int]:
-    """Predictions of ``version`` for every active image that has none, walking the library in
-    primary-key order (an index range scan per chunk, never the whole table in memory)."""
-    chunk_size = chunk_size or settings.LOUPE_PROCESS_CHUNK
-    total = Image.objects.filter(status=ImageStatus.ACTIVE).count()
-    last_id = 0
-    seen = written = 0
-    while True:
-        ids = list(
-            Image.objects.filter(status=ImageStatus.ACTIVE, pk__gt=last_id)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:chunk_size]
-        )
-        if not ids:
-            break
-        written += predictions_make(image_ids=ids, version=version)
-        seen += len(ids)
-        last_id = ids[-1]
-        if progress:
-            progress(seen, max(total, seen))
-    return {"images": seen, "written": written}
+    """Predictions of ``version`` for every active image that has none (``predictions_walk``);
+    when ``version`` is active, every active image's suggestion score comes from it."""
+    result = predictions_walk(
+        images=Image.objects.filter(status=ImageStatus.ACTIVE),
+        version=version,
+        progress=progress,
+        chunk_size=chunk_size,
+    )
+    return {"images": result["images"], "written": result["written"]}
 
 
 def predict(

@@ -8,12 +8,10 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
 from accounts.models import User
-from curation.imaging import ImageRejected
 from curation.models import Image, ImageStatus, Job
 from curation.services.jobs import job_create, job_enqueue
 from inference.embeddings.ood import ood_scores_fill
@@ -26,7 +24,7 @@ from inference.embeddings.vectors import (
 )
 from inference.models import ImageEmbedding, ModelVersion
 from inference.pipeline import BATCH_SIZE, scored_batches
-from inference.preprocessing import PreprocessSpec, load_input
+from inference.preprocessing import PreprocessSpec, stored_input
 from inference.runtime import session_for
 
 logger = logging.getLogger(__name__)
@@ -66,15 +64,6 @@ def _embed_batch(version: ModelVersion, samples: list[np.ndarray] | np.ndarray) 
     return np.asarray(vectors, dtype=np.float32)
 
 
-def _load_image(image: Image, spec: PreprocessSpec) -> np.ndarray | None:
-    try:
-        with default_storage.open(image.storage_name, "rb") as stream:
-            return load_input(stream, spec)
-    except (ImageRejected, OSError) as exc:
-        logger.warning("No embedding for image %s: %s", image.pk, exc)
-        return None
-
-
 def embeddings_make(*, image_ids: Iterable[int], version: ModelVersion | None = None) -> list[int]:
     """Store the embedding of ``version`` (default: the embedding model) for the active images
     among ``image_ids`` that have none yet. Idempotent (the unique constraint settles races);
@@ -98,7 +87,7 @@ def embeddings_make(*, image_ids: Iterable[int], version: ModelVersion | None = 
     made: list[int] = []
     for batch, vectors in scored_batches(
         images,
-        lambda image: _load_image(image, spec),
+        lambda image: stored_input(image, spec),
         lambda samples: _embed_batch(version, samples),
         batch_size=BATCH_SIZE,
     ):
@@ -195,7 +184,7 @@ def _predictions_and_embeddings_make(
     both = [version.output_name, version.embedding_output]
     for batch, (outputs, vectors) in scored_batches(
         images,
-        lambda image: _load_image(image, spec),
+        lambda image: stored_input(image, spec),
         lambda samples: _run_outputs(version, samples, both),
         batch_size=BATCH_SIZE,
     ):

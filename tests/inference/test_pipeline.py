@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -50,3 +51,20 @@ def test_the_model_runs_on_several_threads_at_once() -> None:
 
     assert total == 10
     assert peak == 2
+
+
+def test_items_are_read_only_as_the_cores_need_them() -> None:
+    pulled = 0
+
+    def items() -> Iterator[int]:
+        nonlocal pulled
+        for item in range(1, 101):
+            pulled += 1
+            yield item
+
+    batches = scored_batches(items(), load, lambda x: len(x), batch_size=2, workers=2)
+    next(batches)
+
+    # Two batches queued per thread, and the one that replaced the batch handed back.
+    assert pulled <= (2 * 2 + 1) * 2
+    assert sum(n for _, n in batches) + 2 == 80

@@ -36,7 +36,10 @@ def expected(image: PILImage.Image, spec: PreprocessSpec) -> np.ndarray:
     ("layout", "order", "mode", "normalisation"),
     list(
         itertools.product(
-            ("NCHW", "NHWC"), ("RGB", "BGR"), ("letterbox", "stretch", "center_crop"), NORMALISATIONS
+            ("NCHW", "NHWC"),
+            ("RGB", "BGR"),
+            ("letterbox", "stretch", "center_crop"),
+            NORMALISATIONS,
         )
     ),
 )

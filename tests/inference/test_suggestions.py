@@ -12,7 +12,12 @@ from curation.models import Image, Job, JobStatus
 from curation.tasks import process_images
 from inference.models import ModelVersion, OutputKind, Prediction
 from inference.preprocessing import PreprocessSpec
-from inference.services import model_version_activate, model_version_register
+from inference.services import (
+    model_version_activate,
+    model_version_register,
+    predictions_make,
+    predictions_recompute,
+)
 from inference.tasks import recompute_predictions
 from tests.inference.onnx_models import channel_means, labels, linear, to_bytes
 
@@ -88,6 +93,39 @@ def test_activating_another_model_recomputes_suggestions_as_a_job(
     recompute_predictions.apply(args=[rerun.pk])
     rerun.refresh_from_db()
     assert rerun.result["written"] == 0
+
+
+def test_a_recompute_over_many_pages_scores_every_image_and_reports_to_the_end(
+    make_image: Callable[..., Image], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.core.files.storage import default_storage
+
+    monkeypatch.setattr("inference.services.BATCH_SIZE", 2)
+
+    images = [make_image() for _ in range(11)]
+    broken = images[5]
+    with default_storage.open(broken.storage_name, "wb") as stream:
+        stream.write(b"no longer a JPEG")
+    version = register(seed=6)
+    predictions_make(image_ids=[image.pk for image in images[:3]], version=version)
+    model_version_activate(version=version, actor=None)
+    version.refresh_from_db()
+    reports: list[tuple[int, int]] = []
+
+    result = predictions_recompute(
+        version=version, progress=lambda done, total: reports.append((done, total)), chunk_size=4
+    )
+
+    assert result == {"images": 11, "written": 7}
+    assert len(reports) >= 3 and reports[-1] == (11, 11)
+    assert [done for done, _ in reports] == sorted(done for done, _ in reports)
+    scores = dict(
+        Prediction.objects.filter(model_version=version).values_list("image_id", "top1_score")
+    )
+    assert set(scores) == {image.pk for image in images} - {broken.pk}
+    for image in images:
+        image.refresh_from_db()
+        assert image.suggestion_score == scores.get(image.pk), image.pk
 
 
 def photo(colour: tuple[int, int, int], size: tuple[int, int]) -> io.BytesIO:
