@@ -9,10 +9,11 @@ score them.
 
 Folds: stratified and seeded. Within each class the images are shuffled with the seed and dealt
 to the folds in turn (each class starts where the previous one stopped, so fold sizes stay
-within one image of each other). Near-duplicate groups (as ``find_duplicates`` recorded them)
-are kept in one fold, that of the member with the lowest id, so no head is trained on a copy of
-an image it scores; groups larger than ``MAX_GROUP`` are chains of merely similar images on
-low-information libraries and are not kept together. Fold k's head is fitted on every image
+within one image of each other). Near-duplicate components (as ``find_duplicates`` recorded
+them, the units a dataset build keeps in one split) are kept in one fold, that of the member
+with the lowest id, so no head is trained on a copy of an image it scores; a component larger
+than ``MAX_GROUP`` is a chain of merely similar images on a low-information library, kept
+together only by its review groups of at most ``MAX_GROUP``. Fold k's head is fitted on every image
 outside fold k and scores only fold k: every image is scored exactly once, by a head that never
 saw it (``out_of_sample_probabilities``).
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -36,14 +37,12 @@ from django.utils import timezone
 from accounts.models import User
 from curation.models import (
     ClassKind,
-    DuplicateMember,
-    DuplicateStatus,
     Image,
     ImageStatus,
     Job,
     LabelClass,
 )
-from curation.services.datasets import _UnionFind
+from curation.services.datasets import UnionFind, component_members
 from curation.services.jobs import job_create, job_enqueue
 from inference.embeddings import (
     embedding_matrix,
@@ -216,21 +215,31 @@ def _labelled_images() -> tuple[list[int], list[int]]:
     return ids, classes
 
 
-def _duplicate_groups(image_ids: np.ndarray) -> tuple[np.ndarray, int]:
-    """Per image, the near-duplicate unit it shares a fold with (-1: none), groups that share
-    an image joined into one unit; and how many units that keeps together."""
-    units = _UnionFind()
-    first_of_group: dict[int, int] = {}
-    members = (
-        DuplicateMember.objects.exclude(group__status=DuplicateStatus.DISMISSED)
-        .filter(group__size__lte=MAX_GROUP, group__size__gt=1)
-        .values_list("group_id", "image_id")
-    )
-    for group_id, image_id in members.iterator(chunk_size=READ_CHUNK):
-        if group_id in first_of_group:
-            units.union(first_of_group[group_id], image_id)
+def _duplicate_units(image_ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per image, the near-duplicate unit it shares a fold with (-1: none), and how many
+    units that keeps together. A unit is a whole near-duplicate component, the same one a
+    dataset build keeps in one split (``component_members``), so no head trains on an image
+    near one it scores, even along a chain reviewed in several groups. A component of more
+    than ``MAX_GROUP`` images falls back to its review groups of at most ``MAX_GROUP``: on
+    low-information libraries such chains join hundreds of merely similar images, and one
+    fold holding them all would leave the others short of that class."""
+    members: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for key, group_id, image_id in component_members():
+        members[key].append((group_id, image_id))
+    units = UnionFind()
+    for component in members.values():
+        images = {image_id for _, image_id in component}
+        if len(images) <= MAX_GROUP:
+            parts = [images]
         else:
-            first_of_group[group_id] = image_id
+            by_group: dict[int, set[int]] = defaultdict(set)
+            for group_id, image_id in component:
+                by_group[group_id].add(image_id)
+            parts = [part for part in by_group.values() if len(part) <= MAX_GROUP]
+        for part in parts:
+            first, *rest = part
+            for image_id in rest:
+                units.union(first, image_id)
     groups = np.fromiter(
         (units.find(int(i)) if int(i) in units.parent else -1 for i in image_ids),
         dtype=np.int64,
@@ -302,7 +311,7 @@ def _rank(
     image_ids = embedded_ids[keep]
     features = matrix[keep]
     labels = np.fromiter((index_of[class_of[int(i)]] for i in image_ids), dtype=np.int64)
-    groups, kept_groups = _duplicate_groups(image_ids)
+    groups, kept_groups = _duplicate_units(image_ids)
     fold_of = fold_assignment(labels, folds=folds, seed=seed, groups=groups)
 
     try:

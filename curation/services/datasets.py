@@ -147,7 +147,9 @@ class _ClassPlan:
     excluded: Counter[str] = field(default_factory=Counter)
 
 
-class _UnionFind:
+class UnionFind:
+    """Disjoint sets of ids; each set is named by its smallest id."""
+
     def __init__(self) -> None:
         self.parent: dict[int, int] = {}
 
@@ -197,7 +199,7 @@ def _bad_image_ids() -> set[int]:
     return set(bad_verdict.objects.values_list("image_id", flat=True))
 
 
-def _component_members() -> Iterator[tuple[int, int, int]]:
+def component_members() -> Iterator[tuple[int, int, int]]:
     """``(component key, group id, image id)`` of every image a near-duplicate component
     holds together. Every group of a component counts, whatever its status, unless all of
     them were dismissed: "not duplicates" on one group of a chain says its members are not
@@ -222,11 +224,11 @@ def _component_members() -> Iterator[tuple[int, int, int]]:
                 yield key, group_id, image_id
 
 
-def _duplicate_units() -> _UnionFind:
-    """Images joined by near-duplicate components (see ``_component_members``)."""
-    units = _UnionFind()
+def _duplicate_units() -> UnionFind:
+    """Images joined by near-duplicate components (see ``component_members``)."""
+    units = UnionFind()
     first_of_component: dict[int, int] = {}
-    for key, _, image_id in _component_members():
+    for key, _, image_id in component_members():
         if key in first_of_component:
             units.union(first_of_component[key], image_id)
         else:
@@ -245,7 +247,7 @@ def _targets(total: int, ratios: tuple[int, int, int]) -> tuple[int, int]:
     return max(0, total - val - test), val
 
 
-def _plan_class(plan: _ClassPlan, params: DatasetParams, units: _UnionFind) -> dict[int, str]:
+def _plan_class(plan: _ClassPlan, params: DatasetParams, units: UnionFind) -> dict[int, str]:
     """Split one eligible class: image id → split. Updates ``plan.excluded``."""
     by_unit: dict[int, list[_Candidate]] = defaultdict(list)
     for candidate in plan.candidates:
@@ -427,7 +429,7 @@ def dataset_build(
 
 
 def _join_groups_across_classes(
-    assignment: dict[int, str], candidate_of: dict[int, _Candidate], units: _UnionFind
+    assignment: dict[int, str], candidate_of: dict[int, _Candidate], units: UnionFind
 ) -> None:
     """A near-duplicate group whose images were labelled in different classes was split class
     by class; move it whole to the split of its member with the smallest SHA-256."""
@@ -504,7 +506,7 @@ def _summary(
 
 
 def dataset_leakage(*, version: DatasetVersion) -> list[dict[str, Any]]:
-    """Near-duplicate components (see ``_component_members``) whose images sit in different
+    """Near-duplicate components (see ``component_members``) whose images sit in different
     splits of the version, each named by its first group with images in the version. None by
     construction; a group found after the build can still show up here."""
     split_of = dict(
@@ -516,7 +518,7 @@ def dataset_leakage(*, version: DatasetVersion) -> list[dict[str, Any]]:
         return []
     splits: dict[int, dict[int, str]] = defaultdict(dict)
     first_group: dict[int, int] = {}
-    for key, group_id, image_id in _component_members():
+    for key, group_id, image_id in component_members():
         if image_id in split_of:
             splits[key][image_id] = split_of[image_id]
             first_group[key] = min(first_group.get(key, group_id), group_id)

@@ -23,6 +23,7 @@ from curation.models import (
     SubClass,
 )
 from curation.services.taxonomy import class_create
+from inference import label_errors
 from inference.embeddings import embedding_matrix, vector_encode
 from inference.head import head_fit
 from inference.label_errors import (
@@ -169,6 +170,68 @@ def test_no_image_is_scored_by_a_head_trained_on_it(
     assert any({robins[3].pk, robins[4].pk, robins[5].pk} <= head["scored"] for head in heads)
     assert run.metrics["fold_sizes"] == [len(head["scored"]) for head in heads]
     assert run.metrics["duplicate_groups_kept_together"] == 1
+
+
+def _star_groups(component: list[list[Image]], status: str = DuplicateStatus.OPEN) -> None:
+    """One near-duplicate component reviewed as several star groups that share no image."""
+    key = None
+    for part in component:
+        group = DuplicateGroup.objects.create(
+            max_distance=8, size=len(part), status=status, centre=part[0], component=key
+        )
+        key = key or group.pk
+        if group.component is None:
+            DuplicateGroup.objects.filter(pk=group.pk).update(component=key)
+        for image in part:
+            DuplicateMember.objects.create(
+                group=group, image=image, is_open=status == DuplicateStatus.OPEN
+            )
+
+
+def test_a_chain_reviewed_in_several_groups_is_scored_by_one_head(
+    library: dict[str, Any], embedding_model: ModelVersion
+) -> None:
+    robins, wrens = library["images"]["Robin"], library["images"]["Wren"]
+    _star_groups([[robins[3], robins[4]], [robins[5], robins[6]], [wrens[2], wrens[3]]])
+    chain = {image.pk for image in (*robins[3:7], wrens[2], wrens[3])}
+    ids, matrix = embedding_matrix(model_version=embedding_model)
+    image_of_row = {row.tobytes(): int(i) for i, row in zip(ids, matrix, strict=True)}
+    trained: list[set[int]] = []
+
+    def spy_fit(**kwargs: Any) -> tuple[Any, Any]:
+        trained.append({image_of_row[row.tobytes()] for row in kwargs["features"]})
+        return head_fit(**kwargs)
+
+    run = _run(fit=spy_fit, folds=4, seed=1)
+    # One head never saw any of the chain and scored all of it; the others trained on all of it.
+    assert sorted(len(chain & images) for images in trained) == [0, 6, 6, 6]
+    assert run.metrics["duplicate_groups_kept_together"] == 1
+
+
+def test_a_chain_longer_than_the_cap_is_kept_together_by_its_groups_only(
+    library: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(label_errors, "MAX_GROUP", 3)
+    robins = library["images"]["Robin"]
+    _star_groups([robins[0:2], robins[2:4], robins[4:8]])  # 8 images: over the cap
+    _star_groups([robins[8:10], robins[10:12]])  # 4 images: over the cap
+    ids = np.asarray([image.pk for image in robins], dtype=np.int64)
+    units, kept = label_errors._duplicate_units(ids)
+    assert kept == 4  # the four pairs; the group of four is over the cap too
+    for pair in ((0, 1), (2, 3), (8, 9), (10, 11)):
+        assert units[pair[0]] == units[pair[1]] >= 0
+    assert len({int(units[0]), int(units[2]), int(units[8]), int(units[10])}) == 4
+    assert (units[4:8] == -1).all()
+
+
+def test_a_chain_dismissed_as_a_whole_keeps_nothing_together(
+    library: dict[str, Any],
+) -> None:
+    robins = library["images"]["Robin"]
+    _star_groups([robins[0:2], robins[2:4]], status=DuplicateStatus.DISMISSED)
+    ids = np.asarray([image.pk for image in robins], dtype=np.int64)
+    units, kept = label_errors._duplicate_units(ids)
+    assert kept == 0 and (units == -1).all()
 
 
 def test_the_label_errors_come_first_in_the_double_check_queue(
