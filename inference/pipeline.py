@@ -20,10 +20,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from django.conf import settings
+from django.db.models import QuerySet
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -79,3 +80,64 @@ def scored_batches(
                 pending.append(pool.submit(work, following))
             if result is not None:
                 yield result
+
+
+class LibraryWalk:
+    """The rows of a queryset in primary-key pages, read lazily as a bulk run needs them (an
+    index range scan per page, never the whole table in memory), with what the run has got
+    through for its progress reports.
+
+    A run hands the rows it wants scored to ``scored_batches`` through ``handed`` and reports
+    each batch that comes back to ``settle``; rows a page holds but the run does not need are
+    counted with ``passed``. ``settle`` returns True about once a page, after calling
+    ``progress(done, total)``; ``finish`` makes the last call. ``total`` counts the queryset
+    when the walk begins."""
+
+    def __init__(
+        self,
+        rows: QuerySet[Any],
+        *,
+        fields: Sequence[str],
+        chunk_size: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.rows = rows.order_by("pk")
+        self.fields = fields
+        self.chunk_size = chunk_size or settings.LOUPE_PROCESS_CHUNK
+        self.progress = progress
+        self.total = rows.count()
+        self.seen = 0  # rows read
+        self.done = 0  # rows scored, left out as unreadable, or passed
+        self._reported = 0
+        self._in_flight: deque[int] = deque()  # ids handed out, in order, not yet settled
+
+    def pages(self) -> Iterator[list[Any]]:
+        last_id = 0
+        while page := list(self.rows.filter(pk__gt=last_id).only(*self.fields)[: self.chunk_size]):
+            last_id = page[-1].pk
+            self.seen += len(page)
+            yield page
+
+    def handed(self, rows: Iterable[Any]) -> Iterator[Any]:
+        for row in rows:
+            self._in_flight.append(row.pk)
+            yield row
+
+    def passed(self, count: int) -> None:
+        self.done += count
+
+    def settle(self, batch: Sequence[Any]) -> bool:
+        """Count ``batch`` (and the unreadable rows handed out before its last) as done."""
+        while self._in_flight and self._in_flight[0] <= batch[-1].pk:
+            self._in_flight.popleft()
+            self.done += 1
+        if self.done - self._reported < self.chunk_size:
+            return False
+        self._reported = self.done
+        if self.progress:
+            self.progress(self.done, max(self.total, self.seen))
+        return True
+
+    def finish(self) -> None:
+        if self.progress:
+            self.progress(self.seen, max(self.total, self.seen))

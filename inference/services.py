@@ -5,12 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -22,7 +20,7 @@ from curation.models import Image, ImageStatus, Job, LabelClass
 from curation.services.jobs import job_create, job_enqueue
 from curation.services.taxonomy import TaxonomyError, class_create
 from inference.models import LabelMatch, ModelVersion, OutputKind, Prediction
-from inference.pipeline import BATCH_SIZE, scored_batches
+from inference.pipeline import BATCH_SIZE, LibraryWalk, scored_batches
 from inference.preprocessing import PreprocessSpec, load_input, stored_input
 from inference.runtime import TopK, run_batches, top_k
 from inference.validation import ModelRejected, label_map_parse, model_size_check, onnx_check
@@ -254,59 +252,44 @@ def predictions_walk(
     chunk_size: int | None = None,
 ) -> dict[str, int]:
     """Predictions of ``version`` for the images of ``images`` that have none, as one stream
-    over every core: the library is read in primary-key pages (an index range scan each, never
-    the whole table in memory) while the cores score the previous page, so no core waits at a
-    page boundary. Running it again computes nothing new; a run cut short resumes where it
-    stopped. When ``version`` is active, the images' suggestion scores follow, a page at a time.
+    over every core: the library is read in primary-key pages while the cores score the
+    previous page, so no core waits at a page boundary (``LibraryWalk``). Running it again
+    computes nothing new; a run cut short resumes where it stopped. When ``version`` is
+    active, the images' suggestion scores follow, a page at a time.
 
     ``progress(done, total)`` is called about once a page; ``total`` counts ``images`` when the
     walk began. Returns images walked, predictions written and images left out (undecodable)."""
-    chunk_size = chunk_size or settings.LOUPE_PROCESS_CHUNK
-    total = images.count()
     has_prediction = Prediction.objects.filter(model_version=version, image=OuterRef("pk"))
-    pages = images.annotate(predicted=Exists(has_prediction)).order_by("pk")
-    in_flight: deque[int] = deque()  # ids handed to the cores, in order, not yet scored
-    seen = done = already = 0
+    walk = LibraryWalk(
+        images.annotate(predicted=Exists(has_prediction)),
+        fields=("pk", "sha256", "extension"),
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    already = 0
 
     def unscored() -> Iterator[Image]:
-        nonlocal seen, done, already
-        last_id = 0
-        while page := list(
-            pages.filter(pk__gt=last_id).only("pk", "sha256", "extension")[:chunk_size]
-        ):
-            last_id = page[-1].pk
-            seen += len(page)
+        nonlocal already
+        for page in walk.pages():
             predicted = [image.pk for image in page if image.predicted]
-            done += len(predicted)
+            walk.passed(len(predicted))
             already += len(predicted)
             if predicted and version.is_active:
                 suggestion_scores_sync(image_ids=predicted, version=version)
-            for image in page:
-                if not image.predicted:
-                    in_flight.append(image.pk)
-                    yield image
+            yield from walk.handed(image for image in page if not image.predicted)
 
     written = 0
     scored: list[int] = []  # written since the last suggestion-score sync
-    reported = 0
     for batch, count in predictions_stream(unscored(), version=version):
         written += count
         scored.extend(image.pk for image in batch)
-        while in_flight and in_flight[0] <= batch[-1].pk:  # undecodable ones included
-            in_flight.popleft()
-            done += 1
-        if done - reported >= chunk_size:
-            if version.is_active:
-                suggestion_scores_sync(image_ids=scored, version=version)
-                scored = []
-            if progress:
-                progress(done, max(total, seen))
-            reported = done
+        if walk.settle(batch) and version.is_active:
+            suggestion_scores_sync(image_ids=scored, version=version)
+            scored = []
     if scored and version.is_active:
         suggestion_scores_sync(image_ids=scored, version=version)
-    if progress:
-        progress(seen, max(total, seen))
-    return {"images": seen, "written": written, "skipped": seen - already - written}
+    walk.finish()
+    return {"images": walk.seen, "written": written, "skipped": walk.seen - already - written}
 
 
 def suggestion_scores_sync(*, image_ids: list[int], version: ModelVersion) -> int:

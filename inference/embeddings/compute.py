@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
@@ -23,7 +22,7 @@ from inference.embeddings.vectors import (
     vector_encode,
 )
 from inference.models import ImageEmbedding, ModelVersion
-from inference.pipeline import BATCH_SIZE, scored_batches
+from inference.pipeline import BATCH_SIZE, LibraryWalk, scored_batches
 from inference.preprocessing import PreprocessSpec, stored_input
 from inference.runtime import session_for
 
@@ -78,13 +77,22 @@ def embeddings_make(*, image_ids: Iterable[int], version: ModelVersion | None = 
             "image_id", flat=True
         )
     )
-    images = list(
+    images = (
         Image.objects.filter(pk__in=[i for i in ids if i not in done], status=ImageStatus.ACTIVE)
         .only("pk", "sha256", "extension")
         .order_by("pk")
     )
-    spec = PreprocessSpec.of(version)
     made: list[int] = []
+    for batch in embeddings_stream(images, version=version):
+        made.extend(image.pk for image in batch)
+    return made
+
+
+def embeddings_stream(images: Iterable[Image], *, version: ModelVersion) -> Iterator[list[Image]]:
+    """Embed ``images`` with ``version`` on every core and store the vectors, a batch at a
+    time: yields each batch's images that could be decoded. ``images`` is read lazily, as the
+    cores need more (see ``scored_batches``)."""
+    spec = PreprocessSpec.of(version)
     for batch, vectors in scored_batches(
         images,
         lambda image: stored_input(image, spec),
@@ -96,8 +104,7 @@ def embeddings_make(*, image_ids: Iterable[int], version: ModelVersion | None = 
             for image, vector in zip(batch, vectors, strict=True)
         ]
         ImageEmbedding.objects.bulk_create(rows, ignore_conflicts=True)
-        made.extend(image.pk for image in batch)
-    return made
+        yield batch
 
 
 def _after_new_embeddings(version: ModelVersion, made: list[int]) -> None:
@@ -225,30 +232,26 @@ def embeddings_compute(
     """Embeddings for every active image that has none, then the OOD scores still missing and
     a fresh similarity index (``stage`` hears which of the three is running).
 
-    Walks the images still missing one in primary-key order, a chunk at a time; running it
-    again computes nothing new, and a run cut short resumes where it stopped.
-    ``progress(done, total)`` counts the images that needed an embedding when the run began.
+    One stream over every core through the images still missing one, in primary-key pages
+    read while the cores embed the previous page (``LibraryWalk``); running it again computes
+    nothing new, and a run cut short resumes where it stopped. ``progress(done, total)`` counts
+    the images that needed an embedding when the run began.
     Raises EmbeddingError when no model version has an embedding output.
     """
     version = version or embedding_version_required()
-    chunk_size = chunk_size or settings.LOUPE_PROCESS_CHUNK
-    missing = embeddings_missing(version=version)
-    total = missing.count()
-    last_id = 0
-    seen = written = 0
-    while True:
-        ids = list(
-            missing.filter(pk__gt=last_id).order_by("pk").values_list("pk", flat=True)[:chunk_size]
-        )
-        if not ids:
-            break
-        written += len(embeddings_make(image_ids=ids, version=version))
-        seen += len(ids)
-        last_id = ids[-1]
-        if progress:
-            progress(seen, max(total, seen))
-    if progress and not seen:
-        progress(0, 0)
+    walk = LibraryWalk(
+        embeddings_missing(version=version),
+        fields=("pk", "sha256", "extension"),
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    pages = (image for page in walk.pages() for image in walk.handed(page))
+    written = 0
+    for batch in embeddings_stream(pages, version=version):
+        written += len(batch)
+        walk.settle(batch)
+    walk.finish()
+    seen = walk.seen
     if stage:
         stage("scoring out-of-distribution")
     scored = ood_scores_fill(version=version)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import onnx
@@ -67,3 +68,19 @@ def to_bytes(model: onnx.ModelProto) -> bytes:
 
 def labels(*names: str) -> bytes:
     return json.dumps(list(names)).encode()
+
+
+def tiny_embedder() -> Any:
+    """A registered model version whose 3-d "embedding" output is the mean colour (``linear``
+    with three classes a, b, c)."""
+    from inference.preprocessing import PreprocessSpec
+    from inference.services import model_version_register
+
+    return model_version_register(
+        onnx_data=to_bytes(linear(classes=3)),
+        labels=labels("a", "b", "c"),
+        name="tiny embedder",
+        actor=None,
+        spec=PreprocessSpec(input_size=8),
+        embedding_output="embedding",
+    ).version

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -22,12 +23,14 @@ from inference.embeddings import (
     embedding_version,
     embeddings_compute,
     embeddings_for_new_images,
+    embeddings_make,
     ood_dashboard,
 )
 from inference.models import ImageEmbedding, ModelVersion, PredictionLog
 from inference.production import LogEntry, prediction_log_record
 from tests.curation.duplicate_photos import photo
 from tests.factories import SubClassFactory
+from tests.inference.onnx_models import tiny_embedder
 from tests.inference.photos import backbone, store_photo, store_pil
 
 pytestmark = pytest.mark.django_db
@@ -53,6 +56,33 @@ def test_embeddings_are_computed_once_for_every_active_image(backbone: ModelVers
     assert ids.dtype == np.int64 and matrix.dtype == np.float32
     assert matrix.shape == (3, 1280)
     assert np.allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-3)
+
+
+def test_a_compute_over_many_pages_embeds_every_image_and_reports_to_the_end(
+    make_image: Callable[..., Image], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.core.files.storage import default_storage
+
+    monkeypatch.setattr("inference.embeddings.compute.BATCH_SIZE", 2)
+    version = tiny_embedder()
+    images = [make_image() for _ in range(11)]
+    broken = images[5]
+    with default_storage.open(broken.storage_name, "wb") as stream:
+        stream.write(b"no longer a JPEG")
+    embeddings_make(image_ids=[image.pk for image in images[:3]], version=version)
+    reports: list[tuple[int, int]] = []
+
+    result = embeddings_compute(
+        version=version, progress=lambda done, total: reports.append((done, total)), chunk_size=4
+    )
+
+    assert (result["images"], result["written"], result["skipped"]) == (8, 7, 1)
+    assert len(reports) >= 2 and reports[-1] == (8, 8)
+    assert [done for done, _ in reports] == sorted(done for done, _ in reports)
+    embedded = ImageEmbedding.objects.filter(model_version=version).values_list(
+        "image_id", flat=True
+    )
+    assert set(embedded) == {image.pk for image in images} - {broken.pk}
 
 
 def test_embedding_matrix_returns_only_the_asked_images_that_have_one(

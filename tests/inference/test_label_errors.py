@@ -40,10 +40,8 @@ from inference.models import (
     ImageEmbedding,
     ModelVersion,
 )
-from inference.preprocessing import PreprocessSpec
-from inference.services import model_version_register
 from tests.inference.digits import digits_with_backbone, swap_labels
-from tests.inference.onnx_models import labels, linear, to_bytes
+from tests.inference.onnx_models import tiny_embedder
 
 pytestmark = pytest.mark.django_db
 
@@ -54,14 +52,7 @@ PER_CLASS = 12
 
 @pytest.fixture
 def embedding_model() -> ModelVersion:
-    return model_version_register(
-        onnx_data=to_bytes(linear(classes=3)),
-        labels=labels("a", "b", "c"),
-        name="tiny embedder",
-        actor=None,
-        spec=PreprocessSpec(input_size=8),
-        embedding_output="embedding",
-    ).version
+    return tiny_embedder()
 
 
 @pytest.fixture

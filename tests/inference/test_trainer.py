@@ -29,7 +29,6 @@ from inference.head import (
 )
 from inference.models import EvaluationRun, ModelVersion, OutputKind
 from inference.preprocessing import PreprocessSpec, load_input
-from inference.services import model_version_register
 from inference.tasks import train_model
 from inference.trainer import DEFAULT_MAX_ITER, TRAIN_KIND, TrainingError, training_start
 from tests.inference import onnx_models
@@ -113,14 +112,7 @@ def _dataset(name: str, *, minimum: int = 5, ratios: tuple[int, int, int] = (60,
 def tiny_library(make_image: Callable[..., Image]) -> ModelVersion:
     """An embedding model whose 3-d "embedding" is the mean colour, and 3 classes of
     12 images each."""
-    embedder = model_version_register(
-        onnx_data=onnx_models.to_bytes(onnx_models.linear(classes=3)),
-        labels=onnx_models.labels("a", "b", "c"),
-        name="tiny embedder",
-        actor=None,
-        spec=PreprocessSpec(input_size=8),
-        embedding_output="embedding",
-    ).version
+    embedder = onnx_models.tiny_embedder()
     for name in ("Robin", "Sparrow", "Wren"):
         subclass = SubClass.objects.get(label_class=class_create(name=name, actor=None))
         for _ in range(12):
