@@ -7,13 +7,11 @@ model (missing ones are computed first; unreadable images are counted and left o
 with fewer images than folds are left out and counted, since a fold could not both train and
 score them.
 
-Folds: stratified and seeded. Within each class the images are shuffled with the seed and dealt
-to the folds in turn (each class starts where the previous one stopped, so fold sizes stay
-within one image of each other). Near-duplicate components (as ``find_duplicates`` recorded
-them, the units a dataset build keeps in one split) are kept in one fold, that of the member
-with the lowest id, so no head is trained on a copy of an image it scores; a component larger
-than ``MAX_GROUP`` is a chain of merely similar images on a low-information library, kept
-together only by its review groups of at most ``MAX_GROUP``. Fold k's head is fitted on every image
+Folds: stratified, seeded and even (``fold_assignment``). Near-duplicate components (as
+``find_duplicates`` recorded them, the units a dataset build keeps in one split) are each kept
+in one fold, so no head is trained on a copy of an image it scores; a component larger than
+``MAX_GROUP`` is a chain of merely similar images on a low-information library, kept together
+only by its review groups of at most ``MAX_GROUP``. Fold k's head is fitted on every image
 outside fold k and scores only fold k: every image is scored exactly once, by a head that never
 saw it (``out_of_sample_probabilities``).
 
@@ -140,25 +138,64 @@ def label_error_ranking_start(
 def fold_assignment(
     labels: np.ndarray, *, folds: int, seed: int, groups: np.ndarray | None = None
 ) -> np.ndarray:
-    """The fold (0 … folds-1) of each image: stratified by label, seeded, with images of one
-    group (``groups[i] >= 0``) in the fold of the group's first member."""
+    """The fold (0 … folds-1) of each image: stratified by label, seeded, with the images of
+    one group (``groups[i] >= 0``) in one fold.
+
+    Groups are placed first, largest first (equal sizes in seeded order), each in the fold
+    that holds the fewest images of its labels so far. The other images of each label are
+    then shuffled with the seed and dealt to level the label's folds (``_level``), the
+    remainder going to the folds with the fewest images overall, so fold sizes stay as even
+    as the groups allow: within one image of each other when there are none."""
     labels = np.asarray(labels, dtype=np.int64)
-    fold_of = np.zeros(len(labels), dtype=np.int64)
+    classes, label_index = np.unique(labels, return_inverse=True)
+    fold_of = np.full(len(labels), -1, dtype=np.int64)
+    counts = np.zeros((folds, len(classes)), dtype=np.int64)
+    totals = np.zeros(folds, dtype=np.int64)
     rng = np.random.default_rng(seed)
-    start = 0
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        members = members[rng.permutation(len(members))]
-        fold_of[members] = (start + np.arange(len(members))) % folds
-        start = (start + len(members)) % folds
     if groups is not None:
         groups = np.asarray(groups, dtype=np.int64)
         grouped = np.flatnonzero(groups >= 0)
-        leader_fold: dict[int, int] = {}
-        for position in grouped:  # positions ascend: the first member leads
-            group = int(groups[position])
-            fold_of[position] = leader_fold.setdefault(group, int(fold_of[position]))
+        units, unit_of, sizes = np.unique(groups[grouped], return_inverse=True, return_counts=True)
+        members = np.split(grouped[np.argsort(unit_of, kind="stable")], np.cumsum(sizes)[:-1])
+        shuffled = rng.permutation(len(units))
+        for unit in shuffled[np.argsort(-sizes[shuffled], kind="stable")]:
+            composition = np.bincount(label_index[members[unit]], minlength=len(classes))
+            fold = int(np.lexsort((totals, counts @ composition))[0])
+            fold_of[members[unit]] = fold
+            counts[fold] += composition
+            totals[fold] += sizes[unit]
+    start = 0
+    for index in range(len(classes)):
+        rest = np.flatnonzero((label_index == index) & (fold_of < 0))
+        rest = rest[rng.permutation(len(rest))]
+        needs = _level(counts[:, index], totals, len(rest), start=start)
+        fold_of[rest] = np.repeat(np.arange(folds), needs)
+        counts[:, index] += needs
+        totals += needs
+        start = (start + len(rest)) % folds
     return fold_of
+
+
+def _level(counts: np.ndarray, totals: np.ndarray, items: int, *, start: int) -> np.ndarray:
+    """How many of ``items`` each fold gets so that ``counts`` rise as evenly as possible:
+    the lowest folds are filled up to a common level, and the items left over (fewer than
+    the folds at that level) go to those with the smallest ``totals``, ties broken in turn
+    from fold ``start``."""
+    folds = len(counts)
+    low, high = int(counts.min()), int(counts.min()) + items
+    while low < high:  # the highest level the items can fill every fold up to
+        level = (low + high + 1) // 2
+        if int(np.maximum(level - counts, 0).sum()) <= items:
+            low = level
+        else:
+            high = level - 1
+    needs = np.maximum(low - counts, 0)
+    left = items - int(needs.sum())
+    if left:
+        at_level = np.flatnonzero(counts + needs == low)
+        turn = (at_level - start) % folds
+        needs[at_level[np.lexsort((turn, totals[at_level]))[:left]]] += 1
+    return needs
 
 
 def out_of_sample_probabilities(

@@ -113,6 +113,32 @@ def test_a_near_duplicate_group_lands_in_one_fold() -> None:
     assert len(set(folds[[3, 17, 25, 38]].tolist())) == 1
 
 
+def test_folds_stay_even_around_large_near_duplicate_groups() -> None:
+    labels_ = np.repeat(np.arange(3), [40, 40, 21])
+    groups = np.full(len(labels_), -1)
+    groups[0:10] = 1  # a fold's whole share of label 0
+    groups[10:18] = 2
+    groups[40:47] = 3
+    groups[[47, 80]] = 4  # near-duplicates labelled differently
+    folds = fold_assignment(labels_, folds=4, seed=0, groups=groups)
+    for group in (1, 2, 3, 4):
+        assert len(set(folds[groups == group].tolist())) == 1
+    for label in range(3):
+        counts = np.bincount(folds[labels_ == label], minlength=4)
+        assert counts.max() - counts.min() <= 1, (label, counts)
+    sizes = np.bincount(folds, minlength=4)
+    assert sizes.max() - sizes.min() <= 1, sizes
+    assert np.array_equal(folds, fold_assignment(labels_, folds=4, seed=0, groups=groups))
+
+
+def test_a_group_larger_than_a_fold_share_takes_one_fold_and_the_rest_level_around_it() -> None:
+    labels_ = np.zeros(40, dtype=np.int64)
+    groups = np.full(40, -1)
+    groups[:16] = 0
+    folds = fold_assignment(labels_, folds=4, seed=2, groups=groups)
+    assert sorted(np.bincount(folds, minlength=4).tolist()) == [8, 8, 8, 16]
+
+
 # --- Runs -----------------------------------------------------------------------------------
 
 
