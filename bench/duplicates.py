@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
@@ -49,7 +50,9 @@ def hashes_with_planted_pairs(n: int, planted: int, max_distance: int, seed: int
     return hashes, sources, targets
 
 
-def full_scan(hashes: np.ndarray, max_distance: int, sample_rows: int) -> None:
+def full_scan(
+    hashes: np.ndarray, max_distance: int, sample_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
     n = len(hashes)
     print(f"index: {plan(n, max_distance).describe()}")
     print(
@@ -105,7 +108,7 @@ def lookup(hashes: np.ndarray, sources: np.ndarray, max_distance: int, queries: 
                 " 480, 1000, '', 'active', '', 1, '2024-01-01', 1)",
                 [(i, f"{i:064x}") for i in ids],
             )
-            rows = []
+            rows: list[tuple[Any, ...]] = []
             for i in ids:
                 value = int(hashes[i - 1])
                 parts = part_values(value, 3)

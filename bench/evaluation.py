@@ -103,8 +103,8 @@ def main() -> None:
         rows = []
         for offset, image in enumerate(images):
             t = int(truth[start + offset])
-            others = rng.choice(args.classes, size=5, replace=False)
-            others = [int(o) for o in others if o != t][:4]
+            drawn = rng.choice(args.classes, size=5, replace=False)
+            others = [int(o) for o in drawn if o != t][:4]
             if rng.random() < 0.85:
                 order = [t, *others]
                 top = float(rng.uniform(0.6, 0.999))

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(tempfile.gettempdir()) / "loupe-bench-import"
@@ -206,7 +207,7 @@ def _psql(sql: str) -> None:
     )
 
 
-def run_import(kind: str, tree: Path, workers: int | None) -> dict[str, object]:
+def run_import(kind: str, tree: Path, workers: int | None) -> dict[str, Any]:
     data_dir = WORK / f"data-{kind}"
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)

@@ -176,7 +176,7 @@ def measure(*, repeat: int) -> bool:
     inbox = Image.objects.filter(subclass__isnull=True, status="active").count()
     print(f"library: {Image.objects.count():,} images, {inbox:,} in the inbox, all predicted")
 
-    response = client.get("/api/v1/labelling/queue/", {"queue": "inbox", "count": PREFETCH})
+    response = client.get("/api/v1/labelling/queue/", {"queue": "inbox", "count": str(PREFETCH)})
     assert response.status_code == 200, response.content
     held = response.json()["next"]
     rng = random.Random(SEED)

@@ -47,8 +47,10 @@ def make_jpegs(folder: Path, count: int, seed: int = 0) -> list[Path]:
     for i in range(count):
         base = Image.fromarray(getattr(skimage.data, PHOTOS[i % len(PHOTOS)])()).convert("RGB")
         w, h = base.size
-        left, top = rng.integers(0, max(1, w // 10)), rng.integers(0, max(1, h // 10))
-        base = base.crop((left, top, w - rng.integers(0, w // 10), h - rng.integers(0, h // 10)))
+        left = int(rng.integers(0, max(1, w // 10)))
+        top = int(rng.integers(0, max(1, h // 10)))
+        right, bottom = w - int(rng.integers(0, w // 10)), h - int(rng.integers(0, h // 10))
+        base = base.crop((left, top, right, bottom))
         pixels = np.asarray(base.resize((1920, 1080), Image.Resampling.BICUBIC), dtype=np.int16)
         noisy = pixels + rng.normal(0, 6, pixels.shape).astype(np.int16)
         path = folder / f"photo{i:03d}.jpg"
@@ -89,7 +91,7 @@ def main() -> None:
         for path in paths[:2]:  # warm the page cache and imports
             for method in methods.values():
                 method(path)
-        spent: Counter[str] = Counter()
+        spent = dict.fromkeys(methods, 0.0)
         for _ in range(args.rounds):
             for name, method in methods.items():
                 started = time.perf_counter()

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(tempfile.gettempdir()) / "loupe-bench-trainer"
@@ -54,7 +55,7 @@ def main() -> None:
     from curation.services.images import image_relabel
     from inference.models import DoubleCheckItem
 
-    def command(*argv: str) -> dict[str, object]:
+    def command(*argv: str) -> dict[str, Any]:
         out = io.StringIO()
         call_command(*argv, "--json", stdout=out)
         return json.loads(out.getvalue().strip().splitlines()[-1])
@@ -71,16 +72,16 @@ def main() -> None:
         result = command("train_model", "--dataset", "demo")
         seconds = result["seconds"]
         print(
-            f"train_model {label}: {seconds['total']:.1f} s "  # type: ignore[index]
-            f"(embedding {seconds['embedding']:.1f} s, head {seconds['head']:.2f} s, "  # type: ignore[index]
-            f"export and register {seconds['export_and_register']:.2f} s); "  # type: ignore[index]
+            f"train_model {label}: {seconds['total']:.1f} s "
+            f"(embedding {seconds['embedding']:.1f} s, head {seconds['head']:.2f} s, "
+            f"export and register {seconds['export_and_register']:.2f} s); "
             f"with the test-split evaluation {time.perf_counter() - wall:.1f} s; "
-            f"val accuracy {result['validation']['accuracy']:.3f}, "  # type: ignore[index]
-            f"test accuracy {result['test']['accuracy']:.3f}"  # type: ignore[index]
+            f"val accuracy {result['validation']['accuracy']:.3f}, "
+            f"test accuracy {result['test']['accuracy']:.3f}"
         )
 
     rng = np.random.default_rng(7)
-    swapped = []
+    swapped: list[int] = []
     for digit in rng.choice(10, size=args.swaps, replace=args.swaps > 10):
         wrong = int((digit + rng.integers(1, 10)) % 10)
         candidates = list(
