@@ -116,12 +116,23 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-def _summarise(errors: dict[str, Any]) -> str:
+def _summarise(errors: dict[Any, Any]) -> str:
     parts = []
     for field, messages in errors.items():
-        if isinstance(messages, list):
-            text = " ".join(str(m) for m in messages)
-        else:
-            text = str(messages)
+        text = _flatten(messages)
         parts.append(text if field == "non_field_errors" else f"{field}: {text}")
     return "; ".join(parts)
+
+
+def _flatten(messages: Any) -> str:
+    """The plain text of a field's errors, however DRF nests them: a list field's errors are
+    keyed by item index ({0: ["A valid number is required."]}), a nested serializer's by
+    field."""
+    if isinstance(messages, dict):
+        return "; ".join(
+            f"{'item ' if isinstance(key, int) else ''}{key}: {_flatten(value)}"
+            for key, value in messages.items()
+        )
+    if isinstance(messages, list):
+        return " ".join(_flatten(message) for message in messages)
+    return str(messages)

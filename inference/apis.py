@@ -4,10 +4,10 @@ import io
 from typing import Any
 
 from django.http import QueryDict
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -156,7 +156,9 @@ class PredictViewSet(viewsets.ViewSet):
         fields = serializer.validated_data
         version = None
         if fields.get("model_version"):
-            version = get_object_or_404(ModelVersion, number=fields["model_version"])
+            version = ModelVersion.objects.filter(number=fields["model_version"]).first()
+            if version is None:
+                raise NotFound(f"No model version v{fields['model_version']}.")
         data = fields["file"].read()
         try:
             version, result = predict(stream=io.BytesIO(data), version=version, k=fields["k"])

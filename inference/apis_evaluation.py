@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import django_filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
@@ -14,6 +15,7 @@ from rest_framework.response import Response
 from accounts.permissions import IsReviewer, api_user
 from config.query import choice_param
 from curation.apis import NewestFirst
+from curation.filters import IdFilter
 from curation.models import SubClass
 from curation.serializers import JobSerializer
 from curation.services.images import ImageStateError, VersionConflict
@@ -99,13 +101,23 @@ class QueuePage(LimitOffsetPagination):
     max_limit = 1000
 
 
+class EvaluationFilter(django_filters.FilterSet):
+    model = IdFilter(field_name="model_version__number", label="model version number")
+
+    class Meta:
+        model = EvaluationRun
+        fields: list[str] = []
+
+
 class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
-    """Evaluation runs of model versions. POST ``{"model": N, "scope": "library"}`` starts a
-    run as a job (202); GET a run for its reports (``metrics``) once ``status`` is ``done``."""
+    """Evaluation runs of model versions, newest first (``?model=N``: one version's history).
+    POST ``{"model": N, "scope": "library"}`` starts a run as a job (202); GET a run for its
+    reports (``metrics``) once ``status`` is ``done``."""
 
     permission_classes = [IsReviewer]
     serializer_class = EvaluationSerializer
     pagination_class = NewestFirst
+    filterset_class = EvaluationFilter
 
     def get_queryset(self) -> Any:
         queryset = EvaluationRun.objects.select_related(
@@ -148,7 +160,13 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
         parameters=[OpenApiParameter("status", str, enum=DoubleCheckStatus.values)],
         responses={200: DoubleCheckItemSerializer(many=True)},
     )
-    @action(detail=True, methods=["get"], url_path="double-check", pagination_class=QueuePage)
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="double-check",
+        pagination_class=QueuePage,
+        filter_backends=[],  # the run list's filters are not the queue's
+    )
     def double_check(self, request: Request, pk: str | None = None) -> Response:
         """The run's Double-check queue, likeliest label errors first."""
         run = self.get_object()

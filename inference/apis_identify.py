@@ -17,11 +17,12 @@ from inference.models import ModelVersion
 
 
 class IdentificationSerializer(serializers.Serializer[Any]):
-    model_version = serializers.PrimaryKeyRelatedField(
+    model_version = serializers.SlugRelatedField(
+        slug_field="number",
         queryset=ModelVersion.objects.all(),
         required=False,
         allow_null=True,
-        help_text="model version id; the active version when left out",
+        help_text="version number, as in POST /api/v1/predict/; the active version when left out",
     )
     labelled = serializers.BooleanField(
         required=False, allow_null=True, default=None, help_text="false: the inbox"

@@ -48,15 +48,15 @@ class PreprocessSpec:
             raise ValueError("channel order must be RGB or BGR")
         if self.resize_mode not in ("letterbox", "stretch", "center_crop"):
             raise ValueError("resize mode must be letterbox, stretch or center_crop")
-        if not self.scale or not np.isfinite(self.scale):
-            raise ValueError("scale must be a finite, non-zero number")
+        if not np.isfinite(self.scale) or self.scale <= 0:
+            raise ValueError("scale must be a finite number above zero")
         for name, values in (("mean", self.mean), ("std", self.std)):
             if len(values) not in (0, 1, 3):
                 raise ValueError(f"{name} must have 1 or 3 values (one per channel), or none")
             if not all(np.isfinite(v) for v in values):
                 raise ValueError(f"{name} values must be finite numbers")
-        if any(v == 0 for v in self.std):
-            raise ValueError("std values must not be zero")
+        if any(v <= 0 for v in self.std):
+            raise ValueError("std values must be above zero")
 
 
 def resize(image: PILImage.Image, *, size: int, mode: str) -> PILImage.Image:

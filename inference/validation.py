@@ -38,14 +38,14 @@ def label_map_parse(data: bytes | str) -> list[str]:
         parsed = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelRejected(f"the label map is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ModelRejected("the label map is nested too deeply to be a list of names") from None
     if isinstance(parsed, dict):
-        try:
-            keys = sorted(int(k) for k in parsed)
-        except ValueError:
-            raise ModelRejected("label map object keys must be output indices 0, 1, 2…") from None
-        if keys != list(range(len(keys))):
-            raise ModelRejected("label map object keys must be exactly 0…n-1")
-        parsed = [parsed[str(k)] if str(k) in parsed else parsed[k] for k in keys]
+        # Keys are the decimal indices as JSON writes them: "0", "1", … with no sign, padding
+        # or spaces, so each index has one spelling.
+        if sorted(parsed, key=lambda k: (len(k), k)) != [str(i) for i in range(len(parsed))]:
+            raise ModelRejected('label map object keys must be exactly "0", "1", … "n-1"')
+        parsed = [parsed[str(i)] for i in range(len(parsed))]
     if not isinstance(parsed, list) or not parsed:
         raise ModelRejected("the label map must be a non-empty JSON list of class names")
     if len(parsed) > MAX_LABELS:

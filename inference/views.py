@@ -6,14 +6,14 @@ from collections.abc import Callable
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import request_user as _user
 from accounts.decorators import reviewer_required
-from inference.models import ModelVersion, OutputKind, ResizeMode
+from inference.models import EvaluationRun, ModelVersion, OutputKind, ResizeMode
 from inference.preprocessing import PreprocessSpec
 from inference.services import (
     label_classes_create,
@@ -31,7 +31,16 @@ View = Callable[..., HttpResponse]
 def model_list(request: HttpRequest) -> HttpResponse:
     versions = (
         ModelVersion.objects.select_related("uploaded_by")
-        .annotate(unmatched_count=Count("label_matches", filter=Q(label_matches__label_class=None)))
+        .annotate(
+            unmatched_count=Count("label_matches", filter=Q(label_matches__label_class=None)),
+            evaluation_count=Subquery(
+                EvaluationRun.objects.filter(model_version=OuterRef("pk"))
+                .order_by()
+                .values("model_version")
+                .annotate(count=Count("pk"))
+                .values("count")
+            ),
+        )
         .order_by("-number")
     )
     return render(

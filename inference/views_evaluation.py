@@ -79,10 +79,19 @@ def evaluation_list(request: HttpRequest) -> HttpResponse:
             return redirect("inference:evaluations")
         messages.success(request, f"Evaluation {run.pk} queued as a job.")
         return redirect("inference:evaluation", pk=run.pk)
+    shown = EvaluationRun.objects.all()
+    selected = request.GET.get("model", "")
+    version_shown = None
+    number = whole_number(selected)
+    if number is not None:
+        version_shown = ModelVersion.objects.filter(number=number).first()
+        if version_shown is not None:
+            shown = shown.filter(model_version=version_shown)
     runs = list(
-        EvaluationRun.objects.select_related("model_version", "job", "dataset", "benchmark_set")
+        shown.select_related("model_version", "job", "dataset", "benchmark_set")
         .defer("metrics")
-        .annotate(item_count=Count("items"))[:100]
+        .annotate(item_count=Count("items"))
+        .order_by("-id")[:100]
     )
     for run in runs:
         run.scope_text = scope_describe(run)  # type: ignore[attr-defined]
@@ -99,7 +108,8 @@ def evaluation_list(request: HttpRequest) -> HttpResponse:
             "runs": runs,
             "versions": ModelVersion.objects.all()[:50],
             "scopes": scopes,
-            "selected_model": request.GET.get("model", ""),
+            "selected_model": selected,
+            "version_shown": version_shown,
         },
     )
 

@@ -30,6 +30,7 @@ def test_the_schema_names_the_query_parameters_each_endpoint_reads(api: APIClien
         "status",
     }
     assert _query_parameters(api, "/api/v1/images/{id}/history/") == set()
+    assert {"cursor", "page_size", "model"} <= _query_parameters(api, "/api/v1/evaluations/")
     assert {"cursor", "page_size", "status", "label_class"} <= _query_parameters(
         api, "/api/v1/images/"
     )

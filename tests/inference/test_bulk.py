@@ -86,7 +86,9 @@ def test_a_run_computes_only_the_predictions_the_scope_is_missing(
     predictions_make(image_ids=[inbox[0].pk], version=version)
 
     response = reviewer_api.post(
-        "/api/v1/identifications/", {"model_version": version.pk, "labelled": False}, format="json"
+        "/api/v1/identifications/",
+        {"model_version": version.number, "labelled": False},
+        format="json",
     )
     assert response.status_code == 202, response.content
     assert response.json()["kind"] == IDENTIFY_KIND
@@ -99,7 +101,9 @@ def test_a_run_computes_only_the_predictions_the_scope_is_missing(
     assert not scored & {image.pk for image in labelled}
 
     again = reviewer_api.post(
-        "/api/v1/identifications/", {"model_version": version.pk, "labelled": False}, format="json"
+        "/api/v1/identifications/",
+        {"model_version": version.number, "labelled": False},
+        format="json",
     )
     job = run(again.json()["id"])
     assert job.result["written"] == 0
@@ -121,6 +125,25 @@ def test_a_run_over_a_holding_class_uses_the_active_model_by_default(
     job = run(response.json()["id"])
     assert job.params["model_version_id"] == version.pk
     assert list(Prediction.objects.values_list("image", flat=True)) == [held.pk]
+
+
+def test_a_run_names_its_model_by_version_number_like_the_predict_api(
+    reviewer_api: APIClient,
+) -> None:
+    version = register()
+    ModelVersion.objects.filter(pk=version.pk).update(number=version.pk + 6)
+    response = reviewer_api.post(
+        "/api/v1/identifications/",
+        {"model_version": version.pk + 6, "labelled": False},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    assert response.json()["params"]["model_version_id"] == version.pk
+    response = reviewer_api.post(
+        "/api/v1/identifications/", {"model_version": version.pk, "labelled": False}, format="json"
+    )
+    assert response.status_code == 400
+    assert "model_version" in response.json()["detail"]
 
 
 def test_a_run_needs_a_model_version(reviewer_api: APIClient) -> None:

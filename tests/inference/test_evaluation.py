@@ -322,6 +322,35 @@ def test_reviewers_start_runs_and_read_the_queue_over_the_api(
     assert second.json()["count"] == len(planted)
 
 
+def test_each_version_keeps_its_evaluation_history(
+    make_image: Callable[..., Image],
+    classes: dict[str, SubClass],
+    reviewer_api: APIClient,
+    reviewer: User,
+) -> None:
+    first, second = register(), register()
+    _library(make_image, classes, first)
+    runs = [
+        evaluation_create(version=version, scope=EvaluationScope(), actor=None, enqueue=False)
+        for version in (first, second, first)
+    ]
+    history = reviewer_api.get(f"/api/v1/evaluations/?model={first.number}").json()["results"]
+    assert [row["id"] for row in history] == [runs[2].pk, runs[0].pk]
+    assert reviewer_api.get("/api/v1/evaluations/?model=abc").status_code == 400
+    client = Client()
+    client.force_login(reviewer)
+    models_page = client.get("/models/").content.decode()
+    assert f'href="/models/evaluations/?model={first.number}">2 runs</a>' in models_page
+    assert f'href="/models/evaluations/?model={second.number}">1 run</a>' in models_page
+    everything = client.get("/models/evaluations/").content.decode()
+    newest_first = [everything.index(f'href="/models/evaluations/{run.pk}/"') for run in runs[::-1]]
+    assert newest_first == sorted(newest_first)
+    listing = client.get(f"/models/evaluations/?model={second.number}").content.decode()
+    assert f"Runs of v{second.number}" in listing
+    assert f'href="/models/evaluations/{runs[1].pk}/"' in listing
+    assert f'href="/models/evaluations/{runs[0].pk}/"' not in listing
+
+
 def test_report_and_double_check_pages_render(
     make_image: Callable[..., Image], classes: dict[str, SubClass], reviewer: User
 ) -> None:

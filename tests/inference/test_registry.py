@@ -17,7 +17,7 @@ from curation.models import Job, LabelClass
 from inference.models import LabelMatch, ModelVersion
 from inference.preprocessing import PreprocessSpec
 from inference.services import model_version_activate, model_version_register
-from inference.validation import ModelRejected
+from inference.validation import ModelRejected, label_map_parse
 from tests.factories import LabelClassFactory
 from tests.inference.onnx_models import channel_means, labels, linear, to_bytes
 
@@ -64,7 +64,10 @@ def test_it_refuses_a_label_map_that_does_not_match_the_output_size() -> None:
     ("label_map", "message"),
     [
         (b"not json", "not valid JSON"),
-        (b'{"a": 1}', "keys must be output indices"),
+        (b'{"a": 1}', 'keys must be exactly "0", "1"'),
+        (b'{"00": "a", "1": "b", "2": "c"}', 'keys must be exactly "0", "1"'),
+        (b'{"1": "b", "2": "c"}', 'keys must be exactly "0", "1"'),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
         (b"[]", "non-empty JSON list"),
         (b'["a", "a", "b"]', "label 1 ('a') repeats label 0"),
         (b'["a", 3, "b"]', "label 1 is not a non-empty string"),
@@ -238,6 +241,35 @@ def test_reviewers_upload_models_through_the_api(reviewer_api: APIClient, review
     assert body["uploaded_by"] == reviewer.username
     assert body["unmatched_labels"] == ["label 0", "label 1", "label 2"]
     assert reviewer_api.get(MODELS).json()[0]["notes"] == "first try"
+
+
+def test_an_index_keyed_label_map_is_read_in_index_order() -> None:
+    assert label_map_parse(
+        b'{"1": "dog", "0": "cat", "10": "yak", '
+        + b", ".join(f'"{i}": "n{i}"'.encode() for i in range(2, 10))
+        + b"}"
+    ) == ["cat", "dog", *(f"n{i}" for i in range(2, 10)), "yak"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"std": "-0.2,-0.2,-0.2"}, "std values must be above zero"),
+        ({"std": "0"}, "std values must be above zero"),
+        ({"scale": "-1"}, "scale must be a finite number above zero"),
+        ({"mean": "0.5,0.5"}, "mean must have 1 or 3 values"),
+        ({"std": "abc"}, "std: item 0: A valid number is required."),
+        ({"layout": "NXYZ"}, "layout: "),
+    ],
+)
+def test_an_api_upload_with_a_wrong_preprocessing_value_is_refused_with_the_reason(
+    reviewer_api: APIClient, fields: dict[str, str], message: str
+) -> None:
+    response = upload(reviewer_api, **fields)
+    assert response.status_code == 400, response.json()
+    assert message in response.json()["detail"]
+    assert "ErrorDetail" not in response.json()["detail"]
+    assert not ModelVersion.objects.exists()
 
 
 def test_labellers_cannot_upload_models(api: APIClient) -> None:

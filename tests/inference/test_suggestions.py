@@ -208,6 +208,17 @@ def test_the_predict_api_uses_the_active_model_by_default(
     assert len(body["predictions"]) == 2
 
 
+def test_the_predict_api_names_a_version_that_does_not_exist(api: APIClient) -> None:
+    register(seed=4)
+    response = api.post(
+        "/api/v1/predict/",
+        {"file": photo((1, 2, 3), (9, 9)), "model_version": 7},
+        format="multipart",
+    )
+    assert response.status_code == 404
+    assert response.json()["detail"] == "No model version v7."
+
+
 def test_the_predict_api_refuses_a_file_that_is_not_an_image(api: APIClient) -> None:
     version = register(seed=4)
     activate_and_run(version)
