@@ -8,8 +8,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system loupe && useradd --system --gid loupe --home-dir /app loupe
 WORKDIR /app
 
-COPY pyproject.toml README.md ./
-RUN pip install --upgrade pip && pip install .
+# The runtime lock: the same versions, with hashes, that `make test` passes with.
+COPY requirements/runtime.txt requirements/
+RUN pip install --require-hashes -r requirements/runtime.txt
 COPY . .
 RUN LOUPE_SECRET_KEY=build-only python manage.py collectstatic --noinput \
     && mkdir -p /data && chown -R loupe:loupe /data

@@ -129,7 +129,7 @@ def upload_batch_name(names: list[str]) -> str:
 
 def upload_import(
     *,
-    files: list[tuple[str, IO[bytes]]],
+    files: list[tuple[str | None, IO[bytes]]],
     destination: Destination,
     actor: User | None,
     batch: ImportBatch | None,
@@ -137,9 +137,16 @@ def upload_import(
     """Import uploaded files (name, stream) into one destination, recorded together, into
     ``batch`` or, with None, a new upload batch. The new batch is created in the transaction
     that records the files, so a failure half-way leaves no batch without images; the files
-    are stored before it, and the orphan sweeper removes them if no row ever names them."""
+    are stored before it, and the orphan sweeper removes them if no row ever names them.
+
+    A client may send a file without a name (the format is read from the content, so nothing
+    needs one); such a file is reported, and kept, by its place in the request."""
+    named = [
+        (name or f"file {position} (no name)", stream)
+        for position, (name, stream) in enumerate(files, start=1)
+    ]
     pending = []
-    for name, stream in files:
+    for name, stream in named:
         # An upload knows its size: one over the cap is refused without reading it into memory.
         too_large = size_rejection(getattr(stream, "size", 0) or 0)
         if too_large:
@@ -153,7 +160,7 @@ def upload_import(
         if batch is None:
             batch = import_batch_create(
                 kind=ImportKind.UPLOAD,
-                name=upload_batch_name([name for name, _ in files]),
+                name=upload_batch_name([name for name, _ in named]),
                 actor=actor,
             )
         results = images_record(pending=pending, actor=actor, batch=batch)

@@ -30,6 +30,7 @@ from curation.services.imports import (
     Destination,
     archive_import,
     archive_inspect,
+    upload_import,
 )
 from tests.factories import LabelClassFactory, image_bytes, zip_bytes
 
@@ -302,6 +303,29 @@ def test_it_refuses_an_archive_that_unpacks_too_large(settings: Any) -> None:
 def test_it_refuses_something_that_is_not_a_zip() -> None:
     with pytest.raises(ArchiveRejected, match="not a readable zip archive"):
         archive_inspect(io.BytesIO(image_bytes()))
+
+
+# --- Uploads ----------------------------------------------------------------------------------
+
+
+def test_an_upload_without_a_file_name_is_kept_and_reported_by_its_place() -> None:
+    report = upload_import(
+        files=[
+            ("robin.jpg", io.BytesIO(image_bytes(seed=1))),
+            (None, io.BytesIO(image_bytes(seed=2))),
+        ],
+        destination=Destination(from_folders=False),
+        actor=None,
+        batch=None,
+    )
+
+    assert [(r.name, r.outcome) for r in report.results] == [
+        ("robin.jpg", ImportOutcome.CREATED),
+        ("file 2 (no name)", ImportOutcome.CREATED),
+    ]
+    assert report.results[1].image is not None
+    assert report.results[1].image.original_filename == "file 2 (no name)"
+    assert report.batch.name == "robin.jpg, file 2 (no name)"
 
 
 # --- Folder imports (import_library) ---------------------------------------------------------
