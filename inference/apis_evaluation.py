@@ -28,7 +28,13 @@ from inference.evaluation import (
     evaluation_create,
     scope_describe,
 )
-from inference.models import DoubleCheckItem, DoubleCheckStatus, EvaluationRun, ModelVersion
+from inference.models import (
+    DoubleCheckItem,
+    DoubleCheckKind,
+    DoubleCheckStatus,
+    EvaluationRun,
+    ModelVersion,
+)
 
 
 class EvaluationStartSerializer(serializers.Serializer[Any]):
@@ -80,6 +86,7 @@ class DoubleCheckItemSerializer(serializers.ModelSerializer[DoubleCheckItem]):
             "given_probability",
             "top1_score",
             "why",
+            "kind",
             "status",
         ]
 
@@ -157,7 +164,17 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(EvaluationSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
-        parameters=[OpenApiParameter("status", str, enum=DoubleCheckStatus.values)],
+        parameters=[
+            OpenApiParameter("status", str, enum=DoubleCheckStatus.values),
+            OpenApiParameter(
+                "kind",
+                str,
+                enum=DoubleCheckKind.values,
+                description="label_doubtful: a confident prediction of another class; "
+                "model_wrong: wrong, but the label is plausible; model_unsure: right, below "
+                "the threshold; model_agrees: added or referred, the model agrees",
+            ),
+        ],
         responses={200: DoubleCheckItemSerializer(many=True)},
     )
     @action(
@@ -178,6 +195,9 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
         status_filter = choice_param(request, "status", DoubleCheckStatus.values)
         if status_filter:
             items = items.filter(status=status_filter)
+        kind_filter = choice_param(request, "kind", DoubleCheckKind.values)
+        if kind_filter:
+            items = items.filter(kind=kind_filter)
         page = self.paginate_queryset(items)
         return self.get_paginated_response(DoubleCheckItemSerializer(page, many=True).data)
 

@@ -18,8 +18,10 @@ from inference.apis_evaluation import EvaluationSerializer
 from inference.evaluation import EvaluationError
 from inference.label_errors import (
     DEFAULT_FOLDS,
+    DEFAULT_REPEATS,
     DEFAULT_SEED,
     MAX_FOLDS,
+    MAX_REPEATS,
     label_error_ranking_start,
 )
 from inference.trainer import (
@@ -84,9 +86,11 @@ class TrainingViewSet(
 
 class LabelErrorRankingSerializer(serializers.Serializer[Any]):
     folds = serializers.IntegerField(default=DEFAULT_FOLDS, min_value=2, max_value=MAX_FOLDS)
-    C = serializers.FloatField(default=DEFAULT_C, min_value=1e-6)
-    max_iter = serializers.IntegerField(
-        default=DEFAULT_MAX_ITER, min_value=1, max_value=MAX_ITER_LIMIT
+    repeats = serializers.IntegerField(
+        default=DEFAULT_REPEATS,
+        min_value=1,
+        max_value=MAX_REPEATS,
+        help_text="fold assignments whose out-of-sample probabilities are averaged",
     )
     seed = serializers.IntegerField(default=DEFAULT_SEED)
     threshold = serializers.FloatField(default=0.95, min_value=0.01, max_value=1.0)

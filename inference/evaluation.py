@@ -63,6 +63,7 @@ from curation.services.images import image_relabel, image_trash
 from curation.services.jobs import job_create, job_enqueue
 from inference.models import (
     DoubleCheckItem,
+    DoubleCheckKind,
     DoubleCheckStatus,
     EvaluationRun,
     EvaluationScopeKind,
@@ -84,9 +85,28 @@ SUGGESTED_PAIRS = 10
 MIN_PROBABILITY = 1e-15
 QUEUE_INSERT = (
     "INSERT INTO inference_doublecheckitem (run_id, image_id, true_class_id, "
-    "predicted_class_id, predicted_name, top1_score, given_probability, rank, why, status) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    "predicted_class_id, predicted_name, top1_score, given_probability, rank, why, kind, "
+    "status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
+# The order in which a label-error ranking's queue presents the kinds.
+KIND_ORDER = (
+    DoubleCheckKind.LABEL_DOUBTFUL,
+    DoubleCheckKind.MODEL_WRONG,
+    DoubleCheckKind.MODEL_UNSURE,
+    DoubleCheckKind.MODEL_AGREES,
+)
+
+
+def double_check_kinds(
+    *, wrong: np.ndarray, given: np.ndarray, top1: np.ndarray, threshold: float
+) -> np.ndarray:
+    """Per image, the position in ``KIND_ORDER`` of its kind. A wrong answer doubts the label
+    when the model is confident the image is not of its class (the given label's probability
+    is at most 1 - threshold); otherwise it is the model's own mistake. A right answer below
+    the threshold is the model being unsure, at or above it the model agreeing."""
+    doubted = np.asarray(given) <= 1 - threshold + 1e-9  # 1 - 0.9 is 0.0999…
+    confident = np.asarray(top1) >= threshold
+    return np.where(np.asarray(wrong), np.where(doubted, 0, 1), np.where(confident, 3, 2))
 
 
 class EvaluationError(Exception):
@@ -838,6 +858,9 @@ def queue_fill(run: EvaluationRun, samples: Samples) -> int:
         )
     )
     label_map = run.model_version.label_map
+    kinds = double_check_kinds(
+        wrong=wrong, given=samples.p_true, top1=samples.top1, threshold=run.threshold
+    )
     DoubleCheckItem.objects.filter(run=run).delete()
     rows = []
     for rank, position in enumerate(order, start=1):
@@ -859,6 +882,7 @@ def queue_fill(run: EvaluationRun, samples: Samples) -> int:
                 float(samples.p_true[position]),
                 rank,
                 why,
+                KIND_ORDER[kinds[position]].value,
                 DoubleCheckStatus.OPEN.value,
             )
         )
@@ -933,6 +957,7 @@ def queue_add_images(
                 given_probability=given,
                 rank=start + offset,
                 why="added",
+                kind=_added_kind(run, class_id, class_of_index, indices, scores, given),
             )
             for offset, (given, image_id, class_id, indices, scores) in enumerate(entries)
         ],
@@ -940,6 +965,26 @@ def queue_add_images(
         ignore_conflicts=True,
     )
     return len(entries)
+
+
+def _added_kind(
+    run: EvaluationRun,
+    class_id: int,
+    class_of_index: dict[int, int],
+    indices: list[int],
+    scores: list[float],
+    given: float,
+) -> str:
+    """The kind of an image added to the queue by hand, from its stored prediction."""
+    if not indices:
+        return DoubleCheckKind.MODEL_UNSURE.value
+    kind = double_check_kinds(
+        wrong=np.array(class_of_index.get(indices[0]) != class_id),
+        given=np.array(given),
+        top1=np.array(scores[0]),
+        threshold=run.threshold,
+    )
+    return KIND_ORDER[int(kind)].value
 
 
 # --- Running --------------------------------------------------------------------------------
@@ -1090,11 +1135,16 @@ def double_check_resolve(
     return item
 
 
-def queue_next(run: EvaluationRun, *, after_rank: int = 0) -> DoubleCheckItem | None:
-    """The first open item (skipped ones come back once the open ones are done)."""
+def queue_next(
+    run: EvaluationRun, *, after_rank: int = 0, kind: str | None = None
+) -> DoubleCheckItem | None:
+    """The first open item, of ``kind`` when given (skipped ones come back once the open ones
+    are done)."""
     items = DoubleCheckItem.objects.filter(run=run).select_related(
         "image__subclass__label_class", "true_class", "predicted_class"
     )
+    if kind:
+        items = items.filter(kind=kind)
     return (
         items.filter(status=DoubleCheckStatus.OPEN, rank__gt=after_rank).order_by("rank").first()
         or items.filter(status=DoubleCheckStatus.OPEN).order_by("rank").first()

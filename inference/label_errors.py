@@ -25,6 +25,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,15 +48,17 @@ from inference.embeddings import (
     embeddings_make,
 )
 from inference.evaluation import (
+    KIND_ORDER,
     QUEUE_INSERT,
     EvaluationError,
     Samples,
+    double_check_kinds,
     pairs_by_index,
     set_report,
     suggested_pairs,
     tag_report,
 )
-from inference.head import Head, HeadError, head_fit
+from inference.head import Head, HeadError
 from inference.models import (
     DoubleCheckItem,
     DoubleCheckStatus,
@@ -65,24 +68,26 @@ from inference.models import (
     ImageEmbedding,
     ModelVersion,
 )
-from inference.trainer import (
-    DEFAULT_C,
-    DEFAULT_MAX_ITER,
-    MAX_ITER_LIMIT,
-    embedding_model_required,
-)
+from inference.trainer import embedding_model_required
 
 logger = logging.getLogger(__name__)
 
 LABEL_ERRORS_KIND = "inference.rank_label_errors"
 DEFAULT_FOLDS = 5
+DEFAULT_REPEATS = 3
 DEFAULT_SEED = 0
+DEFAULT_COMPONENTS = 256
 MAX_FOLDS = 20
+MAX_REPEATS = 10
 MAX_GROUP = 50
 READ_CHUNK = 5000
 EMBED_CHUNK = 256
 SET_NAME = "cross-validation"
-Fit = Callable[..., tuple[Head, Any]]
+METHOD = (
+    "shrinkage LDA on whitened principal components, repeated stratified K-fold, "
+    "ranked by the averaged out-of-sample probability of the given label"
+)
+Fit = Callable[..., tuple[Head, Any]]  # discriminant_fit's signature
 Progress = Callable[[int, int, str], None]
 
 
@@ -90,8 +95,7 @@ def label_error_ranking_start(
     *,
     actor: User | None,
     folds: int = DEFAULT_FOLDS,
-    C: float = DEFAULT_C,
-    max_iter: int = DEFAULT_MAX_ITER,
+    repeats: int = DEFAULT_REPEATS,
     seed: int = DEFAULT_SEED,
     threshold: float = 0.95,
     enqueue: bool = True,
@@ -100,10 +104,8 @@ def label_error_ranking_start(
     Raises EvaluationError."""
     if not 2 <= folds <= MAX_FOLDS:
         raise EvaluationError(f"Folds must be between 2 and {MAX_FOLDS}.")
-    if not (C > 0 and np.isfinite(C)):
-        raise EvaluationError("The regularisation C must be a number above 0.")
-    if not 1 <= max_iter <= MAX_ITER_LIMIT:
-        raise EvaluationError(f"Max iterations must be between 1 and {MAX_ITER_LIMIT:,}.")
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise EvaluationError(f"Repeats must be between 1 and {MAX_REPEATS}.")
     if not 0 < threshold <= 1:
         raise EvaluationError("The threshold must be above 0 and at most 1.")
     version = embedding_model_required(EvaluationError)
@@ -120,8 +122,7 @@ def label_error_ranking_start(
             params={
                 "evaluation_id": run.pk,
                 "folds": folds,
-                "C": C,
-                "max_iter": max_iter,
+                "repeats": repeats,
                 "seed": seed,
             },
         )
@@ -198,39 +199,175 @@ def _level(counts: np.ndarray, totals: np.ndarray, items: int, *, start: int) ->
     return needs
 
 
+def discriminant_fit(
+    *, features: np.ndarray, labels: np.ndarray, class_count: int, projection: Projection
+) -> tuple[Head, Any]:
+    """A linear discriminant head fitted on ``features`` (raw embeddings, n x d) with output
+    indices ``labels``: shared-covariance LDA in the whitened ``projection``, its covariance
+    shrunk towards the identity by the Ledoit-Wolf estimate of this training set alone (the
+    regularisation is chosen from the training folds, never fixed). The projection and the
+    discriminant are folded into one affine map, so the head scores raw embeddings like any
+    quick-trainer head. Classes absent from ``labels`` are never predicted."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from threadpoolctl import threadpool_limits
+
+    labels = np.asarray(labels, dtype=np.int64)
+    present = np.unique(labels)
+    if len(present) < 2:
+        raise HeadError("Training needs images of at least two classes.")
+    model = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
+    with threadpool_limits(limits=1):
+        model.fit(projection.apply(features), labels)
+    coef = np.asarray(model.coef_, dtype=np.float64)
+    intercept = np.asarray(model.intercept_, dtype=np.float64)
+    if coef.shape[0] == 1:  # two classes: sigmoid(z) is softmax([0, z])
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.concatenate([[0.0], intercept])
+    weight = np.zeros((class_count, features.shape[1]), dtype=np.float64)
+    bias = np.full(class_count, -1e4, dtype=np.float64)
+    weight[present] = coef @ projection.matrix.T
+    bias[present] = intercept - weight[present] @ projection.mean
+    return Head(weight=weight, bias=bias), model
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Whitened principal components of the embeddings, ``(x - mean) @ matrix``: fitted on
+    every ranked image's embedding without its label, so no head learns a label from it."""
+
+    mean: np.ndarray
+    matrix: np.ndarray  # d x components, each column scaled to unit variance
+
+    def apply(self, features: np.ndarray) -> np.ndarray:
+        return (np.asarray(features, dtype=np.float64) - self.mean) @ self.matrix
+
+
+def projection_fit(features: np.ndarray, *, components: int, seed: int) -> Projection:
+    """At most ``components`` whitened principal components (fewer than half the images on a
+    small library): the discriminant's covariance is then well estimated after shrinkage, and
+    the fits cost the same whatever the embedding width."""
+    from sklearn.decomposition import PCA
+    from threadpoolctl import threadpool_limits
+
+    n, d = features.shape
+    kept = max(1, min(components, d, n // 2 or 1, n - 1))
+    pca = PCA(n_components=kept, svd_solver="randomized", random_state=seed)
+    with threadpool_limits(limits=2):
+        pca.fit(np.asarray(features, dtype=np.float32))
+    scale = np.sqrt(np.maximum(pca.explained_variance_, 1e-12))
+    return Projection(
+        mean=np.asarray(pca.mean_, dtype=np.float64),
+        matrix=(np.asarray(pca.components_, dtype=np.float64) / scale[:, None]).T,
+    )
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Out-of-sample probabilities averaged over ``repeats`` fold assignments, and what the
+    queue is ordered by: the averaged probability of each image's given label."""
+
+    probabilities: np.ndarray  # n x classes
+    labels: np.ndarray
+    fold_of: np.ndarray  # repeats x n
+    components: int
+
+    @property
+    def given(self) -> np.ndarray:
+        return self.probabilities[np.arange(len(self.labels)), self.labels]
+
+    @property
+    def order(self) -> np.ndarray:
+        """Image positions, likeliest label error first (ties in position order)."""
+        return np.lexsort((np.arange(len(self.labels)), self.given))
+
+    def queue(self, *, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, kind per position as an index of ``KIND_ORDER``) of the Double-check
+        queue: the images predicted as another class and those whose top score is below
+        ``threshold``; those whose label looks wrong first, then the model's mistakes, then
+        the unsure, each by the given label's probability, lowest first. Since a doubted
+        label is one whose probability is at most 1 - threshold, the queue leads with the
+        lowest given probabilities whatever the threshold."""
+        top1 = self.probabilities.max(axis=1)
+        wrong = self.probabilities.argmax(axis=1) != self.labels
+        kinds = double_check_kinds(wrong=wrong, given=self.given, top1=top1, threshold=threshold)
+        chosen = np.flatnonzero(wrong | (top1 < threshold))
+        order = chosen[np.lexsort((chosen, self.given[chosen], kinds[chosen]))]
+        return order, kinds[order]
+
+
+def label_error_ranking(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
+    folds: int = DEFAULT_FOLDS,
+    repeats: int = DEFAULT_REPEATS,
+    seed: int = DEFAULT_SEED,
+    components: int = DEFAULT_COMPONENTS,
+    class_count: int | None = None,
+    fit: Fit = discriminant_fit,
+    progress: Callable[[int], None] | None = None,
+) -> Ranking:
+    """Score every image with heads that never saw it, ``repeats`` times over stratified
+    folds seeded ``seed``, ``seed + 1``, …, and average: one seed's folds decide which
+    look-alike images share a training set, so a single assignment ranks by luck as much as
+    by evidence. Deterministic for a given seed. ``progress`` gets the fits done so far."""
+    labels = np.asarray(labels, dtype=np.int64)
+    class_count = class_count or int(labels.max()) + 1
+    projection = projection_fit(features, components=components, seed=seed)
+    total = np.zeros((len(labels), class_count), dtype=np.float64)
+    assignments = []
+    for repeat in range(repeats):
+        fold_of = fold_assignment(labels, folds=folds, seed=seed + repeat, groups=groups)
+        assignments.append(fold_of)
+        total += out_of_sample_probabilities(
+            features,
+            labels,
+            fold_of,
+            class_count=class_count,
+            fit=lambda **kwargs: fit(projection=projection, **kwargs),
+            progress=_offset(progress, repeat * folds),
+        )
+    return Ranking(
+        probabilities=total / repeats,
+        labels=labels,
+        fold_of=np.stack(assignments),
+        components=projection.matrix.shape[1],
+    )
+
+
+def _offset(progress: Callable[[int], None] | None, before: int) -> Callable[[int], None] | None:
+    """``progress`` counting on from the ``before`` fits of earlier repeats."""
+    if progress is None:
+        return None
+    return lambda done: progress(before + done)
+
+
 def out_of_sample_probabilities(
     features: np.ndarray,
     labels: np.ndarray,
     fold_of: np.ndarray,
     *,
     class_count: int,
-    C: float,
-    max_iter: int,
-    fit: Fit = head_fit,
+    fit: Callable[..., tuple[Head, Any]],
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Probabilities (n x class_count) where row i comes from the head fitted on every image
     outside fold ``fold_of[i]``, i.e. never from a head that was trained on image i."""
     probabilities = np.zeros((len(labels), class_count), dtype=np.float64)
-    for fold in np.unique(fold_of):
+    for done, fold in enumerate(np.unique(fold_of), start=1):
         scored = fold_of == fold
-        head, _ = fit(
-            features=features[~scored],
-            labels=labels[~scored],
-            class_count=class_count,
-            C=C,
-            max_iter=max_iter,
-        )
+        head, _ = fit(features=features[~scored], labels=labels[~scored], class_count=class_count)
         probabilities[scored] = head.probabilities(features[scored])
         if progress:
-            progress(int(fold) + 1)
+            progress(done)
     return probabilities
 
 
 # --- The run --------------------------------------------------------------------------------
 
 
-def _labelled_images() -> tuple[list[int], list[int]]:
+def labelled_images() -> tuple[list[int], list[int]]:
     """Ids and class ids of the active images labelled in normal classes, in id order."""
     normal = set(LabelClass.objects.filter(kind=ClassKind.NORMAL).values_list("pk", flat=True))
     ids: list[int] = []
@@ -292,19 +429,16 @@ def label_errors_execute(
     *,
     run: EvaluationRun,
     folds: int = DEFAULT_FOLDS,
-    C: float = DEFAULT_C,
-    max_iter: int = DEFAULT_MAX_ITER,
+    repeats: int = DEFAULT_REPEATS,
     seed: int = DEFAULT_SEED,
     progress: Progress | None = None,
-    fit: Fit = head_fit,
+    fit: Fit = discriminant_fit,
 ) -> dict[str, Any]:
     """Rank the labelled library by the out-of-sample probability of each image's label and
     fill the run's reports and Double-check queue. Safe to run again."""
     EvaluationRun.objects.filter(pk=run.pk).update(status=EvaluationStatus.RUNNING)
     try:
-        metrics = _rank(
-            run, folds=folds, C=C, max_iter=max_iter, seed=seed, progress=progress, fit=fit
-        )
+        metrics = _rank(run, folds=folds, repeats=repeats, seed=seed, progress=progress, fit=fit)
     except Exception:
         EvaluationRun.objects.filter(pk=run.pk).update(status=EvaluationStatus.FAILED)
         raise
@@ -315,20 +449,20 @@ def _rank(
     run: EvaluationRun,
     *,
     folds: int,
-    C: float,
-    max_iter: int,
+    repeats: int,
     seed: int,
     progress: Progress | None,
     fit: Fit,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     report = progress or (lambda done, total, message: None)
+    fits = folds * repeats
     version: ModelVersion = run.model_version
-    ids, class_ids = _labelled_images()
+    ids, class_ids = labelled_images()
     total = len(ids)
     for start in range(0, total, EMBED_CHUNK):
         embeddings_make(image_ids=ids[start : start + EMBED_CHUNK], version=version)
-        report(min(start + EMBED_CHUNK, total), total + folds, "embedding images without one")
+        report(min(start + EMBED_CHUNK, total), total + fits, "embedding images without one")
     embedded_ids, matrix = embedding_matrix(image_ids=ids, model_version=version)
     class_of = dict(zip(ids, class_ids, strict=True))
     without_embedding = total - len(embedded_ids)
@@ -349,23 +483,24 @@ def _rank(
     features = matrix[keep]
     labels = np.fromiter((index_of[class_of[int(i)]] for i in image_ids), dtype=np.int64)
     groups, kept_groups = _duplicate_units(image_ids)
-    fold_of = fold_assignment(labels, folds=folds, seed=seed, groups=groups)
 
     try:
-        probabilities = out_of_sample_probabilities(
+        ranking = label_error_ranking(
             features,
             labels,
-            fold_of,
+            groups=groups,
+            folds=folds,
+            repeats=repeats,
+            seed=seed,
             class_count=len(label_map),
-            C=C,
-            max_iter=max_iter,
             fit=fit,
-            progress=lambda fold: report(
-                total + fold, total + folds, f"fold {fold} of {folds} fitted and scored"
+            progress=lambda done: report(
+                total + done, total + fits, f"head {done} of {fits} fitted and scored"
             ),
         )
     except HeadError as exc:
         raise EvaluationError(str(exc)) from None
+    probabilities = ranking.probabilities
     predicted = probabilities.argmax(axis=1)
     top1 = probabilities.max(axis=1)
     given = probabilities[np.arange(len(labels)), labels]
@@ -408,9 +543,10 @@ def _rank(
         "threshold": run.threshold,
         "label_map": label_map,
         "folds": folds,
-        "C": C,
-        "max_iter": max_iter,
+        "repeats": repeats,
         "seed": seed,
+        "method": METHOD,
+        "components": ranking.components,
         "images_ranked": len(labels),
         "images_scored": len(labels),
         "images_without_class": 0,
@@ -420,14 +556,14 @@ def _rank(
         "images_without_embedding": without_embedding,
         "excluded": excluded,
         "excluded_classes": dict(Counter(skipped).most_common(50)),
-        "fold_sizes": np.bincount(fold_of, minlength=folds).tolist(),
+        "fold_sizes": np.bincount(ranking.fold_of[0], minlength=folds).tolist(),
         "duplicate_groups_kept_together": kept_groups,
         "sets": reports,
         "suggested_pairs": suggested_pairs(reports),
         "tags": tag_report(samples, np.ones(len(labels), dtype=bool)),
     }
     with transaction.atomic():
-        metrics["double_check_items"] = _queue_fill(run, samples, label_map)
+        metrics["double_check_items"] = _queue_fill(run, samples, label_map, ranking)
         metrics["seconds"] = round(time.perf_counter() - started, 3)
         run.metrics = metrics
         run.status = EvaluationStatus.DONE
@@ -438,16 +574,17 @@ def _rank(
                 for pair in metrics["suggested_pairs"][:5]
             ]
         run.save(update_fields=["metrics", "status", "finished_at", "confused_pairs"])
-    report(total + folds, total + folds, "done")
+    report(total + fits, total + fits, "done")
     return metrics
 
 
-def _queue_fill(run: EvaluationRun, samples: Samples, label_map: list[str]) -> int:
-    """The misclassified images and the right ones below the threshold, lowest out-of-sample
-    probability of the given label first."""
+def _queue_fill(
+    run: EvaluationRun, samples: Samples, label_map: list[str], ranking: Ranking
+) -> int:
+    """The images the heads got wrong and the right ones below the threshold, in
+    ``Ranking.queue`` order: the labels that look wrong first."""
+    order, kinds = ranking.queue(threshold=run.threshold)
     wrong = samples.true_index != samples.pred_index
-    chosen = np.flatnonzero(wrong | (samples.top1 < run.threshold))
-    order = chosen[np.lexsort((samples.image_ids[chosen], samples.p_true[chosen]))]
     class_of_index = {
         index: int(class_id)
         for index, class_id in zip(samples.true_index, samples.true_class, strict=True)
@@ -464,9 +601,10 @@ def _queue_fill(run: EvaluationRun, samples: Samples, label_map: list[str]) -> i
             float(samples.p_true[at]),
             rank,
             "misclassified" if wrong[at] else "low_confidence",
+            KIND_ORDER[kind].value,
             DoubleCheckStatus.OPEN.value,
         )
-        for rank, at in enumerate(order, start=1)
+        for rank, (at, kind) in enumerate(zip(order, kinds, strict=True), start=1)
     ]
     with connection.cursor() as cursor:
         for start in range(0, len(rows), 5000):
@@ -479,8 +617,7 @@ def label_errors_job_work(job: Job, progress: Progress) -> dict[str, Any]:
     metrics = label_errors_execute(
         run=run,
         folds=int(job.params.get("folds", DEFAULT_FOLDS)),
-        C=float(job.params.get("C", DEFAULT_C)),
-        max_iter=int(job.params.get("max_iter", DEFAULT_MAX_ITER)),
+        repeats=int(job.params.get("repeats", DEFAULT_REPEATS)),
         seed=int(job.params.get("seed", DEFAULT_SEED)),
         progress=progress,
     )
@@ -489,7 +626,8 @@ def label_errors_job_work(job: Job, progress: Progress) -> dict[str, Any]:
         "images_ranked": metrics["images_ranked"],
         "double_check_items": metrics["double_check_items"],
         "message": f"Ranked {metrics['images_ranked']} images by {metrics['folds']}-fold "
-        f"cross-validation: {metrics['double_check_items']} to double-check",
+        f"cross-validation, {metrics['repeats']} times: "
+        f"{metrics['double_check_items']} to double-check",
     }
 
 

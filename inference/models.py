@@ -248,6 +248,16 @@ class DoubleCheckStatus(models.TextChoices):
     SKIPPED = "skipped", "Skipped"
 
 
+class DoubleCheckKind(models.TextChoices):
+    """Why an item is in the queue, from the model's answer on it: a confident answer of
+    another class doubts the label; an unconfident wrong answer says more about the model."""
+
+    LABEL_DOUBTFUL = "label_doubtful", "Label looks wrong"
+    MODEL_WRONG = "model_wrong", "Model is wrong, label looks right"
+    MODEL_UNSURE = "model_unsure", "Model is unsure"
+    MODEL_AGREES = "model_agrees", "Model agrees"
+
+
 class DoubleCheckItem(models.Model):
     """One image of an evaluation run's Double-check queue; lower ranks come first."""
 
@@ -266,6 +276,7 @@ class DoubleCheckItem(models.Model):
     )
     rank = models.PositiveIntegerField()
     why = models.CharField(max_length=32, blank=True)
+    kind = models.CharField(max_length=16, choices=DoubleCheckKind.choices, blank=True)
     status = models.CharField(
         max_length=16, choices=DoubleCheckStatus.choices, default=DoubleCheckStatus.OPEN
     )
@@ -279,7 +290,10 @@ class DoubleCheckItem(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "image"], name="doublecheck_one_per_run_image")
         ]
-        indexes = [models.Index(fields=["run", "status", "rank"], name="doublecheck_queue")]
+        indexes = [
+            models.Index(fields=["run", "status", "rank"], name="doublecheck_queue"),
+            models.Index(fields=["run", "kind", "status", "rank"], name="doublecheck_queue_kind"),
+        ]
 
 
 # --- Production logs

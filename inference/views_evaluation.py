@@ -39,6 +39,7 @@ from inference.evaluation import (
 from inference.label_errors import confident_images
 from inference.models import (
     DoubleCheckItem,
+    DoubleCheckKind,
     DoubleCheckStatus,
     EvaluationRun,
     EvaluationScopeKind,
@@ -409,7 +410,16 @@ def double_check(request: HttpRequest, pk: int) -> HttpResponse:
             .select_related("image__subclass__label_class", "true_class", "predicted_class")
             .first()
         )
-    item = item or queue_next(run, after_rank=whole_number(request.GET.get("after")) or 0)
+    kind = request.GET.get("kind") if request.GET.get("kind") in DoubleCheckKind.values else None
+    item = item or queue_next(
+        run, after_rank=whole_number(request.GET.get("after")) or 0, kind=kind
+    )
+    open_by_kind = dict(
+        DoubleCheckItem.objects.filter(run=run, status=DoubleCheckStatus.OPEN)
+        .values_list("kind")
+        .annotate(n=Count("pk"))
+        .values_list("kind", "n")
+    )
     counts = dict(
         DoubleCheckItem.objects.filter(run=run)
         .values_list("status")
@@ -424,6 +434,12 @@ def double_check(request: HttpRequest, pk: int) -> HttpResponse:
         "total": total,
         "done": done,
         "percent": round(100 * done / total) if total else 100,
+        "kind": kind,
+        "kinds": [
+            {"value": value, "label": label, "open": open_by_kind.get(value, 0)}
+            for value, label in DoubleCheckKind.choices
+            if open_by_kind.get(value) or value == kind
+        ],
         "bad_reasons": [
             {"key": str((i + 1) % 10) if i < 10 else "", "value": value, "label": label}
             for i, (value, label) in enumerate(BadReason.choices)
@@ -481,7 +497,9 @@ def double_check_action(request: HttpRequest, pk: int, item_id: int) -> HttpResp
     except (DoubleCheckError, ImageStateError, VersionConflict) as exc:
         messages.error(request, str(exc))
         return redirect(reverse("inference:double-check", args=[pk]) + f"?item={item.pk}")
-    return redirect(reverse("inference:double-check", args=[pk]) + f"?after={item.rank}")
+    kind = request.POST.get("kind", "")
+    follow = f"&kind={kind}" if kind in DoubleCheckKind.values else ""
+    return redirect(reverse("inference:double-check", args=[pk]) + f"?after={item.rank}{follow}")
 
 
 @reviewer_required

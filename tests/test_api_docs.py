@@ -28,6 +28,7 @@ def test_the_schema_names_the_query_parameters_each_endpoint_reads(api: APIClien
         "limit",
         "offset",
         "status",
+        "kind",
     }
     assert _query_parameters(api, "/api/v1/images/{id}/history/") == set()
     assert {"cursor", "page_size", "model"} <= _query_parameters(api, "/api/v1/evaluations/")

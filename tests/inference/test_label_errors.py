@@ -25,15 +25,17 @@ from curation.models import (
 from curation.services.taxonomy import class_create
 from inference import label_errors
 from inference.embeddings import embedding_matrix, vector_encode
-from inference.head import head_fit
 from inference.label_errors import (
     LABEL_ERRORS_KIND,
+    discriminant_fit,
     fold_assignment,
+    label_error_ranking,
     label_error_ranking_start,
     label_errors_execute,
 )
 from inference.models import (
     DoubleCheckItem,
+    DoubleCheckKind,
     DoubleCheckStatus,
     EvaluationRun,
     EvaluationScopeKind,
@@ -169,23 +171,32 @@ def test_no_image_is_scored_by_a_head_trained_on_it(
             return self.head.probabilities(features)
 
     def spy_fit(**kwargs: Any) -> tuple[Any, Any]:
-        head, pipeline = head_fit(**kwargs)
+        head, model = discriminant_fit(**kwargs)
         record = {"trained": {image_of_row[row.tobytes()] for row in kwargs["features"]}}
         record["scored"] = set()
         heads.append(record)
-        return SpyHead(head, record), pipeline
+        return SpyHead(head, record), model
 
-    run = _run(fit=spy_fit, folds=4, seed=3)
-    assert len(heads) == 4
-    scored_total = sum(len(head["scored"]) for head in heads)
+    run = _run(fit=spy_fit, folds=4, repeats=3, seed=3)
+    assert len(heads) == 4 * 3
     every = set().union(*(head["scored"] for head in heads))
-    assert scored_total == len(every) == run.metrics["images_ranked"] == len(NAMES) * PER_CLASS
-    for head in heads:
-        assert head["trained"].isdisjoint(head["scored"])
-        assert head["trained"] | head["scored"] == every
-    # The near-duplicates were scored by the same head, so none of them trained it.
-    assert any({robins[3].pk, robins[4].pk, robins[5].pk} <= head["scored"] for head in heads)
-    assert run.metrics["fold_sizes"] == [len(head["scored"]) for head in heads]
+    assert len(every) == run.metrics["images_ranked"] == len(NAMES) * PER_CLASS
+    for repeat in range(3):
+        # Each repeat scores every image exactly once, each time by a head that never saw it.
+        fits = heads[repeat * 4 : (repeat + 1) * 4]
+        assert sum(len(head["scored"]) for head in fits) == len(every)
+        assert set().union(*(head["scored"] for head in fits)) == every
+        for head in fits:
+            assert head["trained"].isdisjoint(head["scored"])
+            assert head["trained"] | head["scored"] == every
+        # The near-duplicates were scored by the same head, so none of them trained it.
+        assert any({robins[3].pk, robins[4].pk, robins[5].pk} <= head["scored"] for head in fits)
+    # The repeats deal the folds differently: that is what averaging them is for.
+    assert (
+        len({frozenset(frozenset(h["scored"]) for h in heads[r * 4 : r * 4 + 4]) for r in range(3)})
+        == 3
+    )
+    assert run.metrics["fold_sizes"] == [len(head["scored"]) for head in heads[:4]]
     assert run.metrics["duplicate_groups_kept_together"] == 1
 
 
@@ -217,9 +228,9 @@ def test_a_chain_reviewed_in_several_groups_is_scored_by_one_head(
 
     def spy_fit(**kwargs: Any) -> tuple[Any, Any]:
         trained.append({image_of_row[row.tobytes()] for row in kwargs["features"]})
-        return head_fit(**kwargs)
+        return discriminant_fit(**kwargs)
 
-    run = _run(fit=spy_fit, folds=4, seed=1)
+    run = _run(fit=spy_fit, folds=4, repeats=1, seed=1)
     # One head never saw any of the chain and scored all of it; the others trained on all of it.
     assert sorted(len(chain & images) for images in trained) == [0, 6, 6, 6]
     assert run.metrics["duplicate_groups_kept_together"] == 1
@@ -254,7 +265,7 @@ def test_a_chain_dismissed_as_a_whole_keeps_nothing_together(
 def test_the_label_errors_come_first_in_the_double_check_queue(
     library: dict[str, Any], embedding_model: ModelVersion
 ) -> None:
-    run = _run(folds=5, C=1.0, seed=0)
+    run = _run(folds=5, seed=0)
     assert run.scope_kind == EvaluationScopeKind.CROSS_VALIDATION
     assert run.model_version == embedding_model
     items = list(DoubleCheckItem.objects.filter(run=run).order_by("rank"))
@@ -267,9 +278,10 @@ def test_the_label_errors_come_first_in_the_double_check_queue(
     assert first_robin.predicted_class == sparrow
     assert first_robin.predicted_name == "Sparrow"
     assert first_robin.why == "misclassified"
+    assert {item.kind for item in items[:3]} == {DoubleCheckKind.LABEL_DOUBTFUL}
     metrics = run.metrics
     assert metrics["images_ranked"] == len(NAMES) * PER_CLASS
-    assert metrics["folds"] == 5 and metrics["C"] == 1.0 and metrics["seed"] == 0
+    assert metrics["folds"] == 5 and metrics["repeats"] == 3 and metrics["seed"] == 0
     assert metrics["embedding_model"]["number"] == embedding_model.number
     assert metrics["label_map"] == sorted(NAMES)
     assert metrics["double_check_items"] == len(items)
@@ -435,3 +447,98 @@ def test_a_rankings_queue_is_answered_over_the_api_like_any_evaluation(
     assert trashed.status_code == 200 and trashed.json()["status"] == "trashed"
     second = DoubleCheckItem.objects.get(run=run, rank=2)
     assert Image.objects.get(pk=second.image_id).status == "trashed"
+
+
+def test_the_queue_says_why_each_item_is_there_and_filters_by_it(
+    library: dict[str, Any], reviewer_api: APIClient, reviewer: User
+) -> None:
+    run = _run(folds=4)
+    kinds = dict(DoubleCheckItem.objects.filter(run=run).values_list("image_id", "kind"))
+    assert {kinds[image_id] for image_id in library["errors"]} == {"label_doubtful"}
+    listed = reviewer_api.get(f"/api/v1/evaluations/{run.pk}/double-check/").json()["results"]
+    assert [item["kind"] for item in listed[:3]] == ["label_doubtful"] * 3
+    doubted = reviewer_api.get(
+        f"/api/v1/evaluations/{run.pk}/double-check/", {"kind": "model_unsure"}
+    ).json()["results"]
+    assert {item["kind"] for item in doubted} <= {"model_unsure"}
+    assert len(doubted) == sum(kind == "model_unsure" for kind in kinds.values())
+    refused = reviewer_api.get(f"/api/v1/evaluations/{run.pk}/double-check/", {"kind": "x"})
+    assert refused.status_code == 400
+
+    client = Client()
+    client.force_login(reviewer)
+    page = client.get(f"/models/evaluations/{run.pk}/double-check/?kind=label_doubtful")
+    html = page.content.decode()
+    assert 'id="dc-kind">Label looks wrong<' in html
+    assert '<input type="hidden" name="kind" value="label_doubtful">' in html
+    first = DoubleCheckItem.objects.get(run=run, rank=1)
+    answered = client.post(
+        f"/models/evaluations/{run.pk}/double-check/{first.pk}/",
+        {"action": "skip", "kind": "label_doubtful"},
+    )
+    assert answered["Location"].endswith("?after=1&kind=label_doubtful")
+
+
+# --- The ranking itself ---------------------------------------------------------------------
+
+
+def _noisy_digits(rate: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's handwritten digits (pixels as features, L2-normalised) with ``rate`` of
+    the labels moved to another digit: (features, noisy labels, indices changed)."""
+    from sklearn.datasets import load_digits
+
+    pixels, labels = load_digits(return_X_y=True)
+    features = pixels / np.linalg.norm(pixels, axis=1, keepdims=True)
+    rng = np.random.default_rng(0)
+    changed = rng.choice(len(labels), size=round(rate * len(labels)), replace=False)
+    noisy = labels.copy()
+    noisy[changed] = (labels[changed] + rng.integers(1, 10, size=len(changed))) % 10
+    return features, noisy, changed
+
+
+def test_the_ranking_is_deterministic_for_a_seed() -> None:
+    features, noisy, _ = _noisy_digits()
+    first = label_error_ranking(features, noisy, seed=4, components=32)
+    again = label_error_ranking(features, noisy, seed=4, components=32)
+    other = label_error_ranking(features, noisy, seed=5, components=32)
+    assert np.array_equal(first.probabilities, again.probabilities)
+    assert np.array_equal(first.order, again.order)
+    assert not np.array_equal(first.fold_of, other.fold_of)
+
+
+def test_averaging_repeats_halves_how_much_the_ranking_depends_on_the_seed() -> None:
+    features, noisy, changed = _noisy_digits()
+    shortlist = 2 * len(changed)
+
+    def disagreement(repeats: int) -> float:
+        """Mean images in one seed's shortlist and not another's, over pairs of seeds."""
+        tops = [
+            set(
+                label_error_ranking(features, noisy, repeats=repeats, seed=10 * s, components=32)
+                .order[:shortlist]
+                .tolist()
+            )
+            for s in range(4)
+        ]
+        return float(np.mean([len(a ^ b) for i, a in enumerate(tops) for b in tops[i + 1 :]]))
+
+    single, averaged = disagreement(1), disagreement(4)
+    assert averaged < 0.7 * single, (single, averaged)
+    ranking = label_error_ranking(features, noisy, repeats=4, components=32)
+    assert np.isin(ranking.order[: len(changed)], changed).mean() > 0.9
+
+
+def test_the_kinds_are_assigned_as_defined() -> None:
+    from inference.evaluation import KIND_ORDER, double_check_kinds
+
+    # (wrong, given, top1) at threshold 0.9
+    cases = {
+        (True, 0.02, 0.97): DoubleCheckKind.LABEL_DOUBTFUL,  # confidently not its class
+        (True, 0.10, 0.85): DoubleCheckKind.LABEL_DOUBTFUL,  # exactly 1 - threshold
+        (True, 0.30, 0.60): DoubleCheckKind.MODEL_WRONG,  # wrong, but the label is plausible
+        (False, 0.70, 0.70): DoubleCheckKind.MODEL_UNSURE,
+        (False, 0.95, 0.95): DoubleCheckKind.MODEL_AGREES,
+    }
+    wrong, given, top1 = (np.array(column) for column in zip(*cases, strict=True))
+    kinds = double_check_kinds(wrong=wrong, given=given, top1=top1, threshold=0.9)
+    assert [KIND_ORDER[k] for k in kinds] == list(cases.values())

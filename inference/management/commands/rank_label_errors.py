@@ -11,26 +11,30 @@ from curation.services.jobs import job_progress, job_run
 from inference.evaluation import EvaluationError
 from inference.label_errors import (
     DEFAULT_FOLDS,
+    DEFAULT_REPEATS,
     DEFAULT_SEED,
     label_error_ranking_start,
     label_errors_job_work,
 )
 from inference.management.commands.register_model import user_named
-from inference.models import EvaluationRun
-from inference.trainer import DEFAULT_C, DEFAULT_MAX_ITER
+from inference.models import DoubleCheckKind, EvaluationRun
 
 
 class Command(BaseCommand):
     help = (
         "Rank the labelled library by the out-of-sample probability of each image's label "
-        "(K-fold cross-validated quick-trainer heads on the embeddings) and fill a Double-check "
-        "queue with the likeliest label errors first."
+        "(repeated K-fold cross-validated discriminant heads on the embeddings) and fill a "
+        "Double-check queue with the likeliest label errors first."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS)
-        parser.add_argument("--C", type=float, default=DEFAULT_C)
-        parser.add_argument("--max-iter", type=int, default=DEFAULT_MAX_ITER)
+        parser.add_argument(
+            "--repeats",
+            type=int,
+            default=DEFAULT_REPEATS,
+            help="fold assignments (seeds seed, seed+1, …) whose probabilities are averaged",
+        )
         parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
         parser.add_argument("--threshold", type=float, default=0.95)
         parser.add_argument("--user", help="record the run as this user")
@@ -41,8 +45,7 @@ class Command(BaseCommand):
             run = label_error_ranking_start(
                 actor=user_named(options["user"]),
                 folds=options["folds"],
-                C=options["C"],
-                max_iter=options["max_iter"],
+                repeats=options["repeats"],
                 seed=options["seed"],
                 threshold=options["threshold"],
                 enqueue=False,
@@ -73,7 +76,12 @@ class Command(BaseCommand):
             run.items.order_by("rank")
             .select_related("true_class")
             .values_list(
-                "rank", "image_id", "true_class__name", "predicted_name", "given_probability"
+                "rank",
+                "image_id",
+                "true_class__name",
+                "predicted_name",
+                "given_probability",
+                "kind",
             )[:10]
         )
         if options["json"]:
@@ -81,9 +89,9 @@ class Command(BaseCommand):
                 "images_ranked",
                 "classes_ranked",
                 "folds",
-                "C",
-                "max_iter",
+                "repeats",
                 "seed",
+                "components",
                 "embedding_model",
                 "classes_skipped",
                 "images_skipped",
@@ -97,8 +105,15 @@ class Command(BaseCommand):
             summary = {"id": run.pk, **{key: metrics[key] for key in keys}}
             summary["accuracy"] = metrics["sets"]["cross-validation"]["metrics"]["accuracy"]
             summary["top"] = [
-                {"rank": r, "image": i, "given": g, "predicted": p, "given_probability": q}
-                for r, i, g, p, q in queue
+                {
+                    "rank": r,
+                    "image": i,
+                    "given": g,
+                    "predicted": p,
+                    "given_probability": q,
+                    "kind": k,
+                }
+                for r, i, g, p, q, k in queue
             ]
             self.stdout.write(json.dumps(summary))
             return
@@ -107,7 +122,8 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"Evaluation {run.pk}: {metrics['images_ranked']} images in "
                 f"{metrics['classes_ranked']} classes ranked by {metrics['folds']}-fold "
-                f"cross-validation on v{metrics['embedding_model']['number']} embeddings "
+                f"cross-validation, {metrics['repeats']} times, on "
+                f"v{metrics['embedding_model']['number']} embeddings "
                 f"in {metrics['seconds']:.1f}s; out-of-sample accuracy {accuracy:.3f}"
             )
         )
@@ -119,8 +135,9 @@ class Command(BaseCommand):
         if metrics["images_without_embedding"]:
             self.stdout.write(f"  without an embedding: {metrics['images_without_embedding']}")
         self.stdout.write(f"  Double-check queue: {metrics['double_check_items']} images; first:")
-        for rank, image_id, given, predicted, probability in queue:
+        kinds = dict(DoubleCheckKind.choices)
+        for rank, image_id, given, predicted, probability, kind in queue:
             self.stdout.write(
                 f"  {rank:>4}. image {image_id}: labelled {given}, p = {probability:.3f}, "
-                f"predicted {predicted}"
+                f"predicted {predicted} ({kinds.get(kind, kind).lower()})"
             )
