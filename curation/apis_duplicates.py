@@ -18,13 +18,15 @@ from config.query import choice_param
 from curation.models import DuplicateGroup, DuplicateMember, DuplicateMethod, DuplicateStatus
 from curation.selectors_duplicates import component_parts, duplicate_groups, group_images
 from curation.serializers import ImageSerializer, JobSerializer
-from curation.services.duplicates import (
+from curation.services.duplicate_review import (
     DuplicateReviewError,
-    default_max_distance,
-    default_min_similarity,
     duplicate_group_dismiss,
     duplicate_group_resolve,
     suggested_keeper,
+)
+from curation.services.duplicates import (
+    default_max_distance,
+    default_min_similarity,
 )
 from curation.services.jobs import job_create, job_enqueue
 

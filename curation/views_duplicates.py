@@ -21,13 +21,15 @@ from curation.selectors_duplicates import (
     group_images,
     open_groups_per_method,
 )
-from curation.services.duplicates import (
+from curation.services.duplicate_review import (
     DuplicateReviewError,
-    default_max_distance,
-    default_min_similarity,
     duplicate_group_dismiss,
     duplicate_group_resolve,
     keeper_rank,
+)
+from curation.services.duplicates import (
+    default_max_distance,
+    default_min_similarity,
 )
 
 

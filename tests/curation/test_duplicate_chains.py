@@ -24,9 +24,11 @@ from curation.services.datasets import (
     dataset_leakage,
     dataset_version_create,
 )
-from curation.services.duplicates import (
+from curation.services.duplicate_review import (
     duplicate_group_dismiss,
     duplicate_group_resolve,
+)
+from curation.services.duplicates import (
     duplicates_check,
     duplicates_scan,
 )

@@ -22,13 +22,15 @@ from curation.models import (
     LabelReason,
     SubClass,
 )
-from curation.services.duplicates import (
-    DEFAULT_MAX_DISTANCE,
+from curation.services.duplicate_review import (
     duplicate_group_dismiss,
     duplicate_group_resolve,
+    suggested_keeper,
+)
+from curation.services.duplicates import (
+    DEFAULT_MAX_DISTANCE,
     duplicates_scan,
     near_images,
-    suggested_keeper,
 )
 from curation.services.images import file_inspect, image_import, import_batch_create
 from curation.tasks_duplicates import features_and_duplicates_make

@@ -13,8 +13,10 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from curation.models import DuplicateGroup, DuplicateMethod, DuplicateStatus, Image
-from curation.services.duplicates import (
+from curation.services.duplicate_review import (
     duplicate_group_dismiss,
+)
+from curation.services.duplicates import (
     duplicates_scan,
     duplicates_scan_embedding,
 )
