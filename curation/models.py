@@ -451,8 +451,14 @@ class DuplicateGroup(models.Model):
 class DuplicateMember(models.Model):
     group = models.ForeignKey(DuplicateGroup, on_delete=models.CASCADE, related_name="members")
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="duplicate_members")
-    # Bits to the nearest other member of the group.
+    # pHash bits to the group's centre (the keeper candidate); 0 for the centre itself.
     distance = models.PositiveSmallIntegerField(default=0)
+    # Why the image is in the group, in words for the review page ("pHash 10 bits from
+    # image 12; 84 local features agree on one geometry").
+    evidence = models.CharField(max_length=300, blank=True, default="")
+    # Local features of this image that the verification matched to the centre's under one
+    # geometric transform; None for the centre and for members verified by hashes alone.
+    matches = models.PositiveIntegerField(null=True, blank=True)
     # Mirrors the group's status being open, so the database holds "one open group per image".
     is_open = models.BooleanField(default=True)
 
