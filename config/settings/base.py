@@ -95,7 +95,11 @@ TEMPLATES = [
 # can read while the other writes. DATABASE_URL switches to PostgreSQL.
 _database_url = env_str("DATABASE_URL", "")
 if _database_url:
-    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+    # Connections live a minute and are checked before each request's first query: after a
+    # PostgreSQL restart or fail-over, a dead connection is replaced instead of answering 503.
+    DATABASES = {
+        "default": dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)
+    }
 else:
     DATABASES = {
         "default": {
