@@ -8,6 +8,7 @@ import django_filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,8 +19,9 @@ from curation.apis import NewestFirst
 from curation.filters import IdFilter
 from curation.models import SubClass
 from curation.serializers import JobSerializer
-from curation.services.images import ImageStateError, VersionConflict
+from curation.services.images import ImageStateError
 from inference.evaluation import (
+    DOUBLE_CHECK_ACTIONS,
     DoubleCheckError,
     EvaluationError,
     EvaluationScope,
@@ -74,6 +76,11 @@ class EvaluationSerializer(serializers.ModelSerializer[EvaluationRun]):
 class DoubleCheckItemSerializer(serializers.ModelSerializer[DoubleCheckItem]):
     sha256 = serializers.CharField(source="image.sha256", read_only=True)
     true_class = serializers.CharField(source="true_class.name", read_only=True, default=None)
+    version = serializers.IntegerField(
+        source="image.version",
+        read_only=True,
+        help_text="the image's version now: send it back with the answer",
+    )
 
     class Meta:
         model = DoubleCheckItem
@@ -81,6 +88,7 @@ class DoubleCheckItemSerializer(serializers.ModelSerializer[DoubleCheckItem]):
             "rank",
             "image",
             "sha256",
+            "version",
             "true_class",
             "predicted_name",
             "given_probability",
@@ -92,9 +100,20 @@ class DoubleCheckItemSerializer(serializers.ModelSerializer[DoubleCheckItem]):
 
 
 class DoubleCheckAnswerSerializer(serializers.Serializer[Any]):
-    action = serializers.ChoiceField(choices=["keep", "predicted", "relabel", "trash", "skip"])
+    action = serializers.ChoiceField(choices=list(DOUBLE_CHECK_ACTIONS))
+    version = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        help_text="the image version the answer is for (the item's ``version``); every action "
+        "but skip needs it, and an image changed since answers 409 naming who changed it",
+    )
     subclass = serializers.IntegerField(required=False, help_text="for relabel")
     reason = serializers.CharField(required=False, default="", help_text="for trash")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["action"] != "skip" and "version" not in attrs:
+            raise ValidationError({"version": ["Send the version of the image you saw."]})
+        return attrs
 
 
 class PairsSerializer(serializers.Serializer[Any]):
@@ -201,7 +220,9 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
         page = self.paginate_queryset(items)
         return self.get_paginated_response(DoubleCheckItemSerializer(page, many=True).data)
 
-    @extend_schema(request=DoubleCheckAnswerSerializer, responses={200: DoubleCheckItemSerializer})
+    @extend_schema(
+        request=DoubleCheckAnswerSerializer, responses={200: DoubleCheckItemSerializer, 409: dict}
+    )
     @action(
         detail=True,
         methods=["post"],
@@ -212,8 +233,10 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
         self, request: Request, pk: str | None = None, rank: str | None = None
     ) -> Response:
         """Answer the queue item at ``rank``: keep, predicted, relabel (with ``subclass``),
-        trash (with ``reason``) or skip; each change is a label event with reason
-        ``double_check``."""
+        trash (with ``reason``) or skip, with the image ``version`` the answer is for. Each is a
+        label event with reason ``double_check`` (keep, or a relabel to the label the image
+        has, confirms it); an image changed since that version answers 409 with
+        ``changed_by``, ``changed_at`` and ``current_version``, and nothing changes."""
         run = self.get_object()
         item = DoubleCheckItem.objects.filter(run=run, rank=int(rank or 0)).first()
         if item is None:
@@ -231,10 +254,11 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
                 item=item,
                 action=data["action"],
                 actor=api_user(request),
+                expected_version=data.get("version"),
                 subclass=subclass,
                 note=data["reason"],
             )
-        except (DoubleCheckError, ImageStateError, VersionConflict) as exc:
+        except (DoubleCheckError, ImageStateError) as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         item = DoubleCheckItem.objects.select_related("image", "true_class").get(pk=item.pk)
         return Response(DoubleCheckItemSerializer(item).data)

@@ -54,12 +54,11 @@ from curation.models import (
     ImageStatus,
     Job,
     LabelClass,
-    LabelEvent,
     LabelReason,
     Split,
     SubClass,
 )
-from curation.services.images import image_relabel, image_trash
+from curation.services.images import image_label_confirm, image_relabel, image_trash
 from curation.services.jobs import job_create, job_enqueue
 from inference.models import (
     DoubleCheckItem,
@@ -1071,68 +1070,99 @@ def _default_subclass(label_class_id: int) -> SubClass:
     return subclass
 
 
+DOUBLE_CHECK_ACTIONS = ("keep", "predicted", "relabel", "trash", "skip")
+
+
 @transaction.atomic
 def double_check_resolve(
     *,
     item: DoubleCheckItem,
     action: str,
     actor: User,
+    expected_version: int | None,
     subclass: SubClass | None = None,
     note: str = "",
 ) -> DoubleCheckItem:
-    """Apply one Double-check answer. ``keep`` records a label event confirming the label,
-    ``predicted`` relabels to the predicted class's default sub-class, ``relabel`` to
-    ``subclass``, ``trash`` moves the image to the trash with ``note`` as the reason, ``skip``
-    only marks the item. Every change is a label event with reason ``double_check``."""
-    item = DoubleCheckItem.objects.select_for_update().select_related("image").get(pk=item.pk)
-    image = item.image
-    if action == "keep":
-        if image.status != ImageStatus.ACTIVE:
-            raise DoubleCheckError("The image is in the trash.")
-        LabelEvent.objects.create(
-            image=image,
-            actor=actor,
-            reason=LabelReason.DOUBLE_CHECK,
-            note="label kept after Double-check",
-            from_subclass_id=image.subclass_id,
-            to_subclass_id=image.subclass_id,
-            from_status=image.status,
-            to_status=image.status,
-        )
-        status = DoubleCheckStatus.KEPT
-    elif action in ("predicted", "relabel"):
-        if action == "predicted":
-            if item.predicted_class_id is None:
-                raise DoubleCheckError("The predicted label is not a library class.")
-            subclass = _default_subclass(item.predicted_class_id)
-        if subclass is None:
-            raise DoubleCheckError("Choose a class or sub-class.")
-        image_relabel(
-            image_id=image.pk,
-            subclass=subclass,
-            actor=actor,
-            reason=LabelReason.DOUBLE_CHECK,
-            expected_version=None,
-            note=f"Double-check of evaluation {item.run_id}",
-        )
-        status = DoubleCheckStatus.RELABELLED
-    elif action == "trash":
-        image_trash(
-            image_id=image.pk,
-            actor=actor,
-            note=note or "bad image (Double-check)",
-            reason=LabelReason.DOUBLE_CHECK,
-        )
-        status = DoubleCheckStatus.TRASHED
-    elif action == "skip":
+    """Apply one Double-check answer to the image as the answerer saw it.
+
+    ``expected_version`` is the image version the page or client showed; every answer but
+    ``skip`` needs it, and an image changed since raises ``VersionConflict`` (which names who
+    changed it) with the image and the item left as they are. ``keep`` records a label event
+    confirming the label; ``predicted`` relabels to the predicted class's default sub-class and
+    ``relabel`` to ``subclass``, and either is a ``keep`` when it names the label the image
+    already has; ``trash`` moves the image to the trash with ``note`` as the reason; ``skip``
+    only marks the item. Each goes through the library's image services, the ones the labelling
+    page uses, as a label event with reason ``double_check``."""
+    if action not in DOUBLE_CHECK_ACTIONS:
+        raise DoubleCheckError(f"Unknown action {action!r}.")
+    item = DoubleCheckItem.objects.select_for_update().get(pk=item.pk)
+    if action == "skip":
         status = DoubleCheckStatus.SKIPPED
     else:
-        raise DoubleCheckError(f"Unknown action {action!r}.")
+        if expected_version is None:
+            raise DoubleCheckError(
+                "Say which version of the image the answer is for (the page sends it; over "
+                "the API send the item's version)."
+            )
+        # Locked before deciding: the answer is judged against the label the services will see.
+        image = (
+            Image.objects.select_for_update(of=("self",))
+            .select_related("subclass")
+            .get(pk=item.image_id)
+        )
+        target = _answer_target(item=item, image=image, action=action, subclass=subclass)
+        context = f"Double-check of evaluation {item.run_id}"
+        if action == "keep" or (target is not None and target.pk == image.subclass_id):
+            image_label_confirm(
+                image_id=image.pk,
+                actor=actor,
+                reason=LabelReason.DOUBLE_CHECK,
+                expected_version=expected_version,
+                note=f"label kept after {context}",
+            )
+            status = DoubleCheckStatus.KEPT
+        elif action == "trash":
+            image_trash(
+                image_id=image.pk,
+                actor=actor,
+                note=note or "bad image (Double-check)",
+                reason=LabelReason.DOUBLE_CHECK,
+                expected_version=expected_version,
+            )
+            status = DoubleCheckStatus.TRASHED
+        else:
+            image_relabel(
+                image_id=image.pk,
+                subclass=target,
+                actor=actor,
+                reason=LabelReason.DOUBLE_CHECK,
+                expected_version=expected_version,
+                note=context,
+            )
+            status = DoubleCheckStatus.RELABELLED
     item.status = status
     item.resolved_by = actor
     item.resolved_at = timezone.now()
     item.save(update_fields=["status", "resolved_by", "resolved_at"])
     return item
+
+
+def _answer_target(
+    *, item: DoubleCheckItem, image: Image, action: str, subclass: SubClass | None
+) -> SubClass | None:
+    """The sub-class a relabelling answer moves the image to (``None`` for keep and trash).
+    The predicted class the image already belongs to keeps its sub-class."""
+    if action == "predicted":
+        if item.predicted_class_id is None:
+            raise DoubleCheckError("The predicted label is not a library class.")
+        if image.subclass is not None and image.subclass.label_class_id == item.predicted_class_id:
+            return image.subclass
+        return _default_subclass(item.predicted_class_id)
+    if action == "relabel":
+        if subclass is None:
+            raise DoubleCheckError("Choose a class or sub-class.")
+        return subclass
+    return None
 
 
 def queue_next(

@@ -490,15 +490,33 @@ def double_check_action(request: HttpRequest, pk: int, item_id: int) -> HttpResp
     note = request.POST.get("reason", "")
     if action == "trash":
         note = dict(BadReason.choices).get(note, note) or "bad image"
-    try:
-        double_check_resolve(
-            item=item, action=action, actor=request_user(request), subclass=subclass, note=note
-        )
-    except (DoubleCheckError, ImageStateError, VersionConflict) as exc:
-        messages.error(request, str(exc))
-        return redirect(reverse("inference:double-check", args=[pk]) + f"?item={item.pk}")
     kind = request.POST.get("kind", "")
     follow = f"&kind={kind}" if kind in DoubleCheckKind.values else ""
+    again = reverse("inference:double-check", args=[pk]) + f"?item={item.pk}{follow}"
+    try:
+        double_check_resolve(
+            item=item,
+            action=action,
+            actor=request_user(request),
+            expected_version=whole_number(request.POST.get("version")),
+            subclass=subclass,
+            note=note,
+        )
+    except VersionConflict as exc:
+        label = exc.image.subclass
+        now = f"{label.label_class.name} / {label.name}" if label else "in the inbox"
+        if exc.image.status != ImageStatus.ACTIVE:
+            now = "in the trash"
+        messages.error(
+            request,
+            f"Not applied: image {exc.image.pk} was changed by {exc.changed_by}"
+            f"{' at ' + exc.changed_at if exc.changed_at else ''} while you looked at it "
+            f"(it is now {now}). Here it is as it is now; answer again.",
+        )
+        return redirect(again)
+    except (DoubleCheckError, ImageStateError) as exc:
+        messages.error(request, str(exc))
+        return redirect(again)
     return redirect(reverse("inference:double-check", args=[pk]) + f"?after={item.rank}{follow}")
 
 

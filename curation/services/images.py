@@ -258,19 +258,21 @@ def inbox_count() -> int:
 
 
 class VersionConflict(Exception):
-    """The image changed since the caller read it."""
+    """The image changed since the caller read it. ``changed_by`` and ``changed_at`` name the
+    change (from ``last_event``) for callers that word their own message."""
 
     def __init__(self, image: Image, last_event: LabelEvent | None) -> None:
         self.image = image
         self.last_event = last_event
-        who = "someone"
-        when = ""
+        self.changed_by = "someone"
+        self.changed_at = ""
         if last_event is not None:
-            who = last_event.actor.username if last_event.actor else "the system"
-            when = f" at {last_event.created_at:%Y-%m-%d %H:%M:%S %Z}"
+            self.changed_by = last_event.actor.username if last_event.actor else "the system"
+            self.changed_at = f"{last_event.created_at:%Y-%m-%d %H:%M:%S %Z}"
+        when = f" at {self.changed_at}" if self.changed_at else ""
         super().__init__(
-            f"Image {image.pk} was changed by {who}{when} (now version {image.version}); "
-            "reload it and try again."
+            f"Image {image.pk} was changed by {self.changed_by}{when} "
+            f"(now version {image.version}); reload it and try again."
         )
 
 
@@ -278,13 +280,22 @@ class ImageStateError(Exception):
     """The change does not apply to the image in its current state."""
 
 
+def _last_change(image: Image) -> LabelEvent | None:
+    """The newest event that changed the image's sub-class or status: a confirmation leaves the
+    version alone, so it is never the change a conflict names."""
+    return (
+        LabelEvent.objects.filter(image=image)
+        .exclude(from_subclass_id=F("to_subclass_id"), from_status=F("to_status"))
+        .select_related("actor")
+        .order_by("-id")
+        .first()
+    )
+
+
 def _locked(image_id: int, expected_version: int | None) -> Image:
     image = Image.objects.select_for_update().get(pk=image_id)
     if expected_version is not None and image.version != expected_version:
-        last = (
-            LabelEvent.objects.filter(image=image).select_related("actor").order_by("-id").first()
-        )
-        raise VersionConflict(image, last)
+        raise VersionConflict(image, _last_change(image))
     return image
 
 
@@ -366,6 +377,36 @@ def image_relabel(
         expected_version=expected_version,
         note=note,
     ).image
+
+
+@transaction.atomic
+def image_label_confirm(
+    *,
+    image_id: int,
+    actor: User | None,
+    reason: str,
+    expected_version: int | None,
+    note: str = "",
+) -> LabelEvent:
+    """Record that ``actor`` looked at the image's label and found it right: a label event from
+    the sub-class to itself. The label does not change, so neither does the version; but a
+    label that changed since the caller saw it (``expected_version``) raises
+    ``VersionConflict``, so nobody confirms a label they never saw."""
+    image = _locked(image_id, expected_version)
+    if image.status != ImageStatus.ACTIVE:
+        raise ImageStateError(
+            f"Image {image.pk} is in the trash; restore it before confirming its label."
+        )
+    return LabelEvent.objects.create(
+        image=image,
+        actor=actor,
+        reason=reason,
+        note=note[:500],
+        from_subclass_id=image.subclass_id,
+        to_subclass_id=image.subclass_id,
+        from_status=image.status,
+        to_status=image.status,
+    )
 
 
 @transaction.atomic

@@ -257,7 +257,7 @@ def _events(image_id: int) -> list[LabelEvent]:
 def test_keep_records_a_confirming_label_event(queued, reviewer: User) -> None:
     _, items = queued
     before = Image.objects.get(pk=items[0].image_id).subclass_id
-    double_check_resolve(item=items[0], action="keep", actor=reviewer)
+    double_check_resolve(item=items[0], action="keep", actor=reviewer, expected_version=1)
     [event] = _events(items[0].image_id)
     assert event.from_subclass_id == event.to_subclass_id == before
     assert event.actor == reviewer
@@ -269,7 +269,7 @@ def test_relabel_to_predicted_moves_the_image_to_the_predicted_class(
 ) -> None:
     _, items = queued
     item = items[0]  # given Robin, the model says Wren
-    double_check_resolve(item=item, action="predicted", actor=reviewer)
+    double_check_resolve(item=item, action="predicted", actor=reviewer, expected_version=1)
     image = Image.objects.select_related("subclass__label_class").get(pk=item.image_id)
     assert image.subclass.label_class.name == "Wren"
     [event] = _events(item.image_id)
@@ -282,15 +282,21 @@ def test_relabel_to_another_class_and_trash_and_skip(
 ) -> None:
     _, items = queued
     double_check_resolve(
-        item=items[0], action="relabel", actor=reviewer, subclass=classes["Sparrow"]
+        item=items[0],
+        action="relabel",
+        actor=reviewer,
+        subclass=classes["Sparrow"],
+        expected_version=1,
     )
     assert Image.objects.get(pk=items[0].image_id).subclass == classes["Sparrow"]
-    double_check_resolve(item=items[1], action="trash", actor=reviewer, note="Blurry")
+    double_check_resolve(
+        item=items[1], action="trash", actor=reviewer, note="Blurry", expected_version=1
+    )
     image = Image.objects.get(pk=items[1].image_id)
     assert image.status == ImageStatus.TRASHED
     [event] = _events(items[1].image_id)
     assert event.to_status == ImageStatus.TRASHED and event.note == "Blurry"
-    double_check_resolve(item=items[2], action="skip", actor=reviewer)
+    double_check_resolve(item=items[2], action="skip", actor=reviewer, expected_version=None)
     assert _events(items[2].image_id) == []
     assert DoubleCheckItem.objects.get(pk=items[2].pk).status == DoubleCheckStatus.SKIPPED
 
@@ -493,20 +499,26 @@ def test_queue_items_are_answered_over_the_api(
 ) -> None:
     run, items = queued
     url = f"/api/v1/evaluations/{run.pk}/double-check"
-    response = reviewer_api.post(f"{url}/1/", {"action": "predicted"}, format="json")
+    response = reviewer_api.post(f"{url}/1/", {"action": "predicted", "version": 1}, format="json")
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "relabelled"
+    assert response.json()["version"] == 2
     assert _events(items[0].image_id)[0].to_subclass == classes["Wren"]
     response = reviewer_api.post(
-        f"{url}/2/", {"action": "relabel", "subclass": classes["Wren"].pk}, format="json"
+        f"{url}/2/",
+        {"action": "relabel", "subclass": classes["Wren"].pk, "version": 1},
+        format="json",
     )
     assert response.json()["status"] == "relabelled"
     response = reviewer_api.post(
-        f"{url}/3/", {"action": "trash", "reason": "Blurry"}, format="json"
+        f"{url}/3/", {"action": "trash", "reason": "Blurry", "version": 1}, format="json"
     )
     assert response.json()["status"] == "trashed"
-    again = reviewer_api.post(f"{url}/3/", {"action": "trash", "reason": "x"}, format="json")
+    again = reviewer_api.post(
+        f"{url}/3/", {"action": "trash", "reason": "x", "version": 2}, format="json"
+    )
     assert again.status_code == 409
+    assert "already in the trash" in again.json()["detail"]
     assert reviewer_api.post(f"{url}/99/", {"action": "skip"}, format="json").status_code == 404
 
 

@@ -342,7 +342,8 @@ def test_a_ranking_opens_in_double_check_and_its_answers_are_label_events(
     assert exemplars and not queued & {entry["image"].pk for entry in exemplars}
 
     answer = client.post(
-        f"/models/evaluations/{run.pk}/double-check/{first.pk}/", {"action": "predicted"}
+        f"/models/evaluations/{run.pk}/double-check/{first.pk}/",
+        {"action": "predicted", "version": page.context["image"].version},
     )
     assert answer.status_code == 302
     image = Image.objects.select_related("subclass").get(pk=first.image_id)
@@ -436,12 +437,14 @@ def test_a_rankings_queue_is_answered_over_the_api_like_any_evaluation(
     listed = reviewer_api.get(f"/api/v1/evaluations/{run.pk}/double-check/").json()
     assert listed["results"][0]["image"] in library["errors"]
     kept = reviewer_api.post(
-        f"/api/v1/evaluations/{run.pk}/double-check/1/", {"action": "keep"}, format="json"
+        f"/api/v1/evaluations/{run.pk}/double-check/1/",
+        {"action": "keep", "version": listed["results"][0]["version"]},
+        format="json",
     )
     assert kept.status_code == 200 and kept.json()["status"] == "kept"
     trashed = reviewer_api.post(
         f"/api/v1/evaluations/{run.pk}/double-check/2/",
-        {"action": "trash", "reason": "blurry"},
+        {"action": "trash", "reason": "blurry", "version": listed["results"][1]["version"]},
         format="json",
     )
     assert trashed.status_code == 200 and trashed.json()["status"] == "trashed"
