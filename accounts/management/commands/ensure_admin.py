@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from accounts.models import Role, User
+from accounts.selectors import initial_password_file
 from accounts.services import user_create
 
 
@@ -22,7 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         username = options["username"]
-        password_file = settings.DATA_DIR / "initial_admin_password"
+        password_file = initial_password_file()
         if (
             User.objects.filter(role=Role.ADMIN).exists()
             or User.objects.filter(is_superuser=True).exists()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
@@ -11,7 +12,40 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from accounts.selectors import first_admin_login
 from curation.models import Image
+
+# How long start-up waits for the web server to answer before printing where it is anyway.
+ANSWER_WAIT_SECONDS = 60.0
+
+
+def _answering(host: str, port: int) -> bool:
+    """True once a web worker answers (with any status): gunicorn's master accepts connections
+    before its workers have loaded Loupe."""
+    connection = http.client.HTTPConnection(host, port, timeout=5)
+    try:
+        connection.request("GET", "/login/")
+        connection.getresponse().read()
+        return True
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def wait_until_answering(
+    host: str, port: int, processes: list[subprocess.Popen[bytes]], *, timeout: float
+) -> bool:
+    """Wait until the web server answers at ``host:port`` or ``timeout`` seconds pass; False
+    if a process exited meanwhile (Ctrl-C, or a crash)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(process.poll() is not None for process in processes):
+            return False
+        if _answering(host, port):
+            return True
+        time.sleep(0.2)
+    return all(process.poll() is None for process in processes)
 
 
 class Command(BaseCommand):
@@ -27,6 +61,27 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=2)
         parser.add_argument("--worker-concurrency", type=int, default=os.cpu_count() or 1)
         parser.add_argument("--no-demo", action="store_true", help="never load the demo library")
+
+    def _banner(self, host: str, port: int) -> None:
+        lines = [
+            f"Loupe is running at http://{host}:{port}/ (data in {settings.DATA_DIR}). "
+            "Ctrl-C stops it."
+        ]
+        login = first_admin_login()
+        if login is not None and login.password:
+            lines.append(
+                f"Sign in as {login.username!r} with the password {login.password!r} "
+                f"(kept in {login.password_file} until you change it)."
+            )
+        elif login is not None:
+            lines.append(
+                f"Sign in as {login.username!r} with the password set in LOUPE_ADMIN_PASSWORD."
+            )
+        width = max(len(line) for line in lines)
+        rule = "=" * min(width, 100)
+        framed = ["", rule, *(self.style.SUCCESS(line) for line in lines), rule]
+        self.stdout.write("\n".join(framed))
+        self.stdout.flush()
 
     def handle(self, *args: Any, **options: Any) -> None:
         settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -58,12 +113,6 @@ class Command(BaseCommand):
             "--timeout=120",
         ]
         processes = [subprocess.Popen(worker), subprocess.Popen(web)]
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Loupe is running at http://{options['host']}:{options['port']}/ "
-                f"(data in {settings.DATA_DIR}). Ctrl-C stops it."
-            )
-        )
 
         def stop(signum: int, frame: Any) -> None:
             for process in processes:
@@ -73,6 +122,13 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         try:
+            # The banner comes last, once the web server answers, so the address and the
+            # password are not buried in the install, demo and server output above them.
+            host, port = options["host"], options["port"]
+            # Listening on every interface (0.0.0.0) includes the loopback one.
+            connect_to = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
+            if wait_until_answering(connect_to, port, processes, timeout=ANSWER_WAIT_SECONDS):
+                self._banner(host, port)
             while all(p.poll() is None for p in processes):
                 time.sleep(0.5)
         finally:
