@@ -20,8 +20,8 @@ from accounts.services import token_issue, token_revoke, token_revoke_all
 from accounts.throttling import (
     login_failure_record,
     login_failures_clear,
+    login_refusal,
     login_wait_seconds,
-    too_many_attempts_message,
 )
 
 
@@ -60,7 +60,10 @@ class TokenViewSet(viewsets.GenericViewSet):
 
     def handle_exception(self, exc: Exception) -> Response:
         if self.action == "create" and isinstance(exc, (NotAuthenticated, AuthenticationFailed)):
-            login_failure_record(request=self.request._request, username=ISSUE_THROTTLE_NAME)
+            # Counted on its own: a failed token is not a failed password.
+            login_failure_record(
+                request=self.request._request, username=ISSUE_THROTTLE_NAME, per_address=False
+            )
         return super().handle_exception(exc)
 
     def get_queryset(self) -> Any:
@@ -100,7 +103,8 @@ class TokenLoginResponseSerializer(TokenSerializer):
 
 class TokenLoginView(APIView):
     """Exchange a username and password for a new token, for scripts that are given a password
-    rather than a token. Failed attempts are rate-limited per address and username (429)."""
+    rather than a token. Failed attempts are rate-limited per address and username, and per
+    address across usernames (429)."""
 
     authentication_classes: list[type[BaseAuthentication]] = []
     permission_classes = [AllowAny]
@@ -113,12 +117,12 @@ class TokenLoginView(APIView):
         serializer = TokenLoginSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         username = serializer.validated_data["username"]
-        wait = login_wait_seconds(request=request._request, username=username)
-        if wait:
+        refusal = login_refusal(request=request._request, username=username)
+        if refusal is not None:
             return Response(
-                {"detail": too_many_attempts_message(wait)},
+                {"detail": refusal.message},
                 status=status.HTTP_429_TOO_MANY_REQUESTS,
-                headers={"Retry-After": str(wait)},
+                headers={"Retry-After": str(refusal.wait)},
             )
         user = authenticate(
             request._request, username=username, password=serializer.validated_data["password"]

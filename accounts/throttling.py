@@ -1,10 +1,17 @@
-"""Failed sign-in attempts, counted in Django's cache per client address and username.
+"""Failed sign-in attempts, counted in Django's cache per client address and username, and per
+client address across all usernames.
 
 Both password doors use it: the HTML sign-in form (``/login/``, which the admin's own sign-in
-page redirects to) and the API's token sign-in (``/api/v1/auth/login/``). The rate is the
-``login`` scope of ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]`` (``LOUPE_LOGIN_RATE``), e.g.
-``10/min``: after that many failures inside the window, every further attempt for that username
-from that address is refused with 429 until the window, which starts at the first failure, ends.
+page redirects to) and the API's token sign-in (``/api/v1/auth/login/``). Two limits, each the
+``login`` or ``login_address`` scope of ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]``:
+
+- ``login`` (``LOUPE_LOGIN_RATE``, e.g. ``10/min``): after that many failures inside the window,
+  every further attempt for that username from that address is refused with 429 until the
+  window, which starts at the first failure, ends. A right password clears the count.
+- ``login_address`` (``LOUPE_LOGIN_ADDRESS_RATE``, e.g. ``50/hour``): the failures of one
+  address whatever the username, so a password spray (one guess for each of many usernames)
+  is slowed too. Once over it, every sign-in from that address is refused until its window
+  ends; a right password does not clear it (the sprayer may own one of the accounts).
 """
 
 from __future__ import annotations
@@ -28,17 +35,32 @@ class LoginRate:
     seconds: int
 
 
-def login_rate() -> LoginRate:
-    """The allowed failures per window, read from settings on every call (so tests and
-    ``override_settings`` can change it)."""
+def _rate(scope: str, default: str | None = None) -> LoginRate:
+    """A rate of ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]``, read from settings on every call
+    (so tests and ``override_settings`` can change it)."""
     rest_framework = cast(dict[str, Any], settings.REST_FRAMEWORK)
-    text = rest_framework["DEFAULT_THROTTLE_RATES"]["login"]
+    rates = rest_framework["DEFAULT_THROTTLE_RATES"]
+    text = rates[scope] if default is None else rates.get(scope, default)
     count, _, period = str(text).partition("/")
     if not count.strip().isdigit() or period.strip() not in _PERIODS:
         raise ImproperlyConfigured(
-            f"The login rate must look like '10/min' (per s, min, hour or day), not {text!r}"
+            f"The {scope} rate must look like '10/min' (per s, min, hour or day), not {text!r}"
         )
     return LoginRate(attempts=int(count), seconds=_PERIODS[period.strip()])
+
+
+def login_rate() -> LoginRate:
+    """The allowed failures per address and username per window."""
+    return _rate("login")
+
+
+# The default of the per-address limit when the settings name none.
+DEFAULT_ADDRESS_RATE = "50/hour"
+
+
+def login_address_rate() -> LoginRate:
+    """The allowed failures per address, across usernames, per window."""
+    return _rate("login_address", DEFAULT_ADDRESS_RATE)
 
 
 def client_address(request: HttpRequest) -> str:
@@ -60,19 +82,21 @@ def _keys(request: HttpRequest, username: str) -> tuple[str, str]:
     return f"login-failures:{digest}", f"login-window:{digest}"
 
 
-def login_wait_seconds(*, request: HttpRequest, username: str) -> int:
-    """Seconds until this address may try this username again; 0 when it may try now."""
-    rate = login_rate()
-    count_key, window_key = _keys(request, username)
+def _address_keys(request: HttpRequest) -> tuple[str, str]:
+    digest = hashlib.sha256(client_address(request).encode()).hexdigest()[:40]
+    return f"login-address-failures:{digest}", f"login-address-window:{digest}"
+
+
+def _wait(keys: tuple[str, str], rate: LoginRate) -> int:
+    count_key, window_key = keys
     if (cache.get(count_key) or 0) < rate.attempts:
         return 0
     started = cache.get(window_key) or time.time()
     return max(1, int(started + rate.seconds - time.time() + 0.999))
 
 
-def login_failure_record(*, request: HttpRequest, username: str) -> None:
-    rate = login_rate()
-    count_key, window_key = _keys(request, username)
+def _count(keys: tuple[str, str], rate: LoginRate) -> None:
+    count_key, window_key = keys
     cache.add(window_key, time.time(), timeout=rate.seconds)
     cache.add(count_key, 0, timeout=rate.seconds)
     try:
@@ -81,13 +105,60 @@ def login_failure_record(*, request: HttpRequest, username: str) -> None:
         cache.set(count_key, 1, timeout=rate.seconds)
 
 
+def login_wait_seconds(*, request: HttpRequest, username: str) -> int:
+    """Seconds until this address may try this username again; 0 when it may try now."""
+    return _wait(_keys(request, username), login_rate())
+
+
+def address_wait_seconds(*, request: HttpRequest) -> int:
+    """Seconds until this address may try any username again; 0 when it may try now."""
+    return _wait(_address_keys(request), login_address_rate())
+
+
+@dataclass(frozen=True)
+class LoginRefusal:
+    wait: int
+    message: str
+
+
+def login_refusal(*, request: HttpRequest, username: str) -> LoginRefusal | None:
+    """Why a sign-in attempt is refused before its password is looked at (429), or None."""
+    per_address = address_wait_seconds(request=request)
+    per_username = login_wait_seconds(request=request, username=username)
+    if per_address and per_address >= per_username:
+        return LoginRefusal(per_address, too_many_address_attempts_message(per_address))
+    if per_username:
+        return LoginRefusal(per_username, too_many_attempts_message(per_username))
+    return None
+
+
+def login_failure_record(*, request: HttpRequest, username: str, per_address: bool = True) -> None:
+    """Count a failed attempt for this address and username and, with ``per_address``, for the
+    address across usernames."""
+    _count(_keys(request, username), login_rate())
+    if per_address:
+        _count(_address_keys(request), login_address_rate())
+
+
 def login_failures_clear(*, request: HttpRequest, username: str) -> None:
-    """Forget the failures once the right password has been given."""
+    """Forget this username's failures once the right password has been given. The address's
+    count across usernames stays: a sprayer who owns one account must not reset it."""
     cache.delete_many(list(_keys(request, username)))
+
+
+def _seconds(wait: int) -> str:
+    return f"{wait} second{'s' if wait != 1 else ''}"
 
 
 def too_many_attempts_message(wait: int) -> str:
     return (
         f"Too many failed sign-in attempts for this username from your address. "
-        f"Try again in {wait} second{'s' if wait != 1 else ''}."
+        f"Try again in {_seconds(wait)}."
+    )
+
+
+def too_many_address_attempts_message(wait: int) -> str:
+    return (
+        f"Too many failed sign-in attempts from your address, whatever the username. "
+        f"Try again in {_seconds(wait)}."
     )

@@ -14,12 +14,7 @@ from knox.models import AuthToken
 
 from accounts.decorators import request_user
 from accounts.services import token_issue, token_revoke, token_revoke_all
-from accounts.throttling import (
-    login_failure_record,
-    login_failures_clear,
-    login_wait_seconds,
-    too_many_attempts_message,
-)
+from accounts.throttling import login_failure_record, login_failures_clear, login_refusal
 
 
 @login_required
@@ -50,20 +45,20 @@ def tokens(request: HttpRequest) -> HttpResponse:
 
 
 class LoginView(auth_views.LoginView):
-    """Django's sign-in form, refusing an address that keeps guessing one username's password
-    (see ``accounts.throttling``)."""
+    """Django's sign-in form, refusing an address that keeps guessing one username's password,
+    or any usernames' passwords (see ``accounts.throttling``)."""
 
     redirect_authenticated_user = True
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         username = request.POST.get("username", "")
-        wait = login_wait_seconds(request=request, username=username)
-        if wait:
+        refusal = login_refusal(request=request, username=username)
+        if refusal is not None:
             # Unbound (nothing is checked), keeping the username typed.
             form = self.get_form_class()(request, initial={"username": username[:150]})
-            context = self.get_context_data(form=form, throttled=too_many_attempts_message(wait))
+            context = self.get_context_data(form=form, throttled=refusal.message)
             response = self.render_to_response(context, status=429)
-            response["Retry-After"] = str(wait)
+            response["Retry-After"] = str(refusal.wait)
             return response
         return super().post(request, *args, **kwargs)
 

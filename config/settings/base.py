@@ -264,8 +264,12 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "EXCEPTION_HANDLER": "config.api.exception_handler",
-    # Failed sign-ins per address and username (accounts/throttling.py), e.g. "10/min".
-    "DEFAULT_THROTTLE_RATES": {"login": env_str("LOUPE_LOGIN_RATE", "10/min")},
+    # Failed sign-ins per address and username, and per address across usernames (a password
+    # spray), e.g. "10/min" and "50/hour" (accounts/throttling.py).
+    "DEFAULT_THROTTLE_RATES": {
+        "login": env_str("LOUPE_LOGIN_RATE", "10/min"),
+        "login_address": env_str("LOUPE_LOGIN_ADDRESS_RATE", "50/hour"),
+    },
 }
 REST_KNOX = {
     # Machine tokens do not expire on their own; they are revoked explicitly.

@@ -27,6 +27,6 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ["LOUPE_TEST_CELERY_QUEUE"]
 STORAGES["staticfiles"] = {  # noqa: F405
     "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
 }
-REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"login": "1000/min"}  # noqa: F405
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"login": "1000/min", "login_address": "1000/min"}  # noqa: F405
 # Per process and emptied by the tests that count sign-in failures.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -1,6 +1,6 @@
 """Tokens and sign-in from an attacker's side: revoked tokens are dead, "log out everywhere"
 kills every token, and both password doors (the HTML form and the API's token sign-in) refuse
-an address that keeps guessing."""
+an address that keeps guessing one username's password, or sprays guesses over many."""
 
 from __future__ import annotations
 
@@ -27,10 +27,11 @@ TOKEN_LOGOUT_ALL = "/api/v1/auth/logout-all/"
 
 @pytest.fixture(autouse=True)
 def production_login_rate(settings: Any) -> Iterator[None]:
-    """The production rate (10 failures a minute), and no failures left from another test."""
+    """The production rates (10 failures a minute per address and username, 50 an hour per
+    address), and no failures left from another test."""
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {"login": "10/min"},
+        "DEFAULT_THROTTLE_RATES": {"login": "10/min", "login_address": "50/hour"},
     }
     cache.clear()
     yield
@@ -345,6 +346,98 @@ def test_a_malformed_login_rate_stops_start_up_with_a_clear_error(settings: Any)
 
     assert [error.id for error in errors] == ["loupe.E001"]
     assert "'often'" in errors[0].msg
+
+
+def test_a_malformed_address_rate_stops_start_up_with_a_clear_error(settings: Any) -> None:
+    from accounts.checks import login_rate_check
+
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"login": "10/min", "login_address": "50 an hour"},
+    }
+
+    errors = login_rate_check(None)
+
+    assert [error.id for error in errors] == ["loupe.E002"]
+    assert "login_address rate" in errors[0].msg and "'50 an hour'" in errors[0].msg
+
+
+# --- A password spray: one guess for each of many usernames -----------------------------------
+
+
+def spray(client: Any, url: str, usernames: list[str]) -> list[int]:
+    return [
+        client.post(url, {"username": name, "password": "Winter2026!"}).status_code
+        for name in usernames
+    ]
+
+
+def test_an_address_spraying_one_password_over_many_usernames_is_stopped(lena: User) -> None:
+    sprayer = APIClient(REMOTE_ADDR="203.0.113.9")
+    usernames = [f"user{n}" for n in range(50)]
+
+    statuses = spray(sprayer, TOKEN_LOGIN, usernames)
+
+    assert statuses == [400] * 50  # one failure per username: the per-username limit never bites
+    refused = sprayer.post(TOKEN_LOGIN, {"username": "lena", "password": "correct horse"})
+    assert refused.status_code == 429  # the 51st attempt, even with a right password
+    assert "from your address, whatever the username" in refused.json()["detail"]
+    assert 3540 < int(refused["Retry-After"]) <= 3600
+    assert not AuthToken.objects.exists()
+    elsewhere = APIClient(REMOTE_ADDR="198.51.100.7")
+    assert (
+        elsewhere.post(TOKEN_LOGIN, {"username": "lena", "password": "correct horse"}).status_code
+        == 201
+    )
+
+
+def test_the_spray_limit_counts_the_login_page_and_the_api_together(lena: User) -> None:
+    browser = Client(REMOTE_ADDR="203.0.113.9")
+    assert spray(browser, "/login/", [f"user{n}" for n in range(30)]) == [200] * 30
+    api = APIClient(REMOTE_ADDR="203.0.113.9")
+    assert spray(api, TOKEN_LOGIN, [f"other{n}" for n in range(20)]) == [400] * 20
+
+    refused = browser.post("/login/", {"username": "lena", "password": "correct horse"})
+
+    assert refused.status_code == 429
+    assert "Too many failed sign-in attempts from your address" in refused.content.decode()
+    assert "_auth_user_id" not in browser.session
+
+
+def test_a_right_password_does_not_reset_the_spray_count(lena: User) -> None:
+    sprayer = APIClient(REMOTE_ADDR="203.0.113.9")
+    spray(sprayer, TOKEN_LOGIN, [f"user{n}" for n in range(49)])
+    own = sprayer.post(TOKEN_LOGIN, {"username": "lena", "password": "correct horse"})
+    assert own.status_code == 201  # the sprayer's own account still signs in
+
+    spray(sprayer, TOKEN_LOGIN, ["user49"])
+
+    assert sprayer.post(TOKEN_LOGIN, {"username": "user50", "password": "x"}).status_code == 429
+
+
+def test_the_spray_limit_lifts_when_its_window_is_over(lena: User, monkeypatch: Any) -> None:
+    import accounts.throttling
+
+    now = [1_000_000.0]
+    monkeypatch.setattr(accounts.throttling.time, "time", lambda: now[0])
+    sprayer = APIClient(REMOTE_ADDR="203.0.113.9")
+    spray(sprayer, TOKEN_LOGIN, [f"user{n}" for n in range(50)])
+    assert sprayer.post(TOKEN_LOGIN, {"username": "lena", "password": "x"}).status_code == 429
+
+    now[0] += 3601
+    cache.clear()  # the cache's own expiry runs on the real clock; stand in for it
+
+    response = sprayer.post(TOKEN_LOGIN, {"username": "lena", "password": "correct horse"})
+    assert response.status_code == 201
+
+
+def test_failed_token_issues_do_not_count_towards_the_spray_limit(lena: User) -> None:
+    client = APIClient(REMOTE_ADDR="203.0.113.9")
+    for attempt in range(10):
+        client.credentials(HTTP_AUTHORIZATION=f"Token guessed-{attempt}")
+        client.post("/api/v1/tokens/")
+    client.credentials()
+    assert spray(client, TOKEN_LOGIN, [f"user{n}" for n in range(50)]) == [400] * 50
 
 
 # --- Issuing a token with a credential ---------------------------------------------------------
