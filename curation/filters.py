@@ -57,12 +57,20 @@ class TrueFalseFilter(django_filters.BooleanFilter):
     field_class = TrueFalseField
 
 
+# ``status=all`` lists active and trashed images together.
+ALL_STATUSES = "all"
+
+
 class ImageFilter(django_filters.FilterSet):
     """The only filters the image list accepts: no free-form lookups through relations."""
 
     label_class = IdFilter(method="filter_label_class", label="class id")
     subclass = IdFilter(field_name="subclass_id")
-    status = OneOfFilter(choices=ImageStatus.choices)
+    status = OneOfFilter(
+        choices=[*ImageStatus.choices, (ALL_STATUSES, "Active and trashed")],
+        method="filter_status",
+        label="active (the default when absent), trashed, or all",
+    )
     labelled = TrueFalseFilter(
         field_name="subclass", lookup_expr="isnull", exclude=True, label="labelled"
     )
@@ -91,6 +99,17 @@ class ImageFilter(django_filters.FilterSet):
     class Meta:
         model = Image
         fields: list[str] = []
+
+    def filter_queryset(self, queryset: QuerySet[Image]) -> QuerySet[Image]:
+        # Trashed images are deleted as far as a client listing the library is concerned: they
+        # are listed only when asked for (status=trashed, or status=all).
+        filtered: QuerySet[Image] = super().filter_queryset(queryset)
+        if not self.form.cleaned_data.get("status"):
+            filtered = filtered.filter(status=ImageStatus.ACTIVE)
+        return filtered
+
+    def filter_status(self, queryset: QuerySet[Image], name: str, value: str) -> Any:
+        return queryset if value == ALL_STATUSES else queryset.filter(status=value)
 
     def filter_ood_min(self, queryset: QuerySet[Image], name: str, value: float) -> Any:
         from inference.embeddings import images_with_ood_at_least

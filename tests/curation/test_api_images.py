@@ -477,7 +477,8 @@ def test_the_image_list_filters_by_class_and_status(
     assert ids(f"label_class={robin.pk}") == [in_robin.pk]
     assert ids("status=trashed") == [in_wren.pk]
     assert ids("labelled=false") == [inbox.pk]
-    assert ids("") == [inbox.pk, in_wren.pk, in_robin.pk]
+    assert ids("") == [inbox.pk, in_robin.pk]  # trashed images only when asked for
+    assert ids("status=all") == [inbox.pk, in_wren.pk, in_robin.pk]
 
 
 def test_unknown_filters_and_orderings_have_no_effect(
