@@ -19,9 +19,14 @@ from curation.models import DuplicateGroup, DuplicateMember, DuplicateMethod, Du
 from curation.selectors_duplicates import component_parts, duplicate_groups, group_images
 from curation.serializers import ImageSerializer, JobSerializer
 from curation.services.duplicate_review import (
+    KEEPERS_OWN,
     DuplicateReviewError,
+    LabelChoiceInvalid,
+    LabelChoiceRequired,
+    LabelConflict,
     duplicate_group_dismiss,
     duplicate_group_resolve,
+    label_conflict,
     suggested_keeper,
 )
 from curation.services.duplicates import (
@@ -40,10 +45,41 @@ class DuplicateMemberSerializer(serializers.ModelSerializer[DuplicateMember]):
     similarity = serializers.SerializerMethodField(
         help_text="embedding groups: cosine similarity to the nearest other member"
     )
+    distance = serializers.IntegerField(
+        read_only=True, help_text="pHash bits to the group's centre (0 for the centre)"
+    )
+    evidence = serializers.CharField(
+        read_only=True,
+        help_text='why the image is in the group, in words ("" when the scan gave none)',
+    )
+    matches = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text=(
+            "local features matched to the centre's under one geometric transform; null for "
+            "the centre and for members verified by hashes alone"
+        ),
+    )
+    is_centre = serializers.SerializerMethodField(
+        help_text="the image every other member was matched to"
+    )
 
     class Meta:
         model = DuplicateMember
-        fields = ["image", "distance", "similarity", "sharpness", "phash"]
+        fields = [
+            "image",
+            "is_centre",
+            "distance",
+            "evidence",
+            "matches",
+            "similarity",
+            "sharpness",
+            "phash",
+        ]
+
+    def get_is_centre(self, member: DuplicateMember) -> bool:
+        # The members come prefetched from their group, so ``member.group`` is no query.
+        return member.image_id == member.group.centre_id
 
     def get_similarity(self, member: DuplicateMember) -> float | None:
         return self.context.get("similarities", {}).get(member.image_id)
@@ -53,6 +89,34 @@ class DuplicateMemberSerializer(serializers.ModelSerializer[DuplicateMember]):
         if features is None or features.phash is None:
             return None
         return f"{features.phash & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+class LabelOptionSerializer(serializers.Serializer[Any]):
+    subclass = serializers.IntegerField(
+        source="subclass.pk", help_text="pass as `label` to resolve"
+    )
+    subclass_name = serializers.CharField(source="subclass.name")
+    class_name = serializers.CharField(source="subclass.label_class.name")
+    # Declared fields leave the class in the serializer metaclass: no clash with Field.source.
+    source = serializers.CharField(source="subclass.source")  # type: ignore[assignment]
+    images = serializers.ListField(
+        child=serializers.IntegerField(), source="image_ids", help_text="active members with it"
+    )
+
+
+class BadVerdictSerializer(serializers.Serializer[Any]):
+    image = serializers.IntegerField()
+    bad_reason = serializers.CharField()
+
+
+class LabelConflictSerializer(serializers.Serializer[Any]):
+    labels = LabelOptionSerializer(many=True, source="options")
+    bad_images = serializers.SerializerMethodField()
+    detail = serializers.CharField(source="describe")
+
+    @extend_schema_field(BadVerdictSerializer(many=True))
+    def get_bad_images(self, conflict: LabelConflict) -> list[dict[str, Any]]:
+        return [{"image": pk, "bad_reason": reason} for pk, reason in conflict.bad]
 
 
 class ComponentSerializer(serializers.Serializer[Any]):
@@ -66,6 +130,12 @@ class DuplicateGroupSerializer(serializers.ModelSerializer[DuplicateGroup]):
     members = DuplicateMemberSerializer(many=True, read_only=True)
     suggested_keeper = serializers.SerializerMethodField()
     resolved_by = serializers.CharField(source="resolved_by.username", default=None)
+    label_conflict = serializers.SerializerMethodField(
+        help_text=(
+            "null when the active members agree on the label; else the labels they carry "
+            "(and their bad-image verdicts): resolving then needs a `label` choice"
+        )
+    )
     component = serializers.SerializerMethodField(
         help_text=(
             "null when the group is its whole near-duplicate component; else where it sits in "
@@ -82,7 +152,9 @@ class DuplicateGroupSerializer(serializers.ModelSerializer[DuplicateGroup]):
             "max_distance",
             "size",
             "component",
+            "centre",
             "members",
+            "label_conflict",
             "suggested_keeper",
             "keeper",
             "created_at",
@@ -97,6 +169,13 @@ class DuplicateGroupSerializer(serializers.ModelSerializer[DuplicateGroup]):
             return None
         return {"key": part.key, "part": part.part, "parts": part.parts, "images": part.images}
 
+    @extend_schema_field(LabelConflictSerializer(allow_null=True))
+    def get_label_conflict(self, group: DuplicateGroup) -> dict[str, Any] | None:
+        if group.status != DuplicateStatus.OPEN:
+            return None
+        conflict = label_conflict(group_images(group))
+        return LabelConflictSerializer(conflict).data if conflict else None
+
     def get_suggested_keeper(self, group: DuplicateGroup) -> int | None:
         keeper = suggested_keeper(group_images(group))
         return keeper.pk if keeper else None
@@ -104,11 +183,29 @@ class DuplicateGroupSerializer(serializers.ModelSerializer[DuplicateGroup]):
 
 class ResolveSerializer(serializers.Serializer[Any]):
     keeper = serializers.IntegerField(help_text="id of the image to keep")
+    # As ``source`` above: a declared field, not Field.label.
+    label = serializers.CharField(  # type: ignore[assignment]
+        required=False,
+        help_text=(
+            "the label the keeper takes: the id of a sub-class an active member carries, or "
+            f'"{KEEPERS_OWN}" for its own; required when the members disagree on the label '
+            "(`label_conflict`)"
+        ),
+    )
+
+    def validate_label(self, value: str) -> int | str:
+        if value == KEEPERS_OWN:
+            return KEEPERS_OWN
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+        raise serializers.ValidationError(
+            f'Give a sub-class id or "{KEEPERS_OWN}" (the keeper\'s own label).'
+        )
 
 
 class ScanSerializer(serializers.Serializer[Any]):
     method = serializers.ChoiceField(
-        choices=[*DuplicateMethod.values, "all"], default=DuplicateMethod.PHASH
+        choices=list(DuplicateMethod.values), default=DuplicateMethod.PHASH
     )
     max_distance = serializers.IntegerField(min_value=0, max_value=32, required=False)
     min_similarity = serializers.FloatField(min_value=0.5, max_value=0.999, required=False)
@@ -191,9 +288,15 @@ class DuplicateGroupViewSet(viewsets.ReadOnlyModelViewSet):
         }
         return Response(DuplicateGroupSerializer(fresh, context=context).data)
 
-    @extend_schema(request=ResolveSerializer, responses={200: DuplicateGroupSerializer, 409: dict})
+    @extend_schema(
+        request=ResolveSerializer,
+        responses={200: DuplicateGroupSerializer, 400: dict, 409: dict},
+    )
     @action(detail=True, methods=["post"])
     def resolve(self, request: Request, pk: str | None = None) -> Response:
+        """Keep ``keeper`` and trash the other members as its duplicates. When the members
+        disagree on the label, ``label`` must say which one the keeper takes: without it the
+        answer is 409 with the conflicting ``labels``, and nothing changes."""
         group = self.get_object()
         serializer = ResolveSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -202,6 +305,18 @@ class DuplicateGroupViewSet(viewsets.ReadOnlyModelViewSet):
                 group_id=group.pk,
                 keeper_id=serializer.validated_data["keeper"],
                 actor=api_user(request),
+                label=serializer.validated_data.get("label"),
+            )
+        except LabelChoiceRequired as exc:
+            conflict = LabelConflictSerializer(exc.conflict).data
+            return Response(
+                {**conflict, "detail": str(exc), "code": "label_choice_required"},
+                status=status.HTTP_409_CONFLICT,
+            )
+        except LabelChoiceInvalid as exc:
+            return Response(
+                {"detail": str(exc), "errors": {"label": [str(exc)]}},
+                status=status.HTTP_400_BAD_REQUEST,
             )
         except DuplicateReviewError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)

@@ -12,9 +12,12 @@ from curation.models import DuplicateGroup, DuplicateMember, DuplicateMethod, Du
 
 def duplicate_groups(*, status: str | None = DuplicateStatus.OPEN) -> QuerySet[DuplicateGroup]:
     """Groups (of one status, or all with ``None``) with their members, each member's image,
-    label and features: two queries for a page of groups."""
+    label, bad-image verdict and features: two queries for a page of groups."""
     members = DuplicateMember.objects.select_related(
-        "image__subclass__label_class", "image__features", "image__labelled_by"
+        "image__subclass__label_class",
+        "image__features",
+        "image__labelled_by",
+        "image__bad_verdict",
     ).order_by("image_id")
     groups = (
         DuplicateGroup.objects.all()

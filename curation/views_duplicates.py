@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,19 +15,26 @@ from accounts.decorators import request_user as _user
 from accounts.decorators import reviewer_required
 from config.query import whole_number
 from curation.apis_duplicates import duplicates_scan_job_start, similarities_of
-from curation.models import DuplicateGroup, DuplicateMethod, DuplicateStatus
+from curation.models import DuplicateGroup, DuplicateMember, DuplicateMethod, DuplicateStatus, Image
 from curation.selectors_duplicates import (
     component_parts,
     duplicate_groups,
     duplicate_progress,
-    group_images,
     open_groups_per_method,
 )
 from curation.services.duplicate_review import (
+    KEEPERS_OWN,
     DuplicateReviewError,
+    LabelChoice,
+    LabelChoiceInvalid,
+    LabelChoiceRequired,
+    LabelConflict,
+    bad_reason_of,
     duplicate_group_dismiss,
     duplicate_group_resolve,
     keeper_rank,
+    label_conflict,
+    label_name,
 )
 from curation.services.duplicates import (
     default_max_distance,
@@ -38,11 +47,48 @@ def _method(value: str | None) -> str | None:
     return value if value in DuplicateMethod.values else None
 
 
+@dataclass(frozen=True)
+class ReviewMember:
+    """One card of the review page: the image, why it is in the group, and its label."""
+
+    image: Image
+    member: DuplicateMember
+    key: int  # the number key that keeps it
+    is_centre: bool
+    similarity: float | None  # embedding groups: to the nearest other member
+    bad_reason: str
+    label_option: int | None  # in a conflicting group: the key of the label it carries
+
+
+def _review_members(group: DuplicateGroup) -> tuple[list[ReviewMember], LabelConflict | None]:
+    members = sorted(group.members.all(), key=lambda m: keeper_rank(m.image), reverse=True)
+    conflict = (
+        label_conflict(member.image for member in members)
+        if group.status == DuplicateStatus.OPEN
+        else None
+    )
+    similarities = similarities_of([group])
+    rows = [
+        ReviewMember(
+            image=member.image,
+            member=member,
+            key=key,
+            is_centre=member.image_id == group.centre_id,
+            similarity=similarities.get(member.image_id),
+            bad_reason=bad_reason_of(member.image),
+            label_option=conflict.option_of(member.image_id) if conflict else None,
+        )
+        for key, member in enumerate(members, start=1)
+    ]
+    return rows, conflict
+
+
 @require_GET
 @reviewer_required
 def review(request: HttpRequest) -> HttpResponse:
     """The next open group (or ``?group=`` one) of the chosen method (``?method=``), its
-    images best keeper first."""
+    images best keeper first. A group whose members disagree on the label shows the labels
+    side by side and asks which one the keeper takes."""
     method = _method(request.GET.get("method"))
     groups = duplicate_groups(status=DuplicateStatus.OPEN)
     if method is not None:
@@ -55,12 +101,8 @@ def review(request: HttpRequest) -> HttpResponse:
         group = groups.filter(pk__gt=after).first() or groups.first()
     else:
         group = groups.first()
-    images = sorted(group_images(group), key=keeper_rank, reverse=True) if group else []
-    active = [image for image in images if image.status == "active"]
-    distances = (
-        {member.image_id: member.distance for member in group.members.all()} if group else {}
-    )
-    similarities = similarities_of([group]) if group else {}
+    rows, conflict = _review_members(group) if group else ([], None)
+    active = [row for row in rows if row.image.status == "active"]
     progress = duplicate_progress(method=method)
     total = sum(progress.values())
     return render(
@@ -69,14 +111,14 @@ def review(request: HttpRequest) -> HttpResponse:
         {
             "group": group,
             "component": component_parts([group]).get(group.pk) if group else None,
-            "members": [
-                (image, distances.get(image.pk), similarities.get(image.pk)) for image in images
-            ],
+            "members": rows,
+            "conflict": conflict,
+            "keepers_own": KEEPERS_OWN,
             "method": method or "",
             "methods": DuplicateMethod.choices,
             "open_per_method": open_groups_per_method(),
             "min_similarity": default_min_similarity(),
-            "suggested": active[0] if active and group and group.status == "open" else None,
+            "suggested": active[0].image if active and group and group.status == "open" else None,
             "progress": progress,
             "reviewed": progress["resolved"] + progress["dismissed"],
             "total": total,
@@ -95,22 +137,41 @@ def _next(group: DuplicateGroup, request: HttpRequest) -> HttpResponse:
     return redirect(f"{reverse('duplicates:review')}?{urlencode(query)}")
 
 
+def _label_choice(raw: str | None) -> LabelChoice | None:
+    """The form's ``label``: a sub-class id, ``keeper`` (its own label) or nothing."""
+    if raw == KEEPERS_OWN:
+        return KEEPERS_OWN
+    return whole_number(raw)
+
+
 @require_POST
 @reviewer_required
 def resolve(request: HttpRequest, pk: int) -> HttpResponse:
     group = get_object_or_404(DuplicateGroup, pk=pk)
     keeper = whole_number(request.POST.get("keeper"))
+    here = redirect(f"{reverse('duplicates:review')}?group={group.pk}")
     if keeper is None:
         messages.error(request, "Pick the image to keep.")
-        return redirect(f"{reverse('duplicates:review')}?group={group.pk}")
+        return here
     try:
-        duplicate_group_resolve(group_id=group.pk, keeper_id=keeper, actor=_user(request))
+        closed = duplicate_group_resolve(
+            group_id=group.pk,
+            keeper_id=keeper,
+            actor=_user(request),
+            label=_label_choice(request.POST.get("label")),
+        )
+    except (LabelChoiceRequired, LabelChoiceInvalid) as exc:
+        messages.error(request, str(exc))  # the same group again, to choose
+        return here
     except DuplicateReviewError as exc:
         messages.error(request, str(exc))
         return _next(group, request)
     others = group.size - 1
+    kept = closed.keeper
+    label = f" ({label_name(kept.subclass)})" if kept is not None and kept.subclass else ""
     messages.success(
-        request, f"Kept image {keeper}; {others} duplicate{'s' if others != 1 else ''} trashed."
+        request,
+        f"Kept image {keeper}{label}; {others} duplicate{'s' if others != 1 else ''} trashed.",
     )
     return _next(group, request)
 
@@ -136,7 +197,7 @@ def scan(request: HttpRequest) -> HttpResponse:
     if max_distance is None:
         max_distance = default_max_distance()
     method = request.POST.get("method", DuplicateMethod.PHASH)
-    if method not in (*DuplicateMethod.values, "all"):
+    if method not in DuplicateMethod.values:
         method = DuplicateMethod.PHASH
     try:
         min_similarity = float(request.POST.get("min_similarity", ""))

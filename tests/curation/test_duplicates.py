@@ -229,7 +229,9 @@ def test_the_suggested_keeper_has_the_highest_resolution_and_takes_the_label(
     assert large_unlabelled.subclass_id == subclass.pk
     assert large_unlabelled.status == ImageStatus.ACTIVE
     assert small_labelled.status == ImageStatus.TRASHED
-    assert small_labelled.trashed_reason == f"duplicate of image {large_unlabelled.pk}"
+    assert small_labelled.trashed_reason == (
+        f"duplicate of image {large_unlabelled.pk}; same label ({subclass})"
+    )
     relabel = LabelEvent.objects.get(image=large_unlabelled, reason=LabelReason.DUPLICATE)
     assert relabel.to_subclass_id == subclass.pk and relabel.actor == reviewer
     trash = LabelEvent.objects.get(image=small_labelled, reason=LabelReason.DUPLICATE)
