@@ -125,3 +125,16 @@ def class_counts_by_source(*, label_class: LabelClass) -> dict[str, int]:
         .annotate(n=Sum("image_count"))
     )
     return {row["source"]: row["n"] or 0 for row in rows}
+
+
+def subclass_named(*, class_name: str, subclass_name: str | None, source: str) -> SubClass | None:
+    """The existing sub-class an import path names (as ``subclass_resolve`` reads it, without
+    creating anything): ``<class>`` alone is the class's default sub-class for real images, or
+    its sub-class named after the source ("staged", "synthetic"). None when there is none."""
+    label_class = LabelClass.objects.filter(name__iexact=" ".join(class_name.split())).first()
+    if label_class is None:
+        return None
+    if subclass_name is None and source == Source.REAL:
+        return SubClass.objects.filter(label_class=label_class, is_default=True).first()
+    name = " ".join((subclass_name or source).split())
+    return SubClass.objects.filter(label_class=label_class, name__iexact=name).first()

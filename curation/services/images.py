@@ -71,10 +71,12 @@ class ImportResult:
 @dataclass(frozen=True)
 class Pending:
     """An inspected file waiting to be recorded, with the sub-class it goes to (or the inbox).
-    For an accepted file, the original must already be stored."""
+    For an accepted file, the original must already be stored. ``note`` goes in the report
+    line of a created image (why it went where it went)."""
 
     inspection: Inspection
     subclass: SubClass | None
+    note: str = ""
 
 
 def _duplicate_reason(existing_pk: int, trashed: bool) -> str:
@@ -143,7 +145,7 @@ def _record(
             labelled_at=now if subclass else None,
             import_batch=batch,
         )
-        plan.append((inspection.name, ImportOutcome.CREATED, sha, ""))
+        plan.append((inspection.name, ImportOutcome.CREATED, sha, entry.note))
 
     created = Image.objects.bulk_create(list(new_images.values()))
     by_sha = {**existing, **{image.sha256: image for image in created}}

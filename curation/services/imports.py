@@ -18,8 +18,17 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import User
-from curation.models import ImportBatch, ImportItem, ImportKind, ImportOutcome, Source, SubClass
+from curation.models import (
+    ImportBatch,
+    ImportItem,
+    ImportKind,
+    ImportOutcome,
+    LabelClass,
+    Source,
+    SubClass,
+)
 from curation.parallel import file_worker_pool
+from curation.selectors import subclass_named
 from curation.services.images import (
     ImportResult,
     Inspection,
@@ -54,22 +63,51 @@ class Destination:
     source: str = Source.REAL
 
 
+def may_change_class_tree(actor: User | None) -> bool:
+    """Whether an import by ``actor`` may create the classes and sub-classes its folders name:
+    reviewers and admins may (as on ``POST /api/v1/classes/``), and so may the command line
+    run without ``--user``; a labeller's folders only find existing ones."""
+    return actor is None or actor.is_reviewer
+
+
 class SubclassCache:
     def __init__(self, *, source: str, actor: User | None) -> None:
         self.source = source
         self.actor = actor
-        self._cache: dict[tuple[str, str | None], SubClass] = {}
+        self.may_create = may_change_class_tree(actor)
+        self._cache: dict[tuple[str, str | None], SubClass | None] = {}
 
-    def get(self, class_name: str, subclass_name: str | None) -> SubClass:
+    def get(self, class_name: str, subclass_name: str | None) -> SubClass | None:
+        """The sub-class the folders name, created when missing if the actor may; None when it
+        does not exist and the actor may not create it."""
         key = (class_name.casefold(), subclass_name.casefold() if subclass_name else None)
         if key not in self._cache:
-            self._cache[key] = subclass_resolve(
-                class_name=class_name,
-                subclass_name=subclass_name,
-                source=self.source,
-                actor=self.actor,
-            )
+            if self.may_create:
+                self._cache[key] = subclass_resolve(
+                    class_name=class_name,
+                    subclass_name=subclass_name,
+                    source=self.source,
+                    actor=self.actor,
+                )
+            else:
+                self._cache[key] = subclass_named(
+                    class_name=class_name, subclass_name=subclass_name, source=self.source
+                )
         return self._cache[key]
+
+
+def _not_in_tree_note(class_name: str, subclass_name: str | None) -> str:
+    """The report line of a file whose folders name a class or sub-class that does not exist,
+    imported by someone who may not create it."""
+    if not LabelClass.objects.filter(name__iexact=" ".join(class_name.split())).exists():
+        return (
+            f"put in the inbox: there is no class {class_name!r}, and only reviewers "
+            "create classes"
+        )
+    return (
+        f"put in the inbox: class {class_name!r} has no sub-class "
+        f"{subclass_name or 'for this source'!r}, and only reviewers create sub-classes"
+    )
 
 
 def folder_parts(relative: str) -> tuple[str | None, str | None]:
@@ -92,24 +130,35 @@ def _is_ignored(relative: str) -> bool:
     return any(p in _IGNORED_PARTS or p.startswith("._") for p in parts)
 
 
-def _subclass_for(
-    relative: str, destination: Destination, cache: SubclassCache
-) -> tuple[SubClass | None, str]:
+@dataclass(frozen=True)
+class Placement:
+    """Where one file goes: a sub-class or the inbox (None), or why it is refused
+    (``problem``); ``note`` tells the report why a file went to the inbox instead."""
+
+    subclass: SubClass | None
+    problem: str = ""
+    note: str = ""
+
+
+def _subclass_for(relative: str, destination: Destination, cache: SubclassCache) -> Placement:
     """The sub-class for a file, or an error message."""
     if not destination.from_folders:
-        return destination.subclass, ""
+        return Placement(destination.subclass)
     try:
         class_name, subclass_name = folder_parts(relative)
     except ValueError as exc:
-        return None, str(exc)
+        return Placement(None, problem=str(exc))
     if class_name is None:
         if destination.subclass is not None:
-            return destination.subclass, ""
-        return None, ""  # top-level files go to the inbox
+            return Placement(destination.subclass)
+        return Placement(None)  # top-level files go to the inbox
     try:
-        return cache.get(class_name, subclass_name), ""
+        subclass = cache.get(class_name, subclass_name)
     except TaxonomyError as exc:
-        return None, str(exc)
+        return Placement(None, problem=str(exc))
+    if subclass is None:
+        return Placement(None, note=_not_in_tree_note(class_name, subclass_name))
+    return Placement(subclass)
 
 
 def rejected(name: str, reason: str) -> Pending:
@@ -296,16 +345,16 @@ def _archive_entry(
     name = member.info.filename
     if member.problem:
         return rejected(name, member.problem)
-    subclass, problem = _subclass_for(name, destination, cache)
-    if problem:
-        return rejected(name, problem)
+    placement = _subclass_for(name, destination, cache)
+    if placement.problem:
+        return rejected(name, placement.problem)
     try:
         data = _read_member(archive, member.info)
     except _UNPACK_ERRORS as exc:
         return rejected(name, f"cannot unpack entry: {exc}")
     inspection = file_inspect(data=data, name=name)
     inspection_store(inspection=inspection, content=io.BytesIO(data))
-    return Pending(inspection, subclass)
+    return Pending(inspection, placement.subclass, note=placement.note)
 
 
 def archive_import(
@@ -414,14 +463,14 @@ def folder_import(
         pending.clear()
 
     for relative, inspected in folder_inspections(root, relatives, workers=workers):
-        subclass, problem = _subclass_for(relative, destination, cache)
+        placement = _subclass_for(relative, destination, cache)
         if isinstance(inspected, str):
             pending.append(rejected(relative, inspected))
-        elif problem:
-            pending.append(rejected(relative, problem))
+        elif placement.problem:
+            pending.append(rejected(relative, placement.problem))
         else:
             assert isinstance(inspected, Inspection)
-            pending.append(Pending(inspected, subclass))
+            pending.append(Pending(inspected, placement.subclass, note=placement.note))
         if len(pending) >= RECORD_CHUNK:
             flush()
     flush()
