@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -25,7 +25,7 @@ from curation.services.datasets import (
     DatasetError,
     DatasetParams,
     benchmark_set_create,
-    dataset_leakage,
+    dataset_leakage_report,
 )
 from curation.services.export import EXPORT_FORMATS
 
@@ -33,6 +33,10 @@ from curation.services.export import EXPORT_FORMATS
 class DatasetVersionSerializer(serializers.ModelSerializer[DatasetVersion]):
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
     job = JobSerializer(read_only=True)
+    warnings = serializers.SerializerMethodField(
+        help_text="one line per class whose splits are off the requested ratios by more than "
+        "max(1 image, 2%), naming the near-duplicate groups that forced it"
+    )
 
     class Meta:
         model = DatasetVersion
@@ -46,7 +50,11 @@ class DatasetVersionSerializer(serializers.ModelSerializer[DatasetVersion]):
             "created_by",
             "created_at",
             "job",
+            "warnings",
         ]
+
+    def get_warnings(self, version: DatasetVersion) -> list[str]:
+        return list((version.summary or {}).get("warnings", []))
 
 
 class DatasetVersionDetailSerializer(DatasetVersionSerializer):
@@ -56,8 +64,16 @@ class DatasetVersionDetailSerializer(DatasetVersionSerializer):
     class Meta(DatasetVersionSerializer.Meta):
         fields = [*DatasetVersionSerializer.Meta.fields, "summary", "leakage"]
 
-    def get_leakage(self, version: DatasetVersion) -> list[dict[str, Any]]:
-        return dataset_leakage(version=version)
+    @extend_schema_field(
+        {
+            "type": "object",
+            "description": "verified: open near-duplicate groups with members in two splits "
+            "(none by construction); candidates: pHash pairs within the threshold, not "
+            "verified as one group, that straddle two splits (count and nearest examples)",
+        }
+    )
+    def get_leakage(self, version: DatasetVersion) -> dict[str, Any]:
+        return dataset_leakage_report(version=version)
 
 
 class DatasetBuildSerializer(serializers.Serializer[Any]):
@@ -77,6 +93,14 @@ class DatasetExportSerializer(serializers.Serializer[Any]):
     format = serializers.ChoiceField(choices=list(EXPORT_FORMATS))
     letterbox = serializers.IntegerField(min_value=16, max_value=4096, required=False)
     shard_size = serializers.IntegerField(min_value=1, default=10_000)
+    hard_links = serializers.BooleanField(
+        default=False,
+        help_text=(
+            "folder format without letterbox: hard-link the originals instead of copying them. "
+            "Saves the space, but a hard link is the original: a write to the export by root "
+            "changes the library"
+        ),
+    )
 
 
 class VersionPagination(CursorPagination):
@@ -88,7 +112,8 @@ class DatasetVersionViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
     """Dataset versions. POST starts a build job (reviewers) and answers 202 with it;
-    GET …/<id>/ has the per-class summary and the leakage report; POST …/<id>/export/ starts
+    GET …/<id>/ has the per-class summary (requested and achieved counts per split under
+    ``summary.classes[].ratios``), ``warnings`` and the leakage report; POST …/<id>/export/ starts
     an export job."""
 
     queryset = DatasetVersion.objects.select_related("created_by", "job", "job__created_by")
@@ -136,6 +161,7 @@ class DatasetVersionViewSet(
             letterbox=data.validated_data.get("letterbox"),
             shard_size=data.validated_data["shard_size"],
             actor=api_user(request),
+            hard_links=data.validated_data["hard_links"],
         )
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 

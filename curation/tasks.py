@@ -151,13 +151,17 @@ def build_dataset(job_id: int) -> None:
             dataset_version_fail(version_id=version.pk)
             raise
         totals = version.summary["totals"]
+        warnings = version.summary.get("warnings", [])
+        plural = "es" if len(warnings) > 1 else ""
+        off = f"; {len(warnings)} class{plural} off the ratios (see warnings)" if warnings else ""
         return {
             "version_id": version.pk,
             "images": totals.get("total", 0),
             "classes": version.summary["included_classes"],
+            "warnings": warnings,
             "message": (
                 f"{version.name}: {totals.get('total', 0)} images in "
-                f"{version.summary['included_classes']} classes"
+                f"{version.summary['included_classes']} classes{off}"
             ),
         }
 

@@ -36,7 +36,7 @@ from curation.services.datasets import (
     DatasetError,
     DatasetParams,
     benchmark_set_create,
-    dataset_leakage,
+    dataset_leakage_report,
     parse_ratios,
 )
 from curation.services.export import DEFAULT_SHARD_SIZE
@@ -119,14 +119,32 @@ def _chart(classes: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, A
         x = CHART_LABEL
         segments = []
         if row["status"] == "included":
-            for split in ("train", "val", "test"):
-                width = row[split] * scale
+            # Test in two parts: its requested share, then the overflow beyond the maximum.
+            overflow = row.get("overflow", 0)
+            parts = [
+                ("train", row["train"], "train"),
+                ("val", row["val"], "val"),
+                ("test", row["test"] - overflow, "test (requested share)"),
+                ("overflow", overflow, "test (overflow beyond the maximum)"),
+            ]
+            for split, count, label in parts:
+                width = count * scale
                 if width:
-                    segments.append({"split": split, "x": x, "width": width, "count": row[split]})
+                    segments.append(
+                        {"split": split, "x": x, "width": width, "count": count, "label": label}
+                    )
                 x += width
         else:
             width = row["eligible"] * scale
-            segments.append({"split": "excluded", "x": x, "width": width, "count": row["eligible"]})
+            segments.append(
+                {
+                    "split": "excluded",
+                    "x": x,
+                    "width": width,
+                    "count": row["eligible"],
+                    "label": "usable images (class excluded)",
+                }
+            )
             x += width
         bars.append(
             {
@@ -164,6 +182,12 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             for reason, count in row.get("excluded", {}).items()
         ]
         row["staged_total"] = row.get("staged", 0) + row.get("synthetic", 0)
+        ratios = row.get("ratios")
+        if ratios:
+            row["ratio_cells"] = [
+                (split, ratios["requested"][split], ratios["achieved"][split])
+                for split in ("train", "val", "test")
+            ]
     exports = Job.objects.filter(kind=EXPORT_DATASET_JOB, params__version_id=version.pk).order_by(
         "-id"
     )[:20]
@@ -180,7 +204,11 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 (EXCLUSION_LABELS.get(reason, reason), count)
                 for reason, count in summary.get("excluded", {}).items()
             ],
-            "leakage": dataset_leakage(version=version) if version.status == "ready" else [],
+            "leakage": dataset_leakage_report(version=version),
+            "overflow_total": sum(row.get("overflow", 0) for row in classes),
+            "ratios_off": [
+                row for row in classes if row.get("ratios") and not row["ratios"]["within"]
+            ],
             "exports": exports,
             "default_shard_size": DEFAULT_SHARD_SIZE,
         },
@@ -206,6 +234,7 @@ def dataset_export(request: HttpRequest, pk: int) -> HttpResponse:
             letterbox=letterbox,
             shard_size=shard_size,
             actor=_user(request),
+            hard_links=request.POST.get("hard_links") == "1",
         )
     except DatasetError as exc:
         messages.error(request, str(exc))

@@ -5,15 +5,18 @@ How a build decides, per class (sub-classes merged into their class):
 1. Eligible images are active, labelled in a normal (not holding) class, without a bad-image
    verdict and outside every benchmark set (the latest version of each). What is left out is
    counted per class and reason.
-2. Near-duplicate images form one *unit*: all the groups split from one near-duplicate
-   component (``DuplicateGroup.component``), so that no near-duplicate pair is split across
-   splits even where a chain was reviewed in several groups. A component whose every group
-   was dismissed as "not duplicates" joins nothing. A unit is placed whole.
+2. The members of one near-duplicate group form one *unit*, placed whole in one split (groups
+   sharing an image join). Open and resolved groups bind (a resolved group's only active
+   member is its keeper); a group dismissed as "not duplicates" binds nothing. Groups are
+   tight, so a chain of groups (``DuplicateGroup.component``) is not a unit: the pHash pairs
+   between its groups are counted in the leakage report instead.
 3. Real images are always preferred: staged and synthetic images fill in after them, at most
    ``staged_cap`` per class.
 4. A class with fewer than ``min_per_class`` usable images is excluded, with how many more it
-   needs. Up to ``max_per_class`` images are split by ``ratios``; the real images beyond that
+   needs. The ratios apply to ``max_per_class`` of its images; the real images beyond that
    overflow to test.
+5. The units are placed so that each class keeps its ratios (``dataset_split.place``); where
+   the groups do not allow it, the summary names the groups and the build warns.
 
 Everything is ordered by SHA-256 and shuffled by a ``random.Random`` seeded from the seed and
 the class name, never by database order or Python's ``hash``, so the same parameters on the
@@ -28,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 from django.apps import apps
 from django.db import transaction
 
@@ -49,6 +53,8 @@ from curation.models import (
     Split,
     SubClass,
 )
+from curation.services.dataset_split import ClassShare, place, straddling_pairs
+from curation.services.duplicates import default_max_distance, library_hashes
 
 DEFAULT_MIN_PER_CLASS = 40
 EXPLORATORY_MIN_PER_CLASS = 35
@@ -201,7 +207,8 @@ def _bad_image_ids() -> set[int]:
 
 def component_members() -> Iterator[tuple[int, int, int]]:
     """``(component key, group id, image id)`` of every image a near-duplicate component
-    holds together. Every group of a component counts, whatever its status, unless all of
+    holds together (the label-error folds use it; dataset splits bind groups, see
+    ``group_members``). Every group of a component counts, whatever its status, unless all of
     them were dismissed: "not duplicates" on one group of a chain says its members are not
     duplicates of one another, not that they are none of the pairs they make with the other
     groups' members."""
@@ -224,34 +231,46 @@ def component_members() -> Iterator[tuple[int, int, int]]:
                 yield key, group_id, image_id
 
 
-def _duplicate_units() -> UnionFind:
-    """Images joined by near-duplicate components (see ``component_members``)."""
+def group_members() -> Iterator[tuple[int, int]]:
+    """``(group id, image id)`` of every group that binds its members to one split: open and
+    resolved groups; a group dismissed as "not duplicates" binds nothing."""
+    rows = _chunked_rows(
+        DuplicateMember.objects.exclude(group__status=DuplicateStatus.DISMISSED),
+        ("group_id", "image_id"),
+    )
+    for _, group_id, image_id in rows:
+        yield group_id, image_id
+
+
+def _group_units() -> tuple[dict[int, int], dict[int, list[int]]]:
+    """Each image in a binding group → its unit's key, and each key → its group ids."""
     units = UnionFind()
-    first_of_component: dict[int, int] = {}
-    for key, _, image_id in component_members():
-        if key in first_of_component:
-            units.union(first_of_component[key], image_id)
+    first_of_group: dict[int, int] = {}
+    for group_id, image_id in group_members():
+        if group_id in first_of_group:
+            units.union(first_of_group[group_id], image_id)
         else:
-            first_of_component[key] = image_id
-    return units
+            first_of_group[group_id] = image_id
+            units.find(image_id)
+    unit_of = {image_id: units.find(image_id) for image_id in units.parent}
+    groups_of: dict[int, list[int]] = defaultdict(list)
+    for group_id, image_id in sorted(first_of_group.items()):
+        groups_of[unit_of[image_id]].append(group_id)
+    return unit_of, dict(groups_of)
 
 
-def _targets(total: int, ratios: tuple[int, int, int]) -> tuple[int, int]:
-    """How many of ``total`` go to train and to val (the rest to test). Train takes what
-    rounding leaves, so a zero test ratio never gets a stray image."""
-    whole = sum(ratios)
-    val = round(total * ratios[1] / whole)
-    test = round(total * ratios[2] / whole)
-    if ratios[1] and not val and total > 1:
-        val = 1  # a validation split asked for is never empty
-    return max(0, total - val - test), val
+def _select_class(
+    plan: _ClassPlan, params: DatasetParams, unit_of: dict[int, int]
+) -> ClassShare | None:
+    """The images one class uses, in the class's seeded order, and how many of them the
+    ratios apply to; None for a class below the minimum. Updates ``plan.excluded``.
 
-
-def _plan_class(plan: _ClassPlan, params: DatasetParams, units: UnionFind) -> dict[int, str]:
-    """Split one eligible class: image id → split. Updates ``plan.excluded``."""
+    Real images are all used. Staged and synthetic ones fill in only while the class has
+    fewer than ``max_per_class`` real images, at most ``staged_cap``: the overflow beyond the
+    maximum, which goes to test, is thus always real (test shows the real world)."""
     by_unit: dict[int, list[_Candidate]] = defaultdict(list)
     for candidate in plan.candidates:
-        by_unit[units.find(candidate.image_id)].append(candidate)
+        by_unit[unit_of.get(candidate.image_id, candidate.image_id)].append(candidate)
     unit_list = [sorted(members, key=lambda c: c.sha256) for members in by_unit.values()]
     unit_list.sort(key=lambda members: members[0].sha256)
 
@@ -263,59 +282,31 @@ def _plan_class(plan: _ClassPlan, params: DatasetParams, units: UnionFind) -> di
     rng.shuffle(real_units)
     rng.shuffle(staged_units)
 
-    # Real first, then staged/synthetic up to the cap. Past the cap a mixed group keeps its
-    # real images and leaves out the rest: an image left out splits no group across splits.
-    usable: list[list[_Candidate]] = []
+    # Past the room a mixed group keeps its real images and leaves out the rest: an image
+    # left out splits no group across splits.
+    real_count = sum(1 for c in plan.candidates if c.is_real)
+    staged_room = min(params.staged_cap, max(0, params.max_per_class - real_count))
+    used: list[_Candidate] = []
     staged_used = 0
     for unit in real_units + staged_units:
         staged = sum(1 for c in unit if not c.is_real)
-        if staged_used + staged <= params.staged_cap:
-            usable.append(unit)
+        if staged_used + staged <= staged_room:
+            used.extend(unit)
             staged_used += staged
             continue
         plan.excluded[EXCLUDED_STAGED] += staged
-        real = [c for c in unit if c.is_real]
-        if real:
-            usable.append(real)
-    usable_count = sum(len(u) for u in usable)
-    if usable_count < params.min_per_class:
-        plan.excluded[EXCLUDED_BELOW_MIN] += usable_count
-        return {}
-
-    # The first ``max_per_class`` images (real first) are split by the ratios; real units
-    # beyond go to test, staged ones beyond are left out (test shows the real world).
-    budgeted: list[list[_Candidate]] = []
-    overflow: list[list[_Candidate]] = []
-    taken = 0
-    for unit in usable:
-        if taken + len(unit) <= params.max_per_class or not budgeted:
-            budgeted.append(unit)
-            taken += len(unit)
-            continue
-        real = [c for c in unit if c.is_real]
-        plan.excluded[EXCLUDED_STAGED] += len(unit) - len(real)
-        if real:
-            overflow.append(real)
-
-    # Shuffle again so validation is not made of whatever was chosen last (staged).
-    rng.shuffle(budgeted)
-    train_target, val_target = _targets(taken, params.ratios)
-    assignment: dict[int, str] = {}
-    placed = 0
-    for unit in budgeted:
-        if placed < train_target:
-            split = Split.TRAIN
-        elif placed < train_target + val_target:
-            split = Split.VAL
-        else:
-            split = Split.TEST
-        for candidate in unit:
-            assignment[candidate.image_id] = split
-        placed += len(unit)
-    for unit in overflow:
-        for candidate in unit:
-            assignment[candidate.image_id] = Split.TEST
-    return assignment
+        used.extend(c for c in unit if c.is_real)
+    if len(used) < params.min_per_class:
+        plan.excluded[EXCLUDED_BELOW_MIN] += len(used)
+        return None
+    # Shuffle again so that no split is made of whatever was chosen last (staged).
+    rng.shuffle(used)
+    return ClassShare(
+        name=plan.name,
+        images=[c.image_id for c in used],
+        budget=min(len(used), params.max_per_class),
+        ratios=params.ratios,
+    )
 
 
 def dataset_version_create(
@@ -364,7 +355,7 @@ def dataset_build(
     }
     benchmark = benchmark_image_ids()
     bad = _bad_image_ids()
-    units = _duplicate_units()
+    unit_of, groups_of = _group_units()
 
     labelled = Image.objects.filter(subclass__isnull=False)
     total = labelled.count()
@@ -386,21 +377,37 @@ def dataset_build(
         else:
             plan.candidates.append(_Candidate(sha256, image_id, subclass_id, source))
 
-    assignment: dict[int, str] = {}
+    shares: dict[int, ClassShare] = {}
     class_of: dict[int, _ClassPlan] = {}
     candidate_of: dict[int, _Candidate] = {}
     for plan in sorted(plans.values(), key=lambda p: p.name):
         if plan.kind == ClassKind.HOLDING:
             continue
-        for image_id, split in _plan_class(plan, params, units).items():
-            assignment[image_id] = split
-            class_of[image_id] = plan
+        share = _select_class(plan, params, unit_of)
+        if share is None:
+            continue
+        shares[plan.class_id] = share
         for candidate in plan.candidates:
             candidate_of[candidate.image_id] = candidate
-
-    _join_groups_across_classes(assignment, candidate_of, units)
+        for image_id in share.images:
+            class_of[image_id] = plan
+    placement = place(
+        shares=shares,
+        unit_of=unit_of,
+        groups_of=groups_of,
+        order_of={image_id: candidate_of[image_id].sha256 for image_id in class_of},
+        seed=params.seed,
+    )
+    assignment = placement.split_of
 
     summary = _summary(plans, assignment, class_of, candidate_of, params, total)
+    for row in summary["classes"]:
+        ratios = placement.ratios.get(row["class_id"])
+        row["ratios"] = ratios
+        row["overflow"] = ratios["overflow"] if ratios else 0
+    summary["ratios_kept"] = all(r["within"] for r in placement.ratios.values())
+    summary["leakage_candidates"] = _candidate_leakage(assignment)
+    summary["warnings"] = ratio_warnings(summary["classes"])
     with transaction.atomic():
         DatasetAssignment.objects.filter(version=version).delete()
         assignments = (
@@ -426,22 +433,6 @@ def dataset_build(
         version.save(update_fields=["summary", "status"])
     report(total, total)
     return version
-
-
-def _join_groups_across_classes(
-    assignment: dict[int, str], candidate_of: dict[int, _Candidate], units: UnionFind
-) -> None:
-    """A near-duplicate group whose images were labelled in different classes was split class
-    by class; move it whole to the split of its member with the smallest SHA-256."""
-    by_unit: dict[int, list[int]] = defaultdict(list)
-    for image_id in assignment:
-        if image_id in units.parent:
-            by_unit[units.find(image_id)].append(image_id)
-    for members in by_unit.values():
-        if len({assignment[i] for i in members}) > 1:
-            leader = min(members, key=lambda i: candidate_of[i].sha256)
-            for image_id in members:
-                assignment[image_id] = assignment[leader]
 
 
 def _summary(
@@ -505,34 +496,83 @@ def _summary(
     }
 
 
-def dataset_leakage(*, version: DatasetVersion) -> list[dict[str, Any]]:
-    """Near-duplicate components (see ``component_members``) whose images sit in different
-    splits of the version, each named by its first group with images in the version. None by
-    construction; a group found after the build can still show up here."""
-    split_of = dict(
-        DatasetAssignment.objects.filter(
-            version=version, image_id__in=DuplicateMember.objects.values("image_id")
-        ).values_list("image_id", "split")
+def ratio_warnings(classes: list[dict[str, Any]]) -> list[str]:
+    """One line per class whose achieved counts are off its requested ratios by more than
+    the tolerance, naming the near-duplicate groups that forced it."""
+    lines = []
+    for row in classes:
+        ratios = row.get("ratios")
+        if not ratios or ratios["within"]:
+            continue
+        achieved = " / ".join(str(ratios["achieved"][s]) for s in ("train", "val", "test"))
+        requested = " / ".join(str(ratios["requested"][s]) for s in ("train", "val", "test"))
+        groups = [g for unit in ratios["forced_by"] for g in unit["groups"]]
+        named = ", ".join(str(g) for g in groups[:10])
+        more = " …" if len(groups) > 10 or ratios["forced_more"] else ""
+        cause = (
+            f"near-duplicate group{'s' if len(groups) > 1 else ''} {named}{more} "
+            f"could not be placed closer"
+            if groups
+            else "its near-duplicate groups could not be placed closer"
+        )
+        lines.append(
+            f"{row['name']}: train / val / test {achieved} of its {ratios['budget']} images "
+            f"under the maximum, where the ratios ask {requested} (±{ratios['tolerance']:g}); "
+            f"{cause}."
+        )
+    return lines
+
+
+def _candidate_leakage(assignment: dict[int, str]) -> dict[str, Any]:
+    """pHash pairs within the library's near-duplicate threshold that straddle two splits of
+    the build (see ``dataset_split.straddling_pairs``). Verified groups are kept whole; these
+    are the weaker candidates that no group holds together."""
+    ids, hashes = library_hashes()
+    if len(ids):
+        keep = np.isin(ids, np.fromiter(assignment, dtype=np.int64, count=len(assignment)))
+        ids, hashes = ids[keep], hashes[keep]
+    return straddling_pairs(
+        image_ids=ids, hashes=hashes, split_of=assignment, max_distance=default_max_distance()
     )
-    if not split_of:
-        return []
+
+
+def dataset_leakage(*, version: DatasetVersion) -> list[dict[str, Any]]:
+    """Open near-duplicate groups whose members sit in different splits of the version, each
+    with its members' splits and the number of member pairs that straddle two splits. None
+    by construction; a group found after the build can show up here. One query."""
+    rows = DatasetAssignment.objects.filter(
+        version=version, image__duplicate_members__is_open=True
+    ).values_list("image__duplicate_members__group_id", "image_id", "split")
     splits: dict[int, dict[int, str]] = defaultdict(dict)
-    first_group: dict[int, int] = {}
-    for key, group_id, image_id in component_members():
-        if image_id in split_of:
-            splits[key][image_id] = split_of[image_id]
-            first_group[key] = min(first_group.get(key, group_id), group_id)
-    leaks = [
-        {
-            "group_id": first_group[key],
-            "component": key,
-            "images": [{"image_id": i, "split": s} for i, s in sorted(members.items())],
-            "splits": sorted(set(members.values())),
-        }
-        for key, members in splits.items()
-        if len(set(members.values())) > 1
-    ]
-    return sorted(leaks, key=lambda leak: leak["group_id"])
+    for group_id, image_id, split in rows:
+        splits[group_id][image_id] = split
+    leaks = []
+    for group_id, members in sorted(splits.items()):
+        per_split = Counter(members.values())
+        if len(per_split) < 2:
+            continue
+        together = sum(n * (n - 1) // 2 for n in per_split.values())
+        size = len(members)
+        leaks.append(
+            {
+                "group_id": group_id,
+                "images": [{"image_id": i, "split": s} for i, s in sorted(members.items())],
+                "splits": sorted(per_split),
+                "pairs": size * (size - 1) // 2 - together,
+            }
+        )
+    return leaks
+
+
+def dataset_leakage_report(*, version: DatasetVersion) -> dict[str, Any]:
+    """The version's leakage report: ``verified``, the open groups with members in two
+    splits (checked now, so a group found after the build shows); ``candidates``, the pHash
+    pairs within the threshold that straddle splits (counted by the build; None for versions
+    built before it counted them)."""
+    return {
+        "verified": dataset_leakage(version=version) if version.status == "ready" else [],
+        "candidates": (version.summary or {}).get("leakage_candidates"),
+    }
 
 
 def dataset_version_fail(*, version_id: int) -> None:

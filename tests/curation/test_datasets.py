@@ -329,7 +329,9 @@ def test_reviewers_start_a_build_over_the_api_and_read_its_summary(
     assert detail["status"] == "ready"
     assert detail["params"]["seed"] == 3
     assert detail["summary"]["classes"][0]["total"] == 45
-    assert detail["leakage"] == []
+    assert detail["leakage"]["verified"] == []
+    assert detail["leakage"]["candidates"]["straddling"] == 0
+    assert detail["warnings"] == []
     listing = reviewer_api.get("/api/v1/datasets/").json()
     assert [row["name"] for row in listing["results"]] == ["v1"]
     assert reviewer_api.post("/api/v1/datasets/", {"name": "v1"}, format="json").status_code == 400
@@ -371,7 +373,7 @@ def test_the_pages_show_a_version_its_chart_and_the_benchmark_sets(
     page = client.get(f"/datasets/{version.pk}/").content.decode()
     assert "<svg" in page and "min 40" in page and "max 125" in page
     assert "needs 40 more" in page  # Robin has no images
-    assert "No near-duplicate group has images in two splits" in page
+    assert "No open near-duplicate group has members in two splits" in page
     assert "v1" in client.get("/datasets/").content.decode()
 
     response = client.post(

@@ -1,5 +1,10 @@
-"""Chains of near-duplicates (A near B, B near C, …) are reviewed in tight groups, while a
-dataset build still keeps each whole chain in one split."""
+"""Chains of near-duplicates (A near B, B near C, …) are reviewed in tight groups. (How a
+dataset build places the groups: tests/curation/test_dataset_split.py.)
+
+These tests are about grouping, so the images have hashes but no files, and verification is
+replaced by a judge that calls two images copies when their pHashes are within 8 bits: a
+chain of verified copies (frames of a video) is what the grouping must cut. Verification of
+real photographs is tested in test_duplicates.py."""
 
 from __future__ import annotations
 
@@ -18,24 +23,31 @@ from curation.models import (
     ImageFeatures,
     SubClass,
 )
-from curation.services.datasets import (
-    DatasetParams,
-    dataset_build,
-    dataset_leakage,
-    dataset_version_create,
-)
 from curation.services.duplicate_review import (
-    duplicate_group_dismiss,
     duplicate_group_resolve,
 )
+from curation.nearcopy import Verdict
+from curation.services import duplicates
 from curation.services.duplicates import (
+    Candidate,
     duplicates_check,
     duplicates_scan,
 )
 from tests.curation.test_datasets import add_images
-from tests.factories import LabelClassFactory
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def copies_within_8_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    def judge(cache: object, pair: tuple[int, int], candidate: Candidate) -> Verdict:
+        hashes = dict(
+            ImageFeatures.objects.filter(image_id__in=pair).values_list("image_id", "phash")
+        )
+        bits = distance(hashes[pair[0]], hashes[pair[1]])
+        return Verdict(bits <= 8, None, f"judged by pHash alone ({bits} bits)")
+
+    monkeypatch.setattr(duplicates, "verify_pair", judge)
 
 STEP_BITS = 3  # each image of a chain is 3 bits from the one before: 6 to the next but one
 
@@ -164,13 +176,20 @@ def test_a_chain_is_reviewed_in_several_tight_groups_of_one_component() -> None:
     groups = open_groups()
     assert len(groups) == 4 and result.as_dict()["largest_group"] == 5
     assert {group.component for group in groups} == {groups[0].pk}
-    assert set().union(*(members(group) for group in groups)) == set(hash_of)
+    grouped = set().union(*(members(group) for group in groups))
+    # An image whose neighbours all went to other centres, and which is not a copy of the
+    # centre of its nearest neighbour's group, is left out rather than chained in.
+    assert len(grouped) + result.left_out == 20 and grouped <= set(hash_of)
     for group in groups:
         assert group.centre_id is not None and group.centre_id in members(group)
         assert all(distance(hash_of[group.centre_id], hash_of[m]) <= 8 for m in members(group))
+        for member in group.members.all():
+            if member.image_id != group.centre_id:
+                assert f"from image {group.centre_id}; judged by pHash alone" in member.evidence
+                assert member.distance == distance(
+                    hash_of[group.centre_id], hash_of[member.image_id]
+                )
     assert result.components == 1 and result.largest_component == 20
-    message = str(result.as_dict()["message"])
-    assert "1 component, the largest of 20 images, split into groups of at most 5" in message
 
 
 def test_small_tight_components_come_out_as_one_group_each() -> None:
@@ -187,57 +206,6 @@ def test_small_tight_components_come_out_as_one_group_each() -> None:
     assert groups[0].component != groups[1].component
 
 
-def chain_dataset(length: int = 20, others: int = 40) -> tuple[list[Image], list[Image]]:
-    LabelClassFactory(name="Wren")
-    subclass = SubClass.objects.get(label_class__name="Wren", is_default=True)
-    chain = add_hashed(chain_hashes(length), subclass)
-    # Distinct images far from the chain and from one another (random 64-bit hashes).
-    rng = random.Random(99)
-    rest = add_hashed([rng.getrandbits(64) for _ in range(others)], subclass)
-    return chain, rest
-
-
-def build(seed: int) -> Any:
-    params = DatasetParams(min_per_class=10, ratios=(50, 50, 0), seed=seed)
-    version = dataset_version_create(name=f"seed {seed}", params=params, actor=None)
-    return dataset_build(version=version)
-
-
-def test_a_dataset_build_keeps_a_whole_chain_in_one_split() -> None:
-    chain, _ = chain_dataset()
-    duplicates_scan(max_distance=8)
-    assert DuplicateGroup.objects.count() == 4
-
-    for seed in range(6):
-        version = build(seed)
-        splits = dict(version.assignments.values_list("image_id", "split"))
-        assert len({splits[image.pk] for image in chain}) == 1, f"seed {seed}"
-        assert dataset_leakage(version=version) == []
-
-
-def test_dismissing_one_part_of_a_chain_keeps_the_chain_together_in_splits(
-    reviewer: User,
-) -> None:
-    chain, _ = chain_dataset()
-    duplicates_scan(max_distance=8)
-    first, *rest = sorted(open_groups(), key=lambda group: group.pk)
-    # "Not duplicates" on one part says nothing of the pairs it makes with the next part.
-    duplicate_group_dismiss(group_id=first.pk, actor=reviewer)
-
-    for seed in range(6):
-        splits = dict(build(seed).assignments.values_list("image_id", "split"))
-        assert len({splits[image.pk] for image in chain}) == 1, f"seed {seed}"
-
-    # Every part dismissed: nothing holds the chain together any more.
-    for group in rest:
-        duplicate_group_dismiss(group_id=group.pk, actor=reviewer)
-    spread = set()
-    for seed in range(6, 12):
-        splits = dict(build(seed).assignments.values_list("image_id", "split"))
-        spread.add(len({splits[image.pk] for image in chain}))
-    assert 2 in spread
-
-
 def test_resolving_one_part_of_a_chain_leaves_the_others_open(reviewer: User) -> None:
     add_hashed(chain_hashes(20))
     duplicates_scan(max_distance=8)
@@ -250,20 +218,6 @@ def test_resolving_one_part_of_a_chain_leaves_the_others_open(reviewer: User) ->
     assert {group.pk for group in open_groups()} == {groups[0].pk, groups[2].pk, groups[3].pk}
     trashed = Image.objects.filter(status="trashed").values_list("pk", flat=True)
     assert set(trashed) == members(groups[1]) - {keeper}
-
-
-def test_the_leakage_report_names_a_chain_split_after_the_build() -> None:
-    chain, _ = chain_dataset()
-    version = build(0)  # no groups yet: the chain lands in both splits
-    splits = dict(version.assignments.values_list("image_id", "split"))
-    assert len({splits[image.pk] for image in chain}) == 2
-
-    duplicates_scan(max_distance=8)
-
-    (leak,) = dataset_leakage(version=version)
-    groups = sorted(open_groups(), key=lambda group: group.pk)
-    assert leak["group_id"] == groups[0].pk and leak["component"] == groups[0].component
-    assert {image["image_id"] for image in leak["images"]} == {image.pk for image in chain}
 
 
 # --- On import -------------------------------------------------------------------------------
@@ -282,9 +236,9 @@ def test_images_arriving_one_by_one_along_a_chain_form_tight_groups_of_one_compo
     assert len({group.component for group in groups}) == 1
     assert set().union(*(members(group) for group in groups)) == set(hash_of)
     for group in groups:
-        # Within twice the threshold of the centre: never the whole chain.
+        # Every member is a verified copy of the centre: never the whole chain.
         assert group.centre_id is not None
-        assert all(distance(hash_of[group.centre_id], hash_of[m]) <= 16 for m in members(group))
+        assert all(distance(hash_of[group.centre_id], hash_of[m]) <= 8 for m in members(group))
     assert max(group.size for group in groups) < 10
     assert duplicates_check(image_ids=[image.pk for image in chain], max_distance=8) == 20
     assert [members(group) for group in open_groups()] == [members(group) for group in groups]

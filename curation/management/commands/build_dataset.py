@@ -17,7 +17,7 @@ from curation.services.datasets import (
     DatasetError,
     DatasetParams,
     dataset_build,
-    dataset_leakage,
+    dataset_leakage_report,
     dataset_version_create,
     dataset_version_fail,
     parse_ratios,
@@ -97,7 +97,8 @@ class Command(BaseCommand):
                 raise
         elapsed = time.monotonic() - started
         summary = version.summary
-        leaks = dataset_leakage(version=version)
+        leakage = dataset_leakage_report(version=version)
+        warnings = summary.get("warnings", [])
         if quiet:
             self.stdout.write(
                 json.dumps(
@@ -106,19 +107,23 @@ class Command(BaseCommand):
                         "name": version.name,
                         "params": version.params,
                         "seconds": round(elapsed, 2),
-                        "leaking_groups": len(leaks),
+                        "leaking_groups": len(leakage["verified"]),
                         **summary,
+                        "leakage": leakage,
                     }
                 )
             )
+            for line in warnings:
+                self.stderr.write(f"warning: {line}")
             return
         totals = summary["totals"]
+        overflow = sum(row.get("overflow", 0) for row in summary["classes"])
         flag = " (exploratory: not for production)" if version.exploratory else ""
         self.stdout.write(
             f"Built dataset version {version.name!r} (#{version.pk}){flag} in {elapsed:.1f} s: "
             f"{totals.get('total', 0)} images in {summary['included_classes']} classes — "
             f"train {totals.get('train', 0)}, val {totals.get('val', 0)}, "
-            f"test {totals.get('test', 0)}."
+            f"test {totals.get('test', 0)} ({overflow} of them over the maximum per class)."
         )
         for row in summary["classes"]:
             if row["status"] == "below_min":
@@ -127,5 +132,21 @@ class Command(BaseCommand):
                 )
         for reason, count in summary["excluded"].items():
             self.stdout.write(f"  left out {count} images: {EXCLUSION_LABELS[reason]}")
-        if leaks:
-            self.stdout.write(f"  warning: {len(leaks)} near-duplicate groups span splits")
+        ratios = summary.get("ratios_kept")
+        if ratios:
+            self.stdout.write(
+                "  every class is within max(1 image, 2%) of its ratios "
+                f"{'/'.join(str(r) for r in params.ratios)}"
+            )
+        if leakage["verified"]:
+            self.stdout.write(
+                f"  warning: {len(leakage['verified'])} near-duplicate groups span splits"
+            )
+        candidates = leakage["candidates"]
+        if candidates:
+            self.stdout.write(
+                f"  {candidates['straddling']} of {candidates['pairs']} pHash pairs within "
+                f"{candidates['max_distance']} bits (not verified as one group) straddle two splits"
+            )
+        for line in warnings:
+            self.stderr.write(self.style.WARNING(f"warning: {line}"))
