@@ -36,10 +36,11 @@
     figure.classList.add("chosen");
     const own = conflict.querySelector(".own-label");
     if (own) own.textContent = "(" + figure.dataset.label + ")";
-    const count = conflict.querySelectorAll(".label-option").length - 1;
+    const count = Math.min(conflict.querySelectorAll(".label-option").length - 1, 9);
+    const keys = count > 1 ? "1–" + count + ", or 0 for its own" : count === 1 ? "1, or 0 for its own" : "0 for its own";
     question.textContent =
-      "Keeping image " + figure.dataset.image + ": which label does it take? Press " +
-      (count > 1 ? "1–" + count : "1") + ", or 0 for its own; Esc to go back.";
+      "Keeping image " + figure.dataset.image + ": which label does it take? Press " + keys +
+      "; Esc to go back.";
     conflict.classList.add("asking");
     conflict.scrollIntoView({ block: "nearest" });
   }
