@@ -195,7 +195,7 @@ def _log_prediction(
     actor = api_user(request)
     entry = LogEntry(
         client=str(body.get("client") or actor.get_username())[:100],
-        model_version_label=str(version.number),
+        model_version_label=f"v{version.number}",  # as clients and the pages name it
         class_names=list(result.names),
         scores=[float(score) for score in result.scores],
         request_id=str(body.get("request_id") or "")[:200],

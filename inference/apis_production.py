@@ -20,6 +20,8 @@ from config.api import JSONObjectParser, request_fields
 from inference.embeddings import ood_at_least, ood_param, with_ood_scores
 from inference.models import PredictionLog
 from inference.production import (
+    PROBABILITIES,
+    SCORE_KINDS,
     LogEntry,
     LogRejected,
     prediction_log_record,
@@ -33,7 +35,9 @@ class PredictionItemSerializer(serializers.Serializer[Any]):
     # The stubs read this as overriding Field.label; the serializer metaclass takes
     # declared fields off the class, so there is no clash at run time.
     label = serializers.CharField(max_length=500)  # type: ignore[assignment]
-    score = serializers.FloatField(min_value=0.0, max_value=1.0)
+    # Its range depends on score_kind; the service judges it (probabilities in [0, 1] that sum
+    # to at most 1, or finite logits).
+    score = serializers.FloatField(help_text="a probability, or a logit with score_kind=logits")
 
 
 class _JSONList(serializers.ListField):
@@ -59,6 +63,14 @@ class LogEntrySerializer(serializers.Serializer[Any]):
     )
     predictions = _JSONList(
         child=PredictionItemSerializer(), min_length=1, max_length=20, help_text="top-k"
+    )
+    score_kind = serializers.ChoiceField(
+        choices=list(SCORE_KINDS),
+        default=PROBABILITIES,
+        help_text=(
+            "probabilities (each in [0, 1], summing to at most 1 + 0.01), or logits, which are "
+            "stored as the softmax over the values sent"
+        ),
     )
     logged_at = serializers.DateTimeField(required=False, help_text="client time")
     client = serializers.CharField(
@@ -127,6 +139,7 @@ def entry_from(fields: dict[str, Any], *, default_client: str) -> LogEntry:
         image_data=upload.read() if upload else None,
         image_name=upload.name if upload else "",
         image_sha256=fields.get("image_sha256") or "",
+        score_kind=fields.get("score_kind") or PROBABILITIES,
     )
 
 

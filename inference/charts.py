@@ -67,6 +67,44 @@ def bar_chart(
     return mark_safe("".join(parts))  # noqa: S308 - every label is escaped above
 
 
+def named_bar_chart(
+    values: Sequence[float],
+    labels: Sequence[str],
+    *,
+    title: str,
+    width: int = 560,
+    row_height: int = 22,
+    colour: str = PALETTE[0],
+    label_chars: int = 24,
+) -> SafeString:
+    """Horizontal bars, each named on its left (a long name is cut with an ellipsis; the whole
+    name and the value are in the bar's tooltip) and its value at its end."""
+    left, right, top = 172, 44, 4
+    plot_w = width - left - right
+    height = top * 2 + row_height * max(len(values), 1)
+    top_value = max(values, default=0) or 1
+    parts = [
+        f'<svg class="chart chart-named-bars" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}" preserveAspectRatio="xMinYMin meet">',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - top}" class="chart-axis"/>',
+    ]
+    for index, (value, label) in enumerate(zip(values, labels, strict=True)):
+        y = top + index * row_height
+        bar_w = plot_w * value / top_value
+        shown = label if len(label) <= label_chars else label[: label_chars - 1] + "…"
+        parts.append(
+            f'<text x="{left - 6}" y="{y + row_height * 0.68:.1f}" class="chart-tick" '
+            f'text-anchor="end">{escape(shown)}</text>'
+            f'<rect x="{left}" y="{y + row_height * 0.15:.1f}" width="{bar_w:.1f}" '
+            f'height="{row_height * 0.7:.1f}" fill="{colour}"><title>{escape(label)}: '
+            f"{_short(value)}</title></rect>"
+            f'<text x="{left + bar_w + 4:.1f}" y="{y + row_height * 0.68:.1f}" '
+            f'class="chart-tick">{_short(value)}</text>'
+        )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 - every label is escaped above
+
+
 def line_chart(
     series: Mapping[str, Sequence[float]],
     labels: Sequence[str],

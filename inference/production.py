@@ -63,6 +63,15 @@ PRODUCTION_BATCH_PREFIX = "production/"
 REVIEW_NOTE = "production review"
 MAX_TOP_K = 20
 
+# What a log's scores are: probabilities (the default), or logits the client declares, which
+# are turned into probabilities with a softmax over the values sent.
+PROBABILITIES = "probabilities"
+LOGITS = "logits"
+SCORE_KINDS = (PROBABILITIES, LOGITS)
+# Probabilities of one image's classes sum to at most 1; top-k scores rounded by the client
+# (three to two decimals each, say) may go a little over.
+SCORE_SUM_TOLERANCE = 0.01
+
 
 def confidence_threshold() -> float:
     """Top-1 score at or above which the user was given the answer (the happy path)."""
@@ -89,6 +98,7 @@ class LogEntry:
     image_data: bytes | None = None
     image_name: str = "production.jpg"
     image_sha256: str = ""
+    score_kind: str = PROBABILITIES
 
 
 @dataclass
@@ -111,6 +121,18 @@ def model_version_match(label: str) -> ModelVersion | None:
     return ModelVersion.objects.filter(name=label).order_by("-number").first()
 
 
+def version_label_normalise(label: str, version: ModelVersion | None) -> str:
+    """The one spelling a log keeps for its model version, so that one model is one series on
+    the dashboard however clients name it: ``v<number>`` for a registered version (named by
+    ``3``, ``v3``, ``V03`` or its name) and for any ``<number>``/``v<number>`` label; any other
+    label (a model Loupe does not know) as sent, trimmed."""
+    if version is not None:
+        return f"v{version.number}"
+    label = label.strip()
+    number = _VERSION_LABEL.match(label)
+    return f"v{int(number.group(1))}" if number else label[:100]
+
+
 def _production_batch(client: str, day: datetime, actor: User | None) -> ImportBatch:
     name = f"{PRODUCTION_BATCH_PREFIX}{client}/{timezone.localdate(day).isoformat()}"
     batch = ImportBatch.objects.filter(kind=ImportKind.UPLOAD, name=name).order_by("id").first()
@@ -128,16 +150,52 @@ def _validate(entry: LogEntry) -> None:
         raise LogRejected("predictions must be a non-empty list of {label, score}")
     if len(entry.class_names) > MAX_TOP_K:
         raise LogRejected(f"at most {MAX_TOP_K} predictions per log")
-    for score in entry.scores:
-        if not (0.0 <= score <= 1.0) or math.isnan(score):
-            raise LogRejected("scores must lie between 0 and 1")
+    _validate_scores(entry)
     if entry.image_data is None and not entry.image_sha256:
         raise LogRejected("send the image as a file or the sha256 of a stored image")
 
 
+def _validate_scores(entry: LogEntry) -> None:
+    """Refuse scores no model gives: probabilities outside [0, 1] or, for one image, summing
+    over 1 (a top-k of 0.9 and 0.8 says nothing a review can trust). Logits may be any finite
+    numbers, but only when the client says that is what they are."""
+    if entry.score_kind not in SCORE_KINDS:
+        raise LogRejected(f"score_kind must be one of {', '.join(SCORE_KINDS)}")
+    if not all(math.isfinite(score) for score in entry.scores):
+        raise LogRejected("scores must be finite numbers")
+    if entry.score_kind == LOGITS:
+        return
+    outside = [score for score in entry.scores if not 0.0 <= score <= 1.0]
+    if outside:
+        raise LogRejected(
+            f"scores must lie between 0 and 1 (got {outside[0]:g}); send score_kind=logits "
+            "if these are a model's logits"
+        )
+    total = math.fsum(entry.scores)
+    if total > 1.0 + SCORE_SUM_TOLERANCE:
+        raise LogRejected(
+            f"the {len(entry.scores)} scores sum to {total:.3f}, but the probabilities of one "
+            f"image's classes sum to at most 1 (± {SCORE_SUM_TOLERANCE} for rounding); send "
+            "score_kind=logits if these are a model's logits"
+        )
+
+
+def _probabilities(entry: LogEntry) -> list[float]:
+    """The entry's scores as probabilities: logits through a softmax over the values sent
+    (exact when the client sends every class's logit; with a top-k only, the share of each
+    among the classes sent)."""
+    scores = [float(score) for score in entry.scores]
+    if entry.score_kind != LOGITS:
+        return scores
+    top = max(scores)
+    exponentials = [math.exp(score - top) for score in scores]
+    total = math.fsum(exponentials)
+    return [value / total for value in exponentials]
+
+
 def _ordered(entry: LogEntry) -> tuple[list[str], list[float]]:
-    pairs = sorted(zip(entry.class_names, entry.scores, strict=True), key=lambda p: -p[1])
-    return [name[:500] for name, _ in pairs], [float(score) for _, score in pairs]
+    pairs = sorted(zip(entry.class_names, _probabilities(entry), strict=True), key=lambda p: -p[1])
+    return [name[:500] for name, _ in pairs], [score for _, score in pairs]
 
 
 def _store_image(entry: LogEntry, actor: User | None, now: datetime) -> tuple[Image, bool]:
@@ -166,7 +224,7 @@ def _log_row(
     names, scores = _ordered(entry)
     return PredictionLog(
         image=image,
-        model_version_label=entry.model_version_label.strip()[:100],
+        model_version_label=version_label_normalise(entry.model_version_label, version),
         model_version=version,
         class_names=names,
         scores=scores,
@@ -823,4 +881,5 @@ __all__ = [
     "prediction_logs_record",
     "review_queue",
     "verdict_counts",
+    "version_label_normalise",
 ]

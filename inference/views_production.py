@@ -122,9 +122,9 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
             [("At or above the threshold", board.above), ("Below", board.below)],
             title="Share of calls above and below the threshold",
         ),
-        "chart_classes": charts.bar_chart(
+        "chart_classes": charts.named_bar_chart(
             [n for _, n in board.classes[:12]],
-            [str(i + 1) for i in range(len(board.classes[:12]))],
+            [name for name, _ in board.classes[:12]],
             title="Predicted classes, most frequent first",
             colour=charts.PALETTE[1],
         ),

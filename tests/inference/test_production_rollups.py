@@ -57,7 +57,7 @@ def _entry(image: Image, top1: str = "Robin", score: float = 0.97, **kwargs: Any
         client=kwargs.pop("client", "app"),
         model_version_label=kwargs.pop("label", "v1"),
         class_names=[top1, "Other"],
-        scores=[score, score / 2],
+        scores=[score, score * (1 - score)],  # below the top-1, and summing to at most 1
         image_sha256=image.sha256,
         **kwargs,
     )
