@@ -120,7 +120,7 @@ def _chart(classes: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, A
         segments = []
         if row["status"] == "included":
             # Test in two parts: its requested share, then the overflow beyond the maximum.
-            overflow = row.get("overflow", 0)
+            overflow = row.get("overflow_in_test", 0)
             parts = [
                 ("train", row["train"], "train"),
                 ("val", row["val"], "val"),
@@ -182,6 +182,8 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             for reason, count in row.get("excluded", {}).items()
         ]
         row["staged_total"] = row.get("staged", 0) + row.get("synthetic", 0)
+        # Where a group took some of the overflow's places in train or val, test holds fewer.
+        row["overflow_in_test"] = min(row.get("overflow", 0), row.get("test", 0))
         ratios = row.get("ratios")
         if ratios:
             row["ratio_cells"] = [
@@ -205,7 +207,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 for reason, count in summary.get("excluded", {}).items()
             ],
             "leakage": dataset_leakage_report(version=version),
-            "overflow_total": sum(row.get("overflow", 0) for row in classes),
+            "overflow_total": sum(row["overflow_in_test"] for row in classes),
             "ratios_off": [
                 row for row in classes if row.get("ratios") and not row["ratios"]["within"]
             ],

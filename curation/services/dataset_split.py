@@ -192,11 +192,10 @@ def _ratio_row(
     passed: list[tuple[_Unit, int]],
     groups_of: dict[int, list[int]],
 ) -> dict[str, Any]:
-    """Requested and achieved train/val/test counts out of the class's budget (achieved test
-    leaves out the overflow), whether they are within the tolerance and, where not, the
-    groups that passed a target."""
-    requested = share.requested
-    achieved = (placed[TRAIN], placed[VAL], placed[TEST] - share.overflow)
+    """Requested and achieved train/val/test counts (test includes the overflow), whether
+    they are within the tolerance and, where not, the groups that passed a target."""
+    requested = share.goal
+    achieved = tuple(placed)
     allowed = tolerance(share.budget)
     within = all(abs(achieved[s] - requested[s]) <= allowed for s in (TRAIN, VAL, TEST))
     forced: list[dict[str, Any]] = []

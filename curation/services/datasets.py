@@ -515,10 +515,11 @@ def ratio_warnings(classes: list[dict[str, Any]]) -> list[str]:
             if groups
             else "its near-duplicate groups could not be placed closer"
         )
+        overflow = f", plus {ratios['overflow']} over it in test" if ratios["overflow"] else ""
         lines.append(
-            f"{row['name']}: train / val / test {achieved} of its {ratios['budget']} images "
-            f"under the maximum, where the ratios ask {requested} (±{ratios['tolerance']:g}); "
-            f"{cause}."
+            f"{row['name']}: train / val / test {achieved}, where {requested} was asked "
+            f"(the ratios of its {ratios['budget']} images under the maximum{overflow}; "
+            f"±{ratios['tolerance']:g}); {cause}."
         )
     return lines
 

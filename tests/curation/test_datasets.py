@@ -374,6 +374,7 @@ def test_the_pages_show_a_version_its_chart_and_the_benchmark_sets(
     assert "<svg" in page and "min 40" in page and "max 125" in page
     assert "needs 40 more" in page  # Robin has no images
     assert "No open near-duplicate group has members in two splits" in page
+    assert "Every class is within the larger of 1 image and 2% of the ratios 90/10/0" in page
     assert "v1" in client.get("/datasets/").content.decode()
 
     response = client.post(

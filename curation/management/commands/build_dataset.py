@@ -117,7 +117,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"warning: {line}")
             return
         totals = summary["totals"]
-        overflow = sum(row.get("overflow", 0) for row in summary["classes"])
+        overflow = sum(min(row["overflow"], row["test"]) for row in summary["classes"])
         flag = " (exploratory: not for production)" if version.exploratory else ""
         self.stdout.write(
             f"Built dataset version {version.name!r} (#{version.pk}){flag} in {elapsed:.1f} s: "
