@@ -30,3 +30,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
+
+# 403 and 404 use Django's handlers, which render 403.html and 404.html with the request (and so
+# the navigation); the 500 one needs its own for that.
+handler500 = "config.views.server_error"
