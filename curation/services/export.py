@@ -79,6 +79,8 @@ class ExportResult:
     out: str
     images: int
     files: list[str] = field(default_factory=list)
+    # Images written as letterboxed PNGs (their bytes are in bytes_written); none is copied.
+    letterboxed: int = 0
     bytes_written: int = 0
     seconds: float = 0.0
     linked: int = 0
@@ -423,13 +425,16 @@ def _link_or_copy(source: str, target: Path) -> bool:
         return False
 
 
-def _write_letterboxed(task: tuple[list[tuple[ExportRow, str]], int]) -> int:
+def _write_letterboxed(task: tuple[list[tuple[ExportRow, str]], int]) -> tuple[int, int]:
+    """Write each image as a letterboxed PNG; (how many, how many bytes)."""
     pairs, size = task
+    written = 0
     for row, target in pairs:
         _, data = _payload(row, size)
         with open(target, "wb") as handle:
             handle.write(data)
-    return len(pairs)
+        written += len(data)
+    return len(pairs), written
 
 
 def dataset_export(
@@ -508,6 +513,7 @@ def _export_into(
                 result.bytes_written += size
                 report(done, len(rows))
         result.files = [os.path.basename(task.path) for task in tasks]
+        result.letterboxed = len(rows) if letterbox else 0
     else:
         _export_folder(rows, out, letterbox, workers, result, files, report)
     _write_metadata(
@@ -541,10 +547,11 @@ def _export_folder(
         ]
         done = 0
         with _pool(min(workers, max(1, len(chunks)))) as pool:
-            for count in pool.imap_unordered(_write_letterboxed, chunks):
+            for count, written in pool.imap_unordered(_write_letterboxed, chunks):
                 done += count
+                result.letterboxed += count
+                result.bytes_written += written
                 report(done, len(rows))
-        result.copied = len(rows)
         return
     for done, (row, target) in enumerate(targets, start=1):
         source = _local_path(row.storage_name)

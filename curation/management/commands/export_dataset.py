@@ -73,6 +73,8 @@ class Command(BaseCommand):
             if result.format == "webdataset"
             else f"{result.linked} hard-linked, {result.copied} copied"
         )
+        if result.format == "folder" and result.letterboxed:
+            detail = f"{result.letterboxed} letterboxed PNGs, {result.bytes_written / 1e6:.1f} MB"
         self.stdout.write(
             f"Exported {version.name!r}: {result.images} images to {result.out} "
             f"({detail}) in {result.seconds:.1f} s, {rate:.0f} images/s."
