@@ -187,6 +187,7 @@ def export_dataset(job_id: int) -> None:
             letterbox=params.get("letterbox"),
             shard_size=params.get("shard_size", 10_000),
             progress=progress,
+            hard_links=params.get("hard_links", False),
         )
         return {**result.as_dict(), "message": result.message}
 

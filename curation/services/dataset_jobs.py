@@ -39,12 +39,21 @@ def dataset_build_job_start(
 
 
 def dataset_export_job_start(
-    *, version: DatasetVersion, format: str, letterbox: int | None, shard_size: int, actor: Any
+    *,
+    version: DatasetVersion,
+    format: str,
+    letterbox: int | None,
+    shard_size: int,
+    actor: Any,
+    hard_links: bool = False,
 ) -> Job:
-    """An export job writing under the export folder (never a path a client chose)."""
+    """An export job writing under the export folder (never a path a client chose).
+    ``hard_links`` (folder exports only) links the originals instead of copying them."""
     if format not in EXPORT_FORMATS:
         raise DatasetError(f"Unknown export format {format!r}.")
+    hard_links = hard_links and format == "folder" and not letterbox
     suffix = f"-letterbox{letterbox}" if letterbox else ""
+    suffix += "-hardlinks" if hard_links else ""
     out = export_root() / f"{version.pk}-{slugify(version.name) or 'dataset'}-{format}{suffix}"
     with transaction.atomic():
         job = job_create(
@@ -55,6 +64,7 @@ def dataset_export_job_start(
                 "format": format,
                 "letterbox": letterbox,
                 "shard_size": shard_size,
+                "hard_links": hard_links,
                 "out": str(out),
             },
             total=version.assignments.count(),

@@ -5,8 +5,12 @@ WebDataset: one shard set per split (``train-000000.tar``…), each member ``<sh
 headers carry fixed times, owners and modes, so exporting the same version twice gives
 byte-identical shards. Shards are written by a pool of processes, one shard per task.
 
-Folder: ``<split>/<class>/<sha256>.<ext>``, hard links to the originals where the export
-lies on the same file system (a copy otherwise).
+Folder: ``<split>/<class>/<sha256>.<ext>``, each file a copy of its original: a reflink where
+the file system shares blocks copy-on-write (Btrfs, XFS, bcachefs), an in-kernel copy
+elsewhere. Either way the exported file is an inode of its own, so nothing written to an
+export can reach the library. Hard links (``hard_links=True``) only on explicit request: a
+hard link *is* the original, and the original's read-only mode stops only users other than
+root, so an ``echo x >> file`` run as root in such an export changes the library.
 
 Both write ``manifest.csv`` (sha256, class, sub-class, split, source, file), ``label_map.json``
 and ``dataset.json`` (the version and its parameters). With ``letterbox`` every image becomes a
@@ -22,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import fcntl
 import io
 import json
 import os
@@ -85,6 +90,7 @@ class ExportResult:
     seconds: float = 0.0
     linked: int = 0
     copied: int = 0
+    reflinked: int = 0
 
     @property
     def message(self) -> str:
@@ -425,6 +431,77 @@ def _link_or_copy(source: str, target: Path) -> bool:
         return False
 
 
+# linux/fs.h: FICLONE = _IOW(0x94, 9, int), share all of one file's blocks with another.
+FICLONE = 0x40049409
+# What a file system or kernel without reflinks (or without copy_file_range) answers.
+_UNSUPPORTED = {
+    errno.EOPNOTSUPP,
+    errno.ENOTTY,
+    errno.EINVAL,
+    errno.EXDEV,
+    errno.ENOSYS,
+    errno.EPERM,
+}
+
+
+class FileCopier:
+    """Copies originals into an export without ever sharing an inode with them.
+
+    Each copy first asks for a reflink (``FICLONE``: the new file shares the original's blocks
+    until either is written, so it costs no data and no time); where the file system has none
+    it copies in the kernel (``copy_file_range``, or ``sendfile`` as ``shutil.copyfile`` does).
+    What the file system refused once is not asked again for the rest of the export.
+    """
+
+    def __init__(self) -> None:
+        self.try_reflink = True
+        self.try_copy_range = True
+
+    def copy(self, source: str, target: Path) -> bool:
+        """Copy ``source`` to the new file ``target``; True if it was reflinked."""
+        with open(source, "rb") as src:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                if self.try_reflink:
+                    try:
+                        fcntl.ioctl(fd, FICLONE, src.fileno())
+                        return True
+                    except OSError as exc:
+                        if exc.errno not in _UNSUPPORTED:
+                            raise
+                        self.try_reflink = False
+                size = os.fstat(src.fileno()).st_size
+                if self.try_copy_range and self._copy_range(src.fileno(), fd, size):
+                    return False
+                src.seek(0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.ftruncate(fd, 0)
+                offset = 0
+                while offset < size:
+                    sent = os.sendfile(fd, src.fileno(), offset, size - offset)
+                    if sent == 0:
+                        raise ExportError(f"{source} is shorter than its recorded size")
+                    offset += sent
+                return False
+            finally:
+                os.close(fd)
+
+    def _copy_range(self, src: int, dst: int, size: int) -> bool:
+        copied = 0
+        try:
+            while copied < size:
+                count = os.copy_file_range(src, dst, size - copied)
+                if count == 0:
+                    break
+                copied += count
+        except OSError as exc:
+            if copied or exc.errno not in _UNSUPPORTED:
+                raise
+            self.try_copy_range = False
+            return False
+        return copied == size
+
+
 def _write_letterboxed(task: tuple[list[tuple[ExportRow, str]], int]) -> tuple[int, int]:
     """Write each image as a letterboxed PNG; (how many, how many bytes)."""
     pairs, size = task
@@ -446,8 +523,13 @@ def dataset_export(
     shard_size: int = DEFAULT_SHARD_SIZE,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    hard_links: bool = False,
 ) -> ExportResult:
-    """Write the version to ``out``. Precondition: the version is built (``ready``)."""
+    """Write the version to ``out``. Precondition: the version is built (``ready``).
+
+    A folder export copies (or reflinks) its files; ``hard_links`` links them to the originals
+    instead, which costs no space but lets anyone running as root change an original by
+    writing to the export."""
     if format not in EXPORT_FORMATS:
         raise ExportError(f"Unknown export format {format!r}; use {' or '.join(EXPORT_FORMATS)}.")
     if version.status != DatasetStatus.READY:
@@ -467,7 +549,7 @@ def dataset_export(
     staging = _staging_folder(out)
     try:
         result = _export_into(
-            version, rows, staging, format, letterbox, shard_size, workers, report
+            version, rows, staging, format, letterbox, shard_size, workers, report, hard_links
         )
         _put_in_place(staging, out)
     except OSError as exc:
@@ -496,6 +578,7 @@ def _export_into(
     shard_size: int,
     workers: int,
     report: Callable[[int, int], None],
+    hard_links: bool = False,
 ) -> ExportResult:
     """Write the whole export into the empty folder ``out``."""
     result = ExportResult(format=format, out=str(out), images=len(rows))
@@ -515,7 +598,7 @@ def _export_into(
         result.files = [os.path.basename(task.path) for task in tasks]
         result.letterboxed = len(rows) if letterbox else 0
     else:
-        _export_folder(rows, out, letterbox, workers, result, files, report)
+        _export_folder(rows, out, letterbox, workers, result, files, report, hard_links)
     _write_metadata(
         version, rows, out, files, format=format, letterbox=letterbox, shard_size=shard_size
     )
@@ -530,6 +613,7 @@ def _export_folder(
     result: ExportResult,
     files: dict[str, str],
     report: Callable[[int, int], None],
+    hard_links: bool = False,
 ) -> None:
     targets: list[tuple[ExportRow, Path]] = []
     for row in rows:
@@ -553,6 +637,10 @@ def _export_folder(
                 result.bytes_written += written
                 report(done, len(rows))
         return
+    root = _local_path("")
+    if root is not None and not hard_links:
+        _copy_in_parallel(root, targets, workers, result, report)
+        return
     for done, (row, target) in enumerate(targets, start=1):
         source = _local_path(row.storage_name)
         if source is None:
@@ -566,3 +654,39 @@ def _export_folder(
         if done % 1000 == 0:
             report(done, len(rows))
     report(len(rows), len(rows))
+
+
+_COPY_CHUNK = 500
+
+
+def _copy_files(pairs: list[tuple[str, str]]) -> tuple[int, int]:
+    """Copy each ``(original, target)``; (how many were copied, how many reflinked)."""
+    copier = FileCopier()
+    reflinked = sum(copier.copy(source, Path(target)) for source, target in pairs)
+    return len(pairs) - reflinked, reflinked
+
+
+def _copy_in_parallel(
+    root: str,
+    targets: list[tuple[ExportRow, Path]],
+    workers: int,
+    result: ExportResult,
+    report: Callable[[int, int], None],
+) -> None:
+    """Copies (or reflinks) of local originals, chunks of them spread over the worker pool:
+    a copy is the kernel moving bytes, and more than one core moves them faster."""
+    chunks = [
+        [
+            (os.path.join(root, row.storage_name), str(target))
+            for row, target in targets[start : start + _COPY_CHUNK]
+        ]
+        for start in range(0, len(targets), _COPY_CHUNK)
+    ]
+    done = 0
+    with _pool(min(workers, max(1, len(chunks)))) as pool:
+        for copied, reflinked in pool.imap_unordered(_copy_files, chunks):
+            result.copied += copied
+            result.reflinked += reflinked
+            done += copied + reflinked
+            report(done, len(targets))
+    report(len(targets), len(targets))

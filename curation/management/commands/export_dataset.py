@@ -21,7 +21,8 @@ class Command(BaseCommand):
     help = (
         "Export a dataset version as WebDataset tar shards (one shard set per split) or as a "
         "folder tree <split>/<class>/<sha256>.<ext>, with a manifest and the label map. "
-        "Exporting the same version twice gives byte-identical shards."
+        "Exporting the same version twice gives byte-identical shards. Folder exports copy "
+        "(or reflink) the originals, so no write to the export can change the library."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -34,6 +35,15 @@ class Command(BaseCommand):
         parser.add_argument("--out", type=Path, default=None, help="output folder")
         parser.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
         parser.add_argument("--json", action="store_true", help="print a JSON summary only")
+        parser.add_argument(
+            "--hard-links",
+            action="store_true",
+            help=(
+                "folder format: hard-link the originals instead of copying them. Saves the "
+                "space, but a hard link is the original: anyone running as root who writes to "
+                "a file of the export changes the library's original"
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         name: str = options["name"]
@@ -61,6 +71,7 @@ class Command(BaseCommand):
                     shard_size=options["shard_size"],
                     workers=options["workers"],
                     progress=progress,
+                    hard_links=options["hard_links"],
                 )
             except ExportError as exc:
                 raise CommandError(str(exc)) from None
@@ -71,7 +82,11 @@ class Command(BaseCommand):
         detail = (
             f"{len(result.files)} shards, {result.bytes_written / 1e6:.1f} MB"
             if result.format == "webdataset"
-            else f"{result.linked} hard-linked, {result.copied} copied"
+            else (
+                f"{result.linked} hard-linked, {result.copied} copied"
+                if options["hard_links"]
+                else f"{result.copied} copied, {result.reflinked} reflinked"
+            )
         )
         if result.format == "folder" and result.letterboxed:
             detail = f"{result.letterboxed} letterboxed PNGs, {result.bytes_written / 1e6:.1f} MB"
