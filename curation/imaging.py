@@ -40,11 +40,31 @@ class ImageRejected(Exception):
 
 @dataclass(frozen=True)
 class DecodedImage:
+    """What an accepted file is. ``width`` and ``height`` are as the image displays: with its
+    EXIF orientation applied, as every page, thumbnail and model input shows it (a camera's
+    portrait JPEG stored as 320x200 with orientation 6 is 200x320)."""
+
     format: str
     extension: str
     content_type: str
     width: int
     height: int
+
+
+# EXIF orientations that turn the picture a quarter (5-8: transposed, rotated 90° or 270°,
+# transversed): its displayed width is its stored height.
+_QUARTER_TURNS = {5, 6, 7, 8}
+_ORIENTATION_TAG = 0x0112
+
+
+def _displayed_size(image: PILImage.Image) -> tuple[int, int]:
+    """The size ``ImageOps.exif_transpose`` gives, read from the header without decoding."""
+    width, height = image.size
+    try:
+        orientation = image.getexif().get(_ORIENTATION_TAG)
+    except Exception:  # damaged EXIF: exif_transpose ignores it too, and so do we
+        orientation = None
+    return (height, width) if orientation in _QUARTER_TURNS else (width, height)
 
 
 def _open(stream: IO[bytes]) -> PILImage.Image:
@@ -94,6 +114,7 @@ def decode_image(stream: IO[bytes]) -> DecodedImage:
         _verify_png_chunks(image)
         image = _open(stream)
     width, height = image.size
+    displayed_width, displayed_height = _displayed_size(image)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
@@ -112,7 +133,11 @@ def decode_image(stream: IO[bytes]) -> DecodedImage:
         image.close()
     extension, content_type = ALLOWED_FORMATS[fmt]
     return DecodedImage(
-        format=fmt, extension=extension, content_type=content_type, width=width, height=height
+        format=fmt,
+        extension=extension,
+        content_type=content_type,
+        width=displayed_width,
+        height=displayed_height,
     )
 
 
