@@ -192,16 +192,67 @@ def _part_pairs(
             if len(hit) == 0:
                 continue
             hit_keys = probe[hit]
-            hit_counts = counts[hit_keys]
-            left = side[hit]
-            right = starts[hit_keys]
-            if not bool((hit_counts == 1).all()):
-                total = int(hit_counts.sum())
-                run_starts = np.cumsum(hit_counts) - hit_counts
-                within = np.arange(total, dtype=np.int32) - np.repeat(run_starts, hit_counts)
-                left = np.repeat(left, hit_counts)
-                right = np.repeat(right, hit_counts) + within
-            yield keep(left, right)
+            yield keep(*_bucket_members(side[hit], starts[hit_keys], counts[hit_keys]))
+
+
+def _bucket_members(
+    left: npt.NDArray[np.int32], first: npt.NDArray[np.int32], sizes: npt.NDArray[np.int32]
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    """Each ``left[i]`` paired with every entry of its bucket: the ``sizes[i]`` sorted
+    positions from ``first[i]`` on."""
+    if bool((sizes == 1).all()):
+        return left, first
+    run_starts = np.cumsum(sizes) - sizes
+    within = np.arange(int(sizes.sum()), dtype=np.int32) - np.repeat(run_starts, sizes)
+    return np.repeat(left, sizes), np.repeat(first, sizes) + within
+
+
+def pairs_between(
+    queries: U64, base: U64, max_distance: int, *, parts: int = 3
+) -> tuple[I64, I64, npt.NDArray[np.uint8]]:
+    """All pairs ``(q, b)`` of a position in ``queries`` and one in ``base`` within
+    ``max_distance`` bits, with their distances; sorted by ``(q, b)``.
+
+    The same multi-index search as ``pairs_within``, with the buckets built on ``base`` only:
+    a few queries against a large base cost a few bucket look-ups each, and many queries
+    (the probe hashes of a whole library) against the library cost what a self-join costs per
+    query.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.uint64)
+    base = np.ascontiguousarray(base, dtype=np.uint64)
+    radius = max_distance // parts
+    found_query: list[I64] = []
+    found_base: list[I64] = []
+    shift = 64
+    for width in part_widths(parts):
+        shift -= width
+        mask_bits = np.uint64((1 << width) - 1)
+        base_keys = ((base >> np.uint64(shift)) & mask_bits).astype(np.int32)
+        query_keys = ((queries >> np.uint64(shift)) & mask_bits).astype(np.int32)
+        order = np.argsort(base_keys, kind="stable").astype(np.int32)
+        sorted_base = base[order]
+        counts = np.bincount(base_keys, minlength=1 << width).astype(np.int32)
+        starts = (np.cumsum(counts, dtype=np.int64) - counts).astype(np.int32)
+        occupied = (counts > 0).astype(np.uint8)
+        for mask in flip_masks(width, radius):
+            probe = query_keys ^ np.int32(mask)
+            hit = np.flatnonzero(np.take(occupied, probe)).astype(np.int32)
+            if len(hit) == 0:
+                continue
+            left, right = _bucket_members(hit, starts[probe[hit]], counts[probe[hit]])
+            close = popcount(queries[left] ^ sorted_base[right]) <= max_distance
+            found_query.append(left[close].astype(np.int64))
+            found_base.append(order[right[close]].astype(np.int64))
+    if not found_query:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, np.empty(0, dtype=np.uint8)
+    unique = np.unique(np.concatenate(found_query) * len(base) + np.concatenate(found_base))
+    query_positions, base_positions = unique // len(base), unique % len(base)
+    return (
+        query_positions,
+        base_positions,
+        popcount(queries[query_positions] ^ base[base_positions]),
+    )
 
 
 def brute_force_pairs(

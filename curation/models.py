@@ -394,6 +394,29 @@ class DuplicateStatus(models.TextChoices):
 class DuplicateMethod(models.TextChoices):
     PHASH = "phash", "pHash"
     EMBEDDING = "embedding", "Embedding"
+    ALL = "all", "pHash and embedding"
+
+
+class ImageProbe(models.Model):
+    """One probe hash of an image (see ``curation.nearcopy``): the pHash of the image rotated
+    a little or cropped a little, so a rotated or cropped copy arriving later is found by
+    the same indexed lookup as the pHash itself. Several rows per image."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="probes")
+    value = models.BigIntegerField()  # signed, like ImageFeatures.phash
+    part0 = models.IntegerField()
+    part1 = models.IntegerField()
+    part2 = models.IntegerField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["part0"], name="probe_part0"),
+            models.Index(fields=["part1"], name="probe_part1"),
+            models.Index(fields=["part2"], name="probe_part2"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Probe hash of image {self.image_id}"
 
 
 class DuplicateGroup(models.Model):

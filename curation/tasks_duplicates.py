@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 
 from curation.models import DuplicateMethod, Job
-from curation.services.duplicates import duplicates_check, duplicates_scan_method
+from curation.services.duplicates import duplicates_check, duplicates_scan
 from curation.services.hashing import features_make, images_missing_features
 from curation.services.jobs import JOB_TASK_LIMITS, job_progress, job_run
 from curation.services.quality import quality_baseline_update
@@ -49,23 +49,18 @@ def find_duplicates(job_id: int) -> None:
             job_progress(job_id=job.pk, done=0, total=3, message="computing missing embeddings")
             embeddings_compute()
         job_progress(job_id=job.pk, done=1, total=3, message="searching near-duplicates")
-        results = duplicates_scan_method(
+        result = duplicates_scan(
             method=method,
             max_distance=job.params.get("max_distance"),
             min_similarity=job.params.get("min_similarity"),
+            progress=lambda message: job_progress(
+                job_id=job.pk, done=1, total=3, message=message
+            ),
         )
         job_progress(job_id=job.pk, done=2, total=3, message="updating quality thresholds")
         quality_baseline_update()
         job_progress(job_id=job.pk, done=3, total=3)
-        if len(results) == 1:
-            return {**results[0].as_dict(), "hashed": hashed}
-        scans = [result.as_dict() for result in results]
-        return {
-            "method": "all",
-            "scans": scans,
-            "hashed": hashed,
-            "message": "; ".join(str(scan["message"]) for scan in scans),
-        }
+        return {**result.as_dict(), "hashed": hashed}
 
     job_run(job_id=job_id, work=work)
 

@@ -1,82 +1,77 @@
-"""Near-duplicate search over the library's pHashes and the groups it finds; their review is in
+"""Near-duplicate search and the groups it finds; their review is in
 ``curation.services.duplicate_review``.
 
-Two images are near-duplicates when their 64-bit pHashes differ in at most ``max_distance``
-bits. The default threshold is 8 bits:
+Search runs in two stages (``curation.nearcopy`` explains both):
 
-* pHash (median-thresholded 8x8 DCT) sets half its bits, so distances between two hashes are
-  almost always even: 8 admits the same pairs as 9;
-* re-encoding, resizing, brightening, blurring, small watermarks, 2 % crops and 1.5° rotations
-  of photographs land at 0-8 bits in our tests, while distinct photographs sit at 20 or more;
-* the chance pairs of unrelated images grow fast with the threshold: for uniform 64-bit hashes
-  P(d <= 8) is 30 times smaller than P(d <= 10), about 140 accidental pairs in a million
-  images instead of about 4,000;
-* with 3 parts, 8 bits means probing each part within 2 bits (254 buckets); 10 bits would
-  need 3 (1,794 buckets), a full scan seven times slower.
+1. **Candidates**, cheaply: pairs of active images whose pHashes or dHashes differ in at most
+   ``max_distance`` bits (default 8), pairs where one image's probe hash (its pHash after a
+   small rotation or crop) is that close to the other's pHash, and, with the ``embedding``
+   or ``all`` method, pairs whose centred embeddings have a cosine similarity of at least
+   ``min_similarity`` (default 0.90). The Hamming searches are exact multi-index searches
+   (``curation.hamming``): at 8 bits each of the three parts is probed within 2 bits.
+2. **Verification** of every candidate pair: matched local features under one geometric
+   transform, or for low-information images (too few keypoints) a tight pHash match and
+   correlated thumbnails. Only verified pairs are near-duplicates.
 
-imagededup's default of 10 suits small collections; ``LOUPE_DUPLICATE_MAX_DISTANCE`` or
-``--max-distance`` changes it.
-
-The second method compares embeddings (see ``inference.embeddings``): two images are
-near-duplicates when the cosine similarity of their embeddings, less the library's mean
-embedding (``inference.embeddings.centred``), is at least
-``LOUPE_EMBEDDING_DUPLICATE_SIMILARITY`` (default 0.95). It finds edits pHash misses, because
-a pHash compares the layout of the whole frame while the embedding describes what is in it:
-with the installed backbone, an 8 % crop and a 7° rotation of a photograph (pHash 14 bits,
-out of reach at 8) stay at 0.97-0.98, re-encodes and colour shifts at 0.99, different
-photographs below 0.3. On the demo library 0.95 keeps 62 of its 72 edited photo copies with
-their original and groups 26 of its 1,800 digit drawings (in groups of at most 5); 0.92 would
-group 150 drawings, 0.90 nearly 270, in chains of up to 48.
-
-Groups and components. Low-information images (small drawings, blank frames, documents)
-chain: A is near B, B near C, and so on, so a connected component of the near-duplicate graph
-can hold hundreds of images whose ends look nothing alike. A review group is therefore one
-star of its component (``curation.hamming.star_groups``): every member is near the group's
-centre, except an image whose neighbours all went to other centres, which joins the group of
-its nearest neighbour. A component that is already tight is one group. The groups split from
-one component share ``DuplicateGroup.component``, and a dataset build keeps a whole component
-in one split, so no near-duplicate pair is ever split across train, val and test.
+Groups are tight: every member of a group is a verified near-duplicate of the group's
+centre, the keeper candidate. The verified pairs make a graph; each connected component is
+cut into groups by star clustering (``curation.hamming.star_groups``), and a member that came
+into a group through another member is verified against the centre and left out when it is
+not a copy of it. Each member records how it was found and verified (``evidence``).
+``DuplicateGroup.component`` still ties together the groups cut from one component.
 
 Each scan replaces the open groups of its own method only. An image already in an open group
-of the other method stays there (one open group per image): the new groups are made of the
-rest of its component (an image left with no near-duplicate outside the other method's groups
-is left out), and the two components are merged into one, which keeps the split guarantee for
-the pairs that cross them.
+of another method stays there (one open group per image).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from curation.hamming import (
     components,
     neighbour_values,
+    pairs_between,
     pairs_within,
     part_values,
     part_widths,
+    plan,
+    popcount,
     star_groups,
     to_unsigned,
 )
+from curation.imaging import ImageRejected, open_for_pixels
 from curation.models import (
     DuplicateGroup,
     DuplicateMember,
     DuplicateMethod,
     DuplicateStatus,
+    Image,
     ImageFeatures,
+    ImageProbe,
     ImageStatus,
 )
-from curation.services.hashing import PHASH_PARTS
+from curation.nearcopy import VERIFY_SIDE, CopyFeatures, Verdict, copy_features, verify_copy
+from curation.services.hashing import PHASH_PARTS, images_missing_probes, probes_make
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_DISTANCE = 8
-DEFAULT_MIN_SIMILARITY = 0.95
+DEFAULT_MIN_SIMILARITY = 0.90
 # SQLite accepts 32,766 parameters a statement; stay well below.
 _MAX_PARAMETERS = 20_000
+# Copy features kept in memory during one scan (about 20 kB each).
+_FEATURE_CACHE = 20_000
 
 
 def default_max_distance() -> int:
@@ -91,42 +86,177 @@ def _distance(a: int, b: int) -> int:
     return ((a ^ b) & 0xFFFFFFFFFFFFFFFF).bit_count()
 
 
-# --- Lookup of one hash (on import) ---------------------------------------------------------
+@dataclass(frozen=True)
+class Candidate:
+    """Why a pair is a candidate: the smallest pHash distance between them (the pHashes, or
+    a probe hash against a pHash; 64 when unknown) and the signal that found it."""
+
+    bits: int
+    found_by: str
+
+
+Pair = tuple[int, int]  # image ids, smaller first
+
+
+def _pair(a: int, b: int) -> Pair:
+    return (a, b) if a < b else (b, a)
+
+
+# --- Verification ----------------------------------------------------------------------------
+
+
+class CopyFeatureCache:
+    """Copy features of images, read from their originals once per scan or check."""
+
+    def __init__(self, limit: int = _FEATURE_CACHE) -> None:
+        self.limit = limit
+        self.features: dict[int, CopyFeatures | None] = {}
+
+    def load(self, image_ids: Iterable[int]) -> None:
+        missing = [i for i in dict.fromkeys(image_ids) if i not in self.features]
+        if not missing:
+            return
+        if len(self.features) + len(missing) > self.limit:
+            self.features.clear()
+        for begin in range(0, len(missing), _MAX_PARAMETERS):
+            images = Image.objects.filter(pk__in=missing[begin : begin + _MAX_PARAMETERS]).only(
+                "pk", "sha256", "extension"
+            )
+            for image in images:
+                self.features[image.pk] = _read_copy_features(image)
+        for image_id in missing:
+            self.features.setdefault(image_id, None)
+
+    def get(self, image_id: int) -> CopyFeatures | None:
+        self.load([image_id])
+        return self.features.get(image_id)
+
+
+def _read_copy_features(image: Image) -> CopyFeatures | None:
+    try:
+        with default_storage.open(image.storage_name, "rb") as original:
+            return copy_features(open_for_pixels(original, max_side=VERIFY_SIDE))
+    except (FileNotFoundError, ImageRejected) as exc:
+        logger.error("Image %s: cannot verify near-duplicates: %s", image.pk, exc)
+        return None
+
+
+def verify_pair(cache: CopyFeatureCache, pair: Pair, candidate: Candidate) -> Verdict:
+    a, b = cache.get(pair[0]), cache.get(pair[1])
+    if a is None or b is None:
+        return Verdict(False, None, "original unreadable")
+    return verify_copy(a, b, hash_bits=candidate.bits)
+
+
+def verify_candidates(
+    candidates: dict[Pair, Candidate],
+    *,
+    cache: CopyFeatureCache | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[Pair, Verdict]:
+    """The verdict on every candidate pair. Pairs are taken in order of their first image, so
+    the features of each image are read once as long as they stay in the cache."""
+    cache = cache or CopyFeatureCache()
+    verdicts: dict[Pair, Verdict] = {}
+    pairs = sorted(candidates)
+    for begin in range(0, len(pairs), 2000):
+        chunk = pairs[begin : begin + 2000]
+        cache.load(x for pair in chunk for x in pair)
+        for pair in chunk:
+            verdicts[pair] = verify_pair(cache, pair, candidates[pair])
+        if progress and len(pairs) > 2000:
+            progress(f"verified {min(begin + 2000, len(pairs))} of {len(pairs)} candidate pairs")
+    return verdicts
+
+
+def _evidence(centre: int, candidate: Candidate, verdict: Verdict) -> str:
+    return f"{candidate.found_by} from image {centre}; {verdict.evidence}"[:300]
+
+
+# --- Candidates of one image (on import) -----------------------------------------------------
+
+
+def _indexed_near(
+    queries: list[int],
+    *,
+    max_distance: int,
+    exclude_id: int | None,
+    probes_table: bool,
+) -> dict[int, int]:
+    """Images whose indexed hash (the pHash, or with ``probes_table`` a probe hash) is within
+    ``max_distance`` bits of one of ``queries`` (unsigned), with the smallest distance.
+
+    Multi-index lookup in the database: each of the three indexed parts is probed for every
+    value within ``max_distance // 3`` bits of a query's part, so only a few hundred
+    candidate rows come back even at a million images; the full distance is checked here."""
+    radius = max_distance // PHASH_PARTS
+    widths = part_widths(PHASH_PARTS)
+    probes: list[set[int]] = [set() for _ in widths]
+    for query in queries:
+        for i, (value, width) in enumerate(
+            zip(part_values(query, PHASH_PARTS), widths, strict=True)
+        ):
+            probes[i].update(neighbour_values(value, width, radius))
+    rows_of: QuerySet[Any]
+    if probes_table:
+        columns = ["part0", "part1", "part2"]
+        rows_of = ImageProbe.objects.filter(image__status=ImageStatus.ACTIVE)
+        value_column = "value"
+    else:
+        columns = ["phash_part0", "phash_part1", "phash_part2"]
+        rows_of = ImageFeatures.objects.filter(image__status=ImageStatus.ACTIVE)
+        value_column = "phash"
+    lists = [sorted(values) for values in probes]
+    per_query = max(1, _MAX_PARAMETERS // PHASH_PARTS)
+    found: dict[int, int] = {}
+    for begin in range(0, max(len(values) for values in lists), per_query):
+        condition = Q()
+        for column, values in zip(columns, lists, strict=True):
+            if values[begin : begin + per_query]:
+                condition |= Q(**{f"{column}__in": values[begin : begin + per_query]})
+        for image_id, other in rows_of.filter(condition).values_list("image_id", value_column):
+            if image_id == exclude_id or other is None:
+                continue
+            distance = min(_distance(query, other) for query in queries)
+            if distance <= max_distance and distance < found.get(image_id, 65):
+                found[image_id] = distance
+    return found
 
 
 def near_images(
     *, phash: int, max_distance: int, exclude_id: int | None = None
 ) -> list[tuple[int, int]]:
     """Active images whose pHash is within ``max_distance`` bits of ``phash`` (signed or
-    unsigned), as ``(image id, distance)``, nearest first.
-
-    Multi-index lookup in the database: each of the three indexed parts is probed for every
-    value within ``max_distance // 3`` bits, so only a few hundred candidate rows come back
-    even at a million images, and the full distance is checked here.
-    """
-    unsigned = phash & 0xFFFFFFFFFFFFFFFF
-    radius = max_distance // PHASH_PARTS
-    probes = [
-        (f"phash_part{i}", neighbour_values(value, width, radius))
-        for i, (value, width) in enumerate(
-            zip(part_values(unsigned, PHASH_PARTS), part_widths(PHASH_PARTS), strict=True)
-        )
-    ]
-    per_query = max(1, _MAX_PARAMETERS // PHASH_PARTS)
-    found: dict[int, int] = {}
-    for begin in range(0, max(len(values) for _, values in probes), per_query):
-        condition = Q()
-        for column, values in probes:
-            if values[begin : begin + per_query]:
-                condition |= Q(**{f"{column}__in": values[begin : begin + per_query]})
-        rows = ImageFeatures.objects.filter(condition, image__status=ImageStatus.ACTIVE)
-        for image_id, other in rows.values_list("image_id", "phash"):
-            if image_id == exclude_id or other is None:
-                continue
-            distance = _distance(unsigned, other)
-            if distance <= max_distance:
-                found[image_id] = distance
+    unsigned), as ``(image id, distance)``, nearest first."""
+    found = _indexed_near(
+        [phash & 0xFFFFFFFFFFFFFFFF],
+        max_distance=max_distance,
+        exclude_id=exclude_id,
+        probes_table=False,
+    )
     return sorted(found.items(), key=lambda item: (item[1], item[0]))
+
+
+def near_candidates(
+    *, phash: int, probes: list[int], max_distance: int, exclude_id: int | None = None
+) -> dict[int, Candidate]:
+    """The candidates of one image among the active library: images whose pHash is near the
+    image's pHash or one of its ``probes``, and images one of whose probe hashes is near the
+    image's pHash. Two indexed look-ups."""
+    own = phash & 0xFFFFFFFFFFFFFFFF
+    direct = _indexed_near(
+        [own, *probes], max_distance=max_distance, exclude_id=exclude_id, probes_table=False
+    )
+    reverse = _indexed_near(
+        [own], max_distance=max_distance, exclude_id=exclude_id, probes_table=True
+    )
+    found: dict[int, Candidate] = {}
+    for image_id, bits in direct.items():
+        found[image_id] = Candidate(bits, f"pHash {bits} bits")
+    for image_id, bits in reverse.items():
+        if image_id not in found or bits < found[image_id].bits:
+            found[image_id] = Candidate(bits, f"probe hash {bits} bits")
+    return found
 
 
 def _dismissed_partners(image_ids: Iterable[int]) -> dict[int, set[int]]:
@@ -146,54 +276,84 @@ def _dismissed_partners(image_ids: Iterable[int]) -> dict[int, set[int]]:
 
 
 def duplicates_check(*, image_ids: list[int], max_distance: int | None = None) -> int:
-    """Check new images against the whole library and put each one with near-duplicates into
-    an open group (see ``_join``). Returns how many of the images joined a group.
-    Idempotent."""
+    """Check new images against the whole library: find each one's candidates, verify them,
+    and put an image with verified near-duplicates into an open group (see ``_join``).
+    Returns how many of the images joined a group. Idempotent."""
     if max_distance is None:
         max_distance = default_max_distance()
     hashes: dict[int, int] = {
-        image_id: phash
+        image_id: phash & 0xFFFFFFFFFFFFFFFF
         for image_id, phash in ImageFeatures.objects.filter(
             image_id__in=image_ids, phash__isnull=False, image__status=ImageStatus.ACTIVE
         ).values_list("image_id", "phash")
         if phash is not None
     }
+    probes: dict[int, list[int]] = {}
+    for image_id, value in ImageProbe.objects.filter(image_id__in=list(hashes)).values_list(
+        "image_id", "value"
+    ):
+        probes.setdefault(image_id, []).append(value & 0xFFFFFFFFFFFFFFFF)
+    cache = CopyFeatureCache()
     joined = 0
     for image_id, phash in sorted(hashes.items()):
-        neighbours = near_images(phash=phash, max_distance=max_distance, exclude_id=image_id)
-        if not neighbours:
-            continue
+        candidates = near_candidates(
+            phash=phash,
+            probes=probes.get(image_id, []),
+            max_distance=max_distance,
+            exclude_id=image_id,
+        )
         dismissed = _dismissed_partners([image_id]).get(image_id, set())
-        others = [(other, d) for other, d in neighbours if other not in dismissed]
-        if not others:
+        verified: list[tuple[int, Candidate, Verdict]] = []
+        for other, candidate in candidates.items():
+            if other in dismissed:
+                continue
+            verdict = verify_pair(cache, _pair(image_id, other), candidate)
+            if verdict.is_copy:
+                verified.append((other, candidate, verdict))
+        if not verified:
             continue
+        verified.sort(key=lambda item: (-(item[2].matches or 0), item[1].bits, item[0]))
         try:
-            _join(image_id, phash, others, max_distance)
+            _join(image_id, verified, max_distance, cache)
         except IntegrityError:  # another worker grouped one of them meanwhile: look again
-            _join(image_id, phash, others, max_distance)
+            _join(image_id, verified, max_distance, cache)
         joined += 1
     return joined
 
 
+def _member(
+    group: DuplicateGroup, image_id: int, centre: int, candidate: Candidate, verdict: Verdict
+) -> DuplicateMember:
+    return DuplicateMember(
+        group=group,
+        image_id=image_id,
+        distance=min(candidate.bits, 64),
+        matches=verdict.matches,
+        evidence=_evidence(centre, candidate, verdict),
+    )
+
+
 @transaction.atomic
-def _join(image_id: int, phash: int, others: list[tuple[int, int]], max_distance: int) -> None:
-    """Put ``image_id`` (pHash ``phash``) with its near-duplicates ``others`` (image id and
-    distance, nearest first) into an open group, keeping groups tight around their centres:
+def _join(
+    image_id: int,
+    verified: list[tuple[int, Candidate, Verdict]],
+    max_distance: int,
+    cache: CopyFeatureCache,
+) -> None:
+    """Put ``image_id`` with its ``verified`` near-duplicates (best first) into an open group,
+    keeping every group's members verified near-duplicates of its centre:
 
-    1. an image already in an open group stays there (its neighbours in no open group are
-       checked on their own);
-    2. else, when some neighbours are in no open group, it becomes the centre of a new group
-       with them;
-    3. else it joins the group of the nearest neighbour that is a group's centre;
-    4. else it joins the group of its nearest neighbour when that group's centre is within
-       twice the threshold; when it is not, that neighbour is itself far from its centre, and
-       moves to a new group centred on the image.
+    1. an image already in an open group stays there;
+    2. else, when one of them is a group's centre, it joins that group;
+    3. else, when some are in no open group, it becomes the centre of a new group with them;
+    4. else it joins the group of its best near-duplicate if it is verified against that
+       group's centre too; when it is not, that near-duplicate leaves its group for a new
+       one centred on the image.
 
-    Open groups are never merged (that made chains of hundreds of images); the components of
-    every group the image touches are, so a dataset build keeps every pair the image makes in
-    one split.
+    Open groups are never merged; the components of every group the image touches are.
     """
-    ids = [other for other, _ in others]
+    by_id = {other: (candidate, verdict) for other, candidate, verdict in verified}
+    ids = list(by_id)
     open_group_of = dict(
         DuplicateMember.objects.filter(image_id__in=[image_id, *ids], is_open=True).values_list(
             "image_id", "group_id"
@@ -206,33 +366,49 @@ def _join(image_id: int, phash: int, others: list[tuple[int, int]], max_distance
         .order_by("pk")
     }
     centred = {group.centre_id: group for group in touched.values() if group.centre_id}
-    joining: list[int] = []
+    members: list[DuplicateMember] = []
     if image_id in open_group_of:
         group = touched[open_group_of[image_id]]
-    elif free := [other for other in ids if other not in open_group_of]:
-        group = DuplicateGroup.objects.create(max_distance=max_distance, centre_id=image_id)
-        joining = [image_id, *free]
     elif nearest_centre := next((other for other in ids if other in centred), None):
         group = centred[nearest_centre]
-        joining = [image_id]
+        members.append(_member(group, image_id, nearest_centre, *by_id[nearest_centre]))
+    elif free := [other for other in ids if other not in open_group_of]:
+        group = DuplicateGroup.objects.create(max_distance=max_distance, centre_id=image_id)
+        members.append(DuplicateMember(group=group, image_id=image_id, evidence="group centre"))
+        members.extend(_member(group, other, image_id, *by_id[other]) for other in free)
     else:
         nearest = ids[0]
         group = touched[open_group_of[nearest]]
-        joining = [image_id]
+        centre = group.centre_id
         centre_hash = (
-            ImageFeatures.objects.filter(image_id=group.centre_id)
-            .values_list("phash", flat=True)
-            .first()
-            if group.centre_id
+            ImageFeatures.objects.filter(image_id=centre).values_list("phash", flat=True).first()
+            if centre
             else None
         )
-        if centre_hash is not None and _distance(phash, centre_hash) > 2 * max_distance:
+        own_hash = (
+            ImageFeatures.objects.filter(image_id=image_id).values_list("phash", flat=True).first()
+        )
+        bits = (
+            _distance(centre_hash, own_hash)
+            if centre_hash is not None and own_hash is not None
+            else 64
+        )
+        candidate = Candidate(bits, f"pHash {bits} bits")
+        verdict = (
+            verify_pair(cache, _pair(image_id, centre), candidate)
+            if centre
+            else Verdict(False, None, "")
+        )
+        if centre and verdict.is_copy:
+            members.append(_member(group, image_id, centre, candidate, verdict))
+        else:
             DuplicateMember.objects.filter(group=group, image_id=nearest).delete()
             _refresh_group(group)
             group = DuplicateGroup.objects.create(
                 max_distance=max_distance, centre_id=image_id, component=group.component_key
             )
-            joining = [image_id, nearest]
+            members.append(DuplicateMember(group=group, image_id=image_id, evidence="group centre"))
+            members.append(_member(group, nearest, image_id, *by_id[nearest]))
     group.max_distance = max(group.max_distance, max_distance)
     keys = {other.component_key for other in touched.values()} | {group.component_key}
     component = min(keys)
@@ -244,26 +420,12 @@ def _join(image_id: int, phash: int, others: list[tuple[int, int]], max_distance
         DuplicateGroup.objects.filter(
             Q(component__in=keys - {component}) | Q(component__isnull=True, pk__in=keys)
         ).update(component=component)
-    DuplicateMember.objects.bulk_create(
-        DuplicateMember(group=group, image_id=member) for member in joining
-    )
+    DuplicateMember.objects.bulk_create(members)
     _refresh_group(group)
 
 
 def _refresh_group(group: DuplicateGroup) -> None:
-    """Recount the group and each member's distance to its nearest fellow member."""
-    rows = list(
-        DuplicateMember.objects.filter(group=group).values_list("pk", "image__features__phash")
-    )
-    hashes = [phash or 0 for _, phash in rows]
-    updates = []
-    for index, (pk, _) in enumerate(rows):
-        nearest = min(
-            (_distance(hashes[index], h) for j, h in enumerate(hashes) if j != index), default=0
-        )
-        updates.append(DuplicateMember(pk=pk, distance=nearest))
-    DuplicateMember.objects.bulk_update(updates, ["distance"])
-    group.size = len(rows)
+    group.size = DuplicateMember.objects.filter(group=group).count()
     group.save(update_fields=["size", "max_distance"])
 
 
@@ -273,173 +435,260 @@ def _refresh_group(group: DuplicateGroup) -> None:
 @dataclass
 class ScanResult:
     images: int = 0
+    # Candidate pairs, and those verified as near-duplicates.
+    candidates: int = 0
     pairs: int = 0
+    low_information_pairs: int = 0
     # Review groups, and how many connected components they were split from.
     groups: list[list[int]] = field(default_factory=list)
     group_ids: list[int] = field(default_factory=list)
     components: int = 0
     largest_component: int = 0
+    left_out: int = 0  # images verified against a member but not against its group's centre
     max_distance: int = DEFAULT_MAX_DISTANCE
     seconds_search: float = 0.0
+    seconds_verify: float = 0.0
     index: str = ""
     method: str = DuplicateMethod.PHASH
     min_similarity: float | None = None
+    probes_computed: int = 0
 
     def as_dict(self) -> dict[str, object]:
         in_groups = sum(len(g) for g in self.groups)
-        at = (
-            f"cosine similarity {self.min_similarity:.2f} or more"
-            if self.method == DuplicateMethod.EMBEDDING
-            else f"{self.max_distance} bits"
-        )
+        signals = []
+        if self.method != DuplicateMethod.EMBEDDING:
+            signals.append(f"hashes within {self.max_distance} bits")
+        if self.min_similarity is not None:
+            signals.append(f"embeddings {self.min_similarity:.2f} similar")
         largest = max((len(g) for g in self.groups), default=0)
-        split = len(self.groups) - self.components
-        chains = (
-            f"; {self.components} component{'' if self.components == 1 else 's'}, the largest "
-            f"of {self.largest_component} images, split into groups of at most {largest}"
-            if split
-            else ""
-        )
         return {
             "method": self.method,
             "images": self.images,
+            "candidates": self.candidates,
             "pairs": self.pairs,
+            "low_information_pairs": self.low_information_pairs,
             "groups": len(self.groups),
             "images_in_groups": in_groups,
             "largest_group": largest,
             "components": self.components,
             "largest_component": self.largest_component,
+            "left_out": self.left_out,
             "max_distance": self.max_distance,
             "min_similarity": self.min_similarity,
             "seconds_search": round(self.seconds_search, 3),
+            "seconds_verify": round(self.seconds_verify, 3),
             "index": self.index,
+            "probes_computed": self.probes_computed,
             "message": (
-                f"{len(self.groups)} {self.method} duplicate group"
-                f"{'' if len(self.groups) == 1 else 's'} ({in_groups} images) among "
-                f"{self.images} images at {at}{chains}"
+                f"{len(self.groups)} duplicate group{'' if len(self.groups) == 1 else 's'} "
+                f"({in_groups} images) among {self.images} images: {self.pairs} of "
+                f"{self.candidates} candidate pairs ({' or '.join(signals)}) verified"
             ),
         }
 
 
 def library_hashes() -> tuple[np.ndarray, np.ndarray]:
     """Ids and unsigned pHashes of every active image that has one, read in id order."""
+    ids, phashes, _ = library_hash_pairs()
+    return ids, phashes
+
+
+def library_hash_pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ids, unsigned pHashes and unsigned dHashes of every active image with a pHash."""
     ids: list[int] = []
-    hashes: list[int] = []
+    phashes: list[int] = []
+    dhashes: list[int] = []
     rows = (
         ImageFeatures.objects.filter(image__status=ImageStatus.ACTIVE, phash__isnull=False)
         .order_by("image_id")
-        .values_list("image_id", "phash")
+        .values_list("image_id", "phash", "dhash")
     )
-    for image_id, phash in rows.iterator(chunk_size=20_000):
+    for image_id, phash, dhash in rows.iterator(chunk_size=20_000):
         if phash is not None:  # excluded by the filter; narrows the type
             ids.append(image_id)
-            hashes.append(phash)
-    return np.array(ids, dtype=np.int64), to_unsigned(np.array(hashes, dtype=np.int64))
-
-
-Neighbours = dict[int, dict[int, float]]
-
-
-def _graph_from_pairs(
-    left: np.ndarray, right: np.ndarray, nearness: np.ndarray
-) -> tuple[int, Neighbours, list[list[int]]]:
-    """The pairs (image ids; ``nearness``: smaller is nearer) not judged "not duplicates"
-    before: how many, each image's neighbours, and the connected components."""
-    pairs = list(zip(left.tolist(), right.tolist(), nearness.tolist(), strict=True))
-    dismissed = _dismissed_partners({x for a, b, _ in pairs for x in (a, b)})
-    pairs = [(a, b, near) for a, b, near in pairs if b not in dismissed.get(a, ())]
-    neighbours: Neighbours = {}
-    for a, b, near in pairs:
-        neighbours.setdefault(a, {})[b] = near
-        neighbours.setdefault(b, {})[a] = near
-    found = components(
-        np.array([a for a, _, _ in pairs], dtype=np.int64),
-        np.array([b for _, b, _ in pairs], dtype=np.int64),
+            phashes.append(phash)
+            dhashes.append(dhash if dhash is not None else phash)
+    return (
+        np.array(ids, dtype=np.int64),
+        to_unsigned(np.array(phashes, dtype=np.int64)),
+        to_unsigned(np.array(dhashes, dtype=np.int64)),
     )
-    return len(pairs), neighbours, found
+
+
+def library_probes() -> tuple[np.ndarray, np.ndarray]:
+    """Image ids and unsigned probe hashes of every active image, one row per probe."""
+    owners: list[int] = []
+    values: list[int] = []
+    rows = (
+        ImageProbe.objects.filter(image__status=ImageStatus.ACTIVE)
+        .order_by("image_id")
+        .values_list("image_id", "value")
+    )
+    for image_id, value in rows.iterator(chunk_size=50_000):
+        owners.append(image_id)
+        values.append(value)
+    return np.array(owners, dtype=np.int64), to_unsigned(np.array(values, dtype=np.int64))
+
+
+def hash_candidates(
+    ids: np.ndarray,
+    phashes: np.ndarray,
+    dhashes: np.ndarray,
+    probe_owners: np.ndarray,
+    probe_values: np.ndarray,
+    max_distance: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs from the hashes, as positions in ``ids`` (``left < right``), the
+    pair's smallest pHash distance (pHashes, or a probe hash against a pHash) and the signal
+    that found it (0 pHash, 1 probe hash, 2 dHash). Exact multi-index searches; this is what
+    a full scan spends its search time on."""
+    n = len(ids)
+    left, right, bits = pairs_within(phashes, max_distance)
+    lefts, rights, bitss, kinds = [left], [right], [bits.astype(np.int16)], [np.zeros_like(left)]
+    if len(probe_values):
+        owner = np.searchsorted(ids, probe_owners)
+        valid = (owner < n) & (ids[np.minimum(owner, n - 1)] == probe_owners)
+        query, base, distance = pairs_between(probe_values[valid], phashes, max_distance)
+        a = owner[valid][query]
+        keep = a != base
+        a, base, distance = a[keep], base[keep], distance[keep]
+        lefts.append(np.minimum(a, base))
+        rights.append(np.maximum(a, base))
+        bitss.append(distance.astype(np.int16))
+        kinds.append(np.ones_like(a))
+    d_left, d_right, _ = pairs_within(dhashes, max_distance)
+    lefts.append(d_left)
+    rights.append(d_right)
+    bitss.append(popcount(phashes[d_left] ^ phashes[d_right]).astype(np.int16))
+    kinds.append(np.full_like(d_left, 2))
+    left = np.concatenate(lefts)
+    right = np.concatenate(rights)
+    bits = np.concatenate(bitss)
+    kind = np.concatenate(kinds)
+    # One row per pair: the smallest distance, then the first signal.
+    order = np.lexsort((kind, bits, right, left))
+    left, right, bits, kind = left[order], right[order], bits[order], kind[order]
+    first = np.ones(len(left), dtype=bool)
+    first[1:] = (left[1:] != left[:-1]) | (right[1:] != right[:-1])
+    return left[first], right[first], bits[first], kind[first]
+
+
+_SIGNALS = ("pHash", "probe hash", "dHash")
+
+
+def probes_backfill(*, progress: Callable[[str], None] | None = None) -> int:
+    """Compute the probe hashes images hashed before probes existed lack, in chunks."""
+    done = 0
+    while ids := images_missing_probes(limit=1000):
+        made = probes_make(image_ids=ids)
+        done += len(ids)
+        if progress:
+            progress(f"computed the probe hashes of {done} images")
+        if made == 0:
+            break  # none readable: leave them for the next scan
+    return done
 
 
 def duplicates_scan(
-    *, max_distance: int | None = None, progress: Callable[[str], None] | None = None
+    *,
+    method: str = DuplicateMethod.PHASH,
+    max_distance: int | None = None,
+    min_similarity: float | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ScanResult:
     """Find every near-duplicate group among the active images and replace the open groups
-    with them. Groups already reviewed stay as they are: trashed duplicates are no longer
-    active, and images judged "not duplicates" are not grouped together again."""
-    import time
-
-    from curation.hamming import plan
-
+    of ``method`` with them. Groups already reviewed stay as they are: trashed duplicates are
+    no longer active, and images judged "not duplicates" are not grouped together again.
+    ``embedding`` and ``all`` need the embeddings computed (``inference.embeddings``)."""
+    if method not in DuplicateMethod.values:
+        raise ValueError(f"method must be phash, embedding or all, not {method!r}")
     if max_distance is None:
         max_distance = default_max_distance()
-    ids, hashes = library_hashes()
-    if progress:
-        progress(f"searching {len(ids)} hashes")
-    started = time.perf_counter()
-    left, right, distances = pairs_within(hashes, max_distance)
-    seconds = time.perf_counter() - started
-    pairs, neighbours, found = _graph_from_pairs(ids[left], ids[right], distances)
-    result = ScanResult(
-        images=len(ids),
-        pairs=pairs,
-        max_distance=max_distance,
-        seconds_search=seconds,
-        index=plan(len(ids), max_distance).describe(),
-    )
-    if progress:
-        progress(f"storing the groups of {len(found)} components")
-    _replace_open_groups(
-        result,
-        found,
-        neighbours,
-        dict(zip(ids.tolist(), hashes.tolist(), strict=True)),
-        method=DuplicateMethod.PHASH,
-        max_distance=max_distance,
-    )
-    return result
-
-
-def duplicates_scan_embedding(
-    *, min_similarity: float | None = None, progress: Callable[[str], None] | None = None
-) -> ScanResult:
-    """Find every group of active images whose embeddings are near-duplicates (cosine
-    similarity at least ``min_similarity``) and replace the open embedding groups with them.
-    Images with no embedding yet are not searched: compute embeddings first."""
-    import time
-
-    from inference.embeddings import embedding_pairs
-
-    if min_similarity is None:
+    uses_embeddings = method != DuplicateMethod.PHASH
+    if uses_embeddings and min_similarity is None:
         min_similarity = default_min_similarity()
-    if progress:
-        progress("searching embeddings")
-    started = time.perf_counter()
-    searched, left, right, similarities = embedding_pairs(min_similarity=min_similarity)
-    seconds = time.perf_counter() - started
-    pairs, neighbours, found = _graph_from_pairs(left, right, -similarities)
     result = ScanResult(
-        images=len(searched),
-        pairs=pairs,
-        max_distance=0,
-        seconds_search=seconds,
-        index=f"exact inner product, range search above {min_similarity:.2f}",
-        method=DuplicateMethod.EMBEDDING,
-        min_similarity=min_similarity,
+        max_distance=max_distance,
+        method=method,
+        min_similarity=min_similarity if uses_embeddings else None,
+    )
+    candidates: dict[Pair, Candidate] = {}
+    ids, phashes, dhashes = library_hash_pairs()
+    hash_of = dict(zip(ids.tolist(), phashes.tolist(), strict=True))
+    started = time.perf_counter()
+    if method != DuplicateMethod.EMBEDDING:
+        result.probes_computed = probes_backfill(progress=progress)
+        owners, values = library_probes()
+        if progress:
+            progress(f"searching {len(ids)} hashes and {len(values)} probe hashes")
+        started = time.perf_counter()
+        left, right, bits, kind = hash_candidates(
+            ids, phashes, dhashes, owners, values, max_distance
+        )
+        for a, b, d, k in zip(
+            ids[left].tolist(), ids[right].tolist(), bits.tolist(), kind.tolist(), strict=True
+        ):
+            signal = _SIGNALS[k]
+            label = f"{signal} {d} bits" if k < 2 else f"dHash within {max_distance} bits"
+            candidates[(a, b)] = Candidate(d, label)
+        result.images = len(ids)
+        result.index = plan(len(ids), max_distance).describe()
+    if uses_embeddings:
+        from inference.embeddings import embedding_pairs
+
+        assert min_similarity is not None
+        if progress:
+            progress("searching embeddings")
+        searched, e_left, e_right, similarities = embedding_pairs(min_similarity=min_similarity)
+        result.images = max(result.images, len(searched))
+        for a, b, similarity in zip(
+            e_left.tolist(), e_right.tolist(), similarities.tolist(), strict=True
+        ):
+            pair = _pair(a, b)
+            if pair not in candidates:
+                bits_ab = _distance(hash_of[a], hash_of[b]) if a in hash_of and b in hash_of else 64
+                candidates[pair] = Candidate(bits_ab, f"embedding similarity {similarity:.2f}")
+        if not result.index:
+            result.index = f"exact inner product, range search above {min_similarity:.2f}"
+    result.seconds_search = time.perf_counter() - started
+    dismissed = _dismissed_partners({x for pair in candidates for x in pair})
+    candidates = {
+        pair: candidate
+        for pair, candidate in candidates.items()
+        if pair[1] not in dismissed.get(pair[0], ())
+    }
+    result.candidates = len(candidates)
+    if progress:
+        progress(f"verifying {len(candidates)} candidate pairs")
+    started = time.perf_counter()
+    cache = CopyFeatureCache()
+    verdicts = verify_candidates(candidates, cache=cache, progress=progress)
+    result.seconds_verify = time.perf_counter() - started
+    verified = {pair: verdict for pair, verdict in verdicts.items() if verdict.is_copy}
+    result.pairs = len(verified)
+    result.low_information_pairs = sum(1 for v in verified.values() if v.matches is None)
+    neighbours: dict[int, dict[int, float]] = {}
+    for a, b in verified:
+        nearness = float(candidates[(a, b)].bits)
+        neighbours.setdefault(a, {})[b] = nearness
+        neighbours.setdefault(b, {})[a] = nearness
+    pairs = list(verified)
+    found = components(
+        np.array([a for a, _ in pairs], dtype=np.int64),
+        np.array([b for _, b in pairs], dtype=np.int64),
     )
     if progress:
         progress(f"storing the groups of {len(found)} components")
-    in_groups = [image_id for members in found for image_id in members]
-    hashes: dict[int, int] = {}
-    for begin in range(0, len(in_groups), _MAX_PARAMETERS):
-        hashes.update(
-            (image_id, phash)
-            for image_id, phash in ImageFeatures.objects.filter(
-                image_id__in=in_groups[begin : begin + _MAX_PARAMETERS], phash__isnull=False
-            ).values_list("image_id", "phash")
-            if phash is not None
-        )
-    _replace_open_groups(
-        result, found, neighbours, hashes, method=DuplicateMethod.EMBEDDING, max_distance=0
-    )
+
+    def judge(a: int, b: int) -> tuple[Candidate, Verdict]:
+        pair = _pair(a, b)
+        if pair in verified:
+            return candidates[pair], verified[pair]
+        bits_ab = _distance(hash_of[a], hash_of[b]) if a in hash_of and b in hash_of else 64
+        candidate = Candidate(bits_ab, f"pHash {bits_ab} bits")
+        return candidate, verify_pair(cache, pair, candidate)
+
+    _replace_open_groups(result, found, neighbours, judge, method=method, max_distance=max_distance)
     return result
 
 
@@ -450,43 +699,65 @@ def duplicates_scan_method(
     min_similarity: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[ScanResult]:
-    """The scans ``method`` names (``phash``, ``embedding`` or ``all``: pHash first), in
-    order."""
-    if method not in (*DuplicateMethod.values, "all"):
-        raise ValueError(f"method must be phash, embedding or all, not {method!r}")
-    results = []
-    if method in (DuplicateMethod.PHASH, "all"):
-        results.append(duplicates_scan(max_distance=max_distance, progress=progress))
-    if method in (DuplicateMethod.EMBEDDING, "all"):
-        results.append(duplicates_scan_embedding(min_similarity=min_similarity, progress=progress))
-    return results
+    """The scan ``method`` names (``phash``, ``embedding`` or ``all``: both signals per
+    pair), as a list of one result."""
+    return [
+        duplicates_scan(
+            method=method,
+            max_distance=max_distance,
+            min_similarity=min_similarity,
+            progress=progress,
+        )
+    ]
+
+
+def _tight_groups(
+    nodes: dict[int, dict[int, float]],
+    judge: Callable[[int, int], tuple[Candidate, Verdict]],
+) -> tuple[list[tuple[int, list[tuple[int, Candidate, Verdict]]]], int]:
+    """Star groups of one component whose members are each verified against the centre:
+    ``(centre, [(member, candidate, verdict)])``, and how many images were left out."""
+    groups = []
+    left_out = 0
+    for centre, members in star_groups(nodes):
+        kept = []
+        for member in members:
+            if member == centre:
+                continue
+            candidate, verdict = judge(member, centre)
+            if verdict.is_copy:
+                kept.append((member, candidate, verdict))
+            else:
+                left_out += 1
+        if kept:
+            groups.append((centre, kept))
+    return groups, left_out
 
 
 @transaction.atomic
 def _replace_open_groups(
     result: ScanResult,
     found: list[list[int]],
-    neighbours: Neighbours,
-    hashes: dict[int, int],
+    neighbours: dict[int, dict[int, float]],
+    judge: Callable[[int, int], tuple[Candidate, Verdict]],
     *,
     method: str,
     max_distance: int,
 ) -> None:
-    """Replace the open groups of ``method`` with the review groups of the components
-    ``found``, leaving out the images in open groups of another method, and record them in
-    ``result``. ``hashes`` gives each member's distance in bits to its nearest fellow member
-    (0 where hashes are missing).
+    """Replace the open groups of ``method`` with tight groups cut from the components
+    ``found`` of the verified pairs (``neighbours``), leaving out the images in open groups
+    of another method, and record them in ``result``. ``judge(member, centre)`` gives the
+    candidate and verdict of a member against its centre (verifying it when needed).
 
     A component that holds images of another method's open groups is merged with those
-    groups' components: the pairs between them are near-duplicates too."""
+    groups' components."""
     DuplicateGroup.objects.filter(status=DuplicateStatus.OPEN, method=method).delete()
     taken: dict[int, int] = {}
     for image_id, group_id, component in DuplicateMember.objects.filter(is_open=True).values_list(
         "image_id", "group_id", "group__component"
     ):
         taken[image_id] = group_id if component is None else component
-    groups: list[list[int]] = []
-    centres: list[int] = []
+    groups: list[tuple[int, list[tuple[int, Candidate, Verdict]]]] = []
     component_of: list[int] = []  # per new group, its position in ``found``
     # Edges between a component of this scan (-1 - position) and the keys of the other
     # method's components it touches.
@@ -500,9 +771,10 @@ def _replace_open_groups(
             for image_id in nodes
             if image_id not in taken
         }
-        for centre, review_group in star_groups(rest):
-            groups.append(review_group)
-            centres.append(centre)
+        tight, left_out = _tight_groups(rest, judge)
+        result.left_out += left_out
+        for tight_group in tight:
+            groups.append(tight_group)
             component_of.append(position)
         for key in sorted({taken[image_id] for image_id in nodes if image_id in taken}):
             link_left.append(-1 - position)
@@ -510,9 +782,9 @@ def _replace_open_groups(
     created = DuplicateGroup.objects.bulk_create(
         (
             DuplicateGroup(
-                method=method, max_distance=max_distance, size=len(members), centre_id=centre
+                method=method, max_distance=max_distance, size=1 + len(members), centre_id=centre
             )
-            for members, centre in zip(groups, centres, strict=True)
+            for centre, members in groups
         ),
         batch_size=2000,
     )
@@ -542,19 +814,14 @@ def _replace_open_groups(
         ).update(component=key)
 
     members = []
-    for group, image_ids in zip(created, groups, strict=True):
-        for image_id in image_ids:
-            nearest = min(
-                (
-                    _distance(hashes[image_id], hashes[other])
-                    for other in image_ids
-                    if other != image_id and image_id in hashes and other in hashes
-                ),
-                default=0,
-            )
-            members.append(DuplicateMember(group=group, image_id=image_id, distance=nearest))
+    for group, (centre, others) in zip(created, groups, strict=True):
+        members.append(DuplicateMember(group=group, image_id=centre, evidence="group centre"))
+        members.extend(
+            _member(group, image_id, centre, candidate, verdict)
+            for image_id, candidate, verdict in others
+        )
     DuplicateMember.objects.bulk_create(members, batch_size=2000)
-    result.groups = groups
+    result.groups = [sorted([centre, *(m for m, _, _ in others)]) for centre, others in groups]
     result.group_ids = [group.pk for group in created]
     result.components = len(set(component_of))
     result.largest_component = max((len(found[p]) for p in component_of), default=0)

@@ -16,7 +16,8 @@ from PIL import Image as PILImage
 
 from curation.hamming import part_values, signed_of
 from curation.imaging import ImageRejected, open_for_analysis
-from curation.models import Image, ImageFeatures
+from curation.models import Image, ImageFeatures, ImageProbe
+from curation.nearcopy import probe_hashes
 from curation.services.quality import quality_metrics
 
 logger = logging.getLogger(__name__)
@@ -53,12 +54,14 @@ def image_hashes(stream: IO[bytes]) -> Hashes:
 
 
 def analyse(stream: IO[bytes], *, width: int, height: int) -> dict[str, Any]:
-    """Hashes and quality metrics from one decode, as ``ImageFeatures`` field values."""
+    """Hashes and quality metrics from one decode, as ``ImageFeatures`` field values, and
+    under ``probes`` the probe hashes (unsigned; see ``curation.nearcopy``)."""
     decoded = open_for_analysis(stream)
     luma = decoded.image.getchannel(0)
     hashes = hashes_of(luma, decode_mode=decoded.mode)
     parts = part_values(hashes.phash, PHASH_PARTS)
     return {
+        "probes": probe_hashes(luma),
         "phash": signed_of(hashes.phash),
         "dhash": signed_of(hashes.dhash),
         "phash_part0": parts[0],
@@ -79,10 +82,12 @@ def features_make(
         "pk", "sha256", "extension", "width", "height"
     )
     rows = []
+    probes: list[ImageProbe] = []
     for image in pending:
         try:
             with default_storage.open(image.storage_name, "rb") as original:
                 values = analyse(original, width=image.width, height=image.height)
+            probes.extend(probe_rows(image.pk, values.pop("probes")))
             rows.append(ImageFeatures(image=image, **values))
         except FileNotFoundError:
             # The original may still be arriving on shared storage: try again later.
@@ -94,7 +99,57 @@ def features_make(
             progress(1)
     with transaction.atomic():
         ImageFeatures.objects.bulk_create(rows, ignore_conflicts=True)
+        # A redelivered task may have stored them already.
+        ImageProbe.objects.filter(image_id__in=[row.image_id for row in rows]).delete()
+        ImageProbe.objects.bulk_create(probes, batch_size=2000)
     return [row.image_id for row in rows]
+
+
+def probe_rows(image_id: int, probes: list[int]) -> list[ImageProbe]:
+    rows = []
+    for value in probes:
+        parts = part_values(value, PHASH_PARTS)
+        rows.append(
+            ImageProbe(
+                image_id=image_id,
+                value=signed_of(value),
+                part0=parts[0],
+                part1=parts[1],
+                part2=parts[2],
+            )
+        )
+    return rows
+
+
+def images_missing_probes(*, limit: int) -> list[int]:
+    """Hashed images whose probe hashes predate them (features stored before probes were)."""
+    return list(
+        ImageFeatures.objects.filter(phash__isnull=False, image__probes__isnull=True)
+        .order_by("image_id")
+        .values_list("image_id", flat=True)[:limit]
+    )
+
+
+def probes_make(*, image_ids: list[int]) -> int:
+    """Compute the probe hashes of hashed images that have none. Idempotent."""
+    pending = Image.objects.filter(
+        pk__in=image_ids, features__phash__isnull=False, probes__isnull=True
+    ).only("pk", "sha256", "extension")
+    probes: list[ImageProbe] = []
+    done = 0
+    for image in pending:
+        try:
+            with default_storage.open(image.storage_name, "rb") as original:
+                decoded = open_for_analysis(original, grey_only=True)
+        except (FileNotFoundError, ImageRejected) as exc:
+            logger.error("Image %s: cannot compute probe hashes: %s", image.pk, exc)
+            continue
+        probes.extend(probe_rows(image.pk, probe_hashes(decoded.image)))
+        done += 1
+    with transaction.atomic():
+        ImageProbe.objects.filter(image_id__in=[p.image_id for p in probes]).delete()
+        ImageProbe.objects.bulk_create(probes, batch_size=2000)
+    return done
 
 
 def images_missing_features(*, after_id: int = 0, limit: int) -> list[int]:

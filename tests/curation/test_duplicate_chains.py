@@ -23,11 +23,11 @@ from curation.models import (
     ImageFeatures,
     SubClass,
 )
+from curation.nearcopy import Verdict
+from curation.services import duplicates
 from curation.services.duplicate_review import (
     duplicate_group_resolve,
 )
-from curation.nearcopy import Verdict
-from curation.services import duplicates
 from curation.services.duplicates import (
     Candidate,
     duplicates_check,
@@ -48,6 +48,7 @@ def copies_within_8_bits(monkeypatch: pytest.MonkeyPatch) -> None:
         return Verdict(bits <= 8, None, f"judged by pHash alone ({bits} bits)")
 
     monkeypatch.setattr(duplicates, "verify_pair", judge)
+
 
 STEP_BITS = 3  # each image of a chain is 3 bits from the one before: 6 to the next but one
 

@@ -30,7 +30,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--method",
-            choices=[*DuplicateMethod.values, "all"],
+            choices=list(DuplicateMethod.values),
             default=DuplicateMethod.PHASH,
             help="phash (default), embedding, or all (pHash first, then embeddings)",
         )
