@@ -463,10 +463,18 @@ def double_check(request: HttpRequest, pk: int) -> HttpResponse:
             if prediction is not None:
                 top = list(zip(prediction.class_names, prediction.scores, strict=False))[:3]
             exemplars = _exemplars
+        current_class = image.subclass.label_class if image.subclass else None
+        current_id = current_class.pk if current_class else None
         context.update(
             {
                 "image": image,
-                "current_class": image.subclass.label_class if image.subclass else None,
+                "current_class": current_class,
+                # The label may have changed since the item was queued (someone else's answer).
+                "relabelled_since": current_id != item.true_class_id,
+                "predicted_is_label": item.predicted_class_id is not None
+                and item.predicted_class_id == current_id,
+                "same_prediction": item.predicted_class_id is not None
+                and item.predicted_class_id == item.true_class_id,
                 "top": top,
                 "true_exemplars": exemplars(run, item.true_class_id, image.pk),
                 "predicted_exemplars": exemplars(run, item.predicted_class_id, image.pk),

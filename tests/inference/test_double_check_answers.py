@@ -267,6 +267,7 @@ def test_the_page_carries_the_version_it_shows_and_names_who_changed_the_image(
     assert answered.context["item"].pk == items[0].pk
     assert '<input type="hidden" name="version" value="2">' in html
     assert "<kbd>k</kbd> Keep Sparrow" in html
+    assert 'id="dc-now">now Sparrow<' in html  # beside "Given: Robin", what it was queued as
     assert answered.redirect_chain[-1][0].endswith(f"?item={items[0].pk}&kind=label_doubtful")
     assert Image.objects.get(pk=items[0].image_id).subclass == classes["Sparrow"]
     assert DoubleCheckItem.objects.get(pk=items[0].pk).status == DoubleCheckStatus.OPEN
@@ -283,3 +284,24 @@ def test_the_page_refuses_an_answer_that_names_no_version(
     )
     assert "which version of the image" in answered.content.decode()
     assert _checks(items[0].image_id) == []
+
+
+def test_an_unsure_item_offers_no_relabel_to_the_class_it_has(
+    make_image: Callable[..., Image], classes: dict[str, SubClass], reviewer: User
+) -> None:
+    from tests.inference.test_evaluation import predict
+
+    version = register()
+    _library(make_image, classes, version)
+    unsure = make_image(classes["Wren"])
+    predict(unsure, version, [0.1, 0.2, 0.7])  # right, below the threshold
+    run = evaluation_create(version=version, scope=EvaluationScope(), actor=None, enqueue=False)
+    evaluation_execute(run=run)
+    item = DoubleCheckItem.objects.get(run=run, image=unsure)
+    client = Client()
+    client.force_login(reviewer)
+    html = client.get(f"/models/evaluations/{run.pk}/double-check/?item={item.pk}").content.decode()
+    assert "Predicted: Wren, its label</button>" in html
+    assert "Relabel: Wren" not in html
+    assert "Given and predicted: Wren" in html and 'id="dc-pred-title"' not in html
+    assert "lowconfidence" not in html and 'id="dc-now"' not in html
