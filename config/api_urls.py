@@ -13,6 +13,7 @@ from curation.apis import (
 )
 from curation.apis_datasets import BenchmarkSetViewSet, DatasetVersionViewSet
 from curation.apis_duplicates import DuplicateGroupViewSet
+from curation.urls_exports_api import urlpatterns as export_api_urls
 from inference.apis import ModelVersionViewSet, PredictViewSet
 from inference.apis_evaluation import EvaluationViewSet
 from inference.apis_identify import IdentificationViewSet
@@ -40,4 +41,4 @@ router.register("prediction-logs", PredictionLogViewSet, basename="prediction-lo
 router.register("trainings", TrainingViewSet, basename="training")
 router.register("label-error-rankings", LabelErrorRankingViewSet, basename="label-error-ranking")
 
-urlpatterns = router.urls + labelling_api_urls + accounts_api_urls
+urlpatterns = router.urls + export_api_urls + labelling_api_urls + accounts_api_urls

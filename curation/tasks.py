@@ -170,8 +170,11 @@ def build_dataset(job_id: int) -> None:
 
 @shared_task(name="curation.export_dataset", acks_late=True, **_RETRY, **JOB_TASK_LIMITS)
 def export_dataset(job_id: int) -> None:
+    from pathlib import Path
+
     from curation.models import DatasetVersion
     from curation.services.export import dataset_export
+    from curation.services.export_publish import export_publish
 
     def work(job: Job) -> dict[str, Any]:
         params = job.params
@@ -189,6 +192,7 @@ def export_dataset(job_id: int) -> None:
             progress=progress,
             hard_links=params.get("hard_links", False),
         )
-        return {**result.as_dict(), "message": result.message}
+        published = export_publish(job_id=job.pk, out=Path(result.out))
+        return {**result.as_dict(), **published, "message": result.message}
 
     job_run(job_id=job_id, work=work, retry_on=_RETRYABLE)

@@ -19,11 +19,10 @@ from curation.models import (
     DatasetVersion,
     Image,
     ImageStatus,
-    Job,
     LabelClass,
 )
+from curation.selectors_exports import dataset_exports
 from curation.services.dataset_jobs import (
-    EXPORT_DATASET_JOB,
     dataset_build_job_start,
     dataset_export_job_start,
 )
@@ -190,9 +189,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 (split, ratios["requested"][split], ratios["achieved"][split])
                 for split in ("train", "val", "test")
             ]
-    exports = Job.objects.filter(kind=EXPORT_DATASET_JOB, params__version_id=version.pk).order_by(
-        "-id"
-    )[:20]
+    exports = dataset_exports(version=version)[:20]
     return render(
         request,
         "curation/datasets/detail.html",

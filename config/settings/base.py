@@ -137,6 +137,8 @@ elif _storage_backend == "s3":
             "secret_key": env_str("LOUPE_S3_SECRET_ACCESS_KEY", "") or None,
             "default_acl": None,
             "querystring_auth": True,
+            # Signed URLs (export downloads) in the signature every region accepts.
+            "signature_version": "s3v4",
             "file_overwrite": True,
         },
     }

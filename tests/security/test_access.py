@@ -118,6 +118,8 @@ ACCESS: dict[str, Rule] = {
     "datasets:build": rule(POST=R),
     "datasets:detail": rule("dataset", GET=L),
     "datasets:export": rule("dataset", POST=R),
+    "datasets:export-file": rule("dataset", GET=R),
+    "datasets:export-archive": rule("dataset", GET=R),
     "datasets:benchmarks": rule(GET=L),
     "datasets:benchmark-create": rule(POST=R),
     "datasets:benchmark": rule("benchmark", GET=L),
@@ -165,6 +167,10 @@ ACCESS: dict[str, Rule] = {
     "api:dataset-list": rule(GET=L, POST=R),
     "api:dataset-detail": rule("dataset", GET=L),
     "api:dataset-export": rule("dataset", POST=R),
+    "api:dataset-exports": rule(GET=R),
+    "api:dataset-export-detail": rule("job", GET=R),
+    "api:dataset-export-file": rule("job", GET=R),
+    "api:dataset-export-archive": rule("job", GET=R),
     "api:benchmark-set-list": rule(GET=L, POST=R),
     "api:benchmark-set-detail": rule("benchmark", GET=L),
     "api:benchmark-set-members": rule("benchmark", GET=L),
@@ -287,6 +293,9 @@ def url_value(param: str, found: Rule, world: World) -> str:
         "content_type_id": 1,
         "app_label": "accounts",
         "url": "no-such-admin-page/",
+        "version_pk": world.dataset.pk,
+        "export_id": world.job.pk,
+        "name": "manifest.csv",
     }
     return str(values[param])
 
