@@ -53,16 +53,19 @@ MIN_MATCHED_EXTENT = 0.25
 MAX_ROTATION_DEGREES = 10.0
 SCALE_RANGE = (0.75, 1.33)
 # Low-information images: fewer than MIN_KEYPOINTS keypoints, or this share of the image
-# or more is background (within BACKGROUND_LEVELS grey levels of the median). Such a pair
+# or more background (within BACKGROUND_LEVELS grey levels of the median). Such a pair
 # must be within LOW_INFORMATION_BITS of pHash and its pixels, aligned, must correlate at
 # LOW_INFORMATION_CORRELATION or more: different handwritten digits of one kind correlate
 # up to 0.977, a re-encoded or resized copy above 0.99.
 LOW_INFORMATION_BACKGROUND = 0.6
+# ... unless the rest is textured enough for this many keypoints (a star field, a brick wall;
+# drawings of digits have up to 280, printed ones mostly under 370).
+TEXTURED_KEYPOINTS = 400
 BACKGROUND_LEVELS = 10
 LOW_INFORMATION_BITS = 4
 LOW_INFORMATION_CORRELATION = 0.985
-# ... or this share of their keypoints must agree on one geometry (different handwritten
-# digits of one kind: up to 0.30).
+# ... or, with MIN_KEYPOINTS or more on each side, this share of them must agree on one
+# geometry (two handwritten digits of one kind: up to 0.30 of 60 to 280 keypoints).
 LOW_INFORMATION_SHARE = 0.35
 SMALL_SIDE = 64
 
@@ -123,7 +126,10 @@ class CopyFeatures:
 
     @property
     def low_information(self) -> bool:
-        return self.keypoints < MIN_KEYPOINTS or self.background >= LOW_INFORMATION_BACKGROUND
+        mostly_background = (
+            self.background >= LOW_INFORMATION_BACKGROUND and self.keypoints < TEXTURED_KEYPOINTS
+        )
+        return self.keypoints < MIN_KEYPOINTS or mostly_background
 
 
 def _resized(grey: PILImage.Image, side: int) -> PILImage.Image:
@@ -262,13 +268,13 @@ def verify_copy(a: CopyFeatures, b: CopyFeatures, *, hash_bits: int) -> Verdict:
         matches = geometry.matches if geometry is not None else 0
         return Verdict(False, matches, f"only {matches} local features agree")
     # Low information: drawings of one kind, skies and blank pages agree on their few
-    # keypoints and their hashes without being copies. Only most of their keypoints agreeing,
-    # or near-identical pixels, count.
+    # keypoints and their hashes without being copies. Where both have keypoints enough,
+    # most of them agreeing counts; otherwise only near-identical pixels do.
     fewest = min(a.keypoints, b.keypoints)
     if (
         geometry is not None
-        and geometry.matches >= MIN_MATCHES
-        and geometry.matches >= LOW_INFORMATION_SHARE * fewest
+        and fewest >= MIN_KEYPOINTS
+        and geometry.matches >= max(MIN_MATCHES, LOW_INFORMATION_SHARE * fewest)
     ):
         return Verdict(True, geometry.matches, f"{geometry.describe()}, of {fewest} keypoints")
     correlation = _aligned_correlation(a, b, geometry.transform if geometry else None)
