@@ -1,6 +1,6 @@
 """Label-error ranking on planted-noise libraries, side by side with cleanlab.
 
-    python bench/label_errors.py [--seeds 5] [--libraries digits,photos] [--scale]
+    python bench/label_errors.py [--seeds 5] [--libraries digits,photos]
 
 Builds two real libraries in a scratch data directory (``$TMPDIR/loupe-bench-label-errors``)
 and embeds them with the EfficientNet-Lite0 backbone through the worker's own path
@@ -24,8 +24,8 @@ changed, and both rankings run on the same embeddings:
 
 It prints, per seed, the recall of the planted errors within the first N (N = the number
 planted) for both, and the averages and worst seeds. Target: Loupe ≥ 0.90 on average and
-≥ 0.87 on the worst seed, above cleanlab. ``--scale`` times the ranking job on 100,000 images
-(10 and 200 classes) of synthetic embeddings drawn around class centres.
+≥ 0.87 on the worst seed, above cleanlab. ``bench/label_error_scale.py`` times the ranking
+and the ranking job at up to 100,000 images (10 and 200 classes).
 """
 
 from __future__ import annotations

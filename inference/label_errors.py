@@ -81,6 +81,7 @@ MAX_FOLDS = 20
 MAX_REPEATS = 10
 MAX_GROUP = 50
 READ_CHUNK = 5000
+APPLY_CHUNK = 8192  # rows projected at a time
 EMBED_CHUNK = 256
 SET_NAME = "cross-validation"
 METHOD = (
@@ -200,14 +201,23 @@ def _level(counts: np.ndarray, totals: np.ndarray, items: int, *, start: int) ->
 
 
 def discriminant_fit(
-    *, features: np.ndarray, labels: np.ndarray, class_count: int, projection: Projection
+    *,
+    features: np.ndarray,
+    labels: np.ndarray,
+    class_count: int,
+    projection: Projection,
+    projected: np.ndarray | None = None,
 ) -> tuple[Head, Any]:
     """A linear discriminant head fitted on ``features`` (raw embeddings, n x d) with output
     indices ``labels``: shared-covariance LDA in the whitened ``projection``, its covariance
     shrunk towards the identity by the Ledoit-Wolf estimate of this training set alone (the
     regularisation is chosen from the training folds, never fixed). The projection and the
     discriminant are folded into one affine map, so the head scores raw embeddings like any
-    quick-trainer head. Classes absent from ``labels`` are never predicted."""
+    quick-trainer head. Classes absent from ``labels`` are never predicted.
+
+    ``projected`` is ``projection.apply(features)`` when the caller has it already: the
+    ranking projects every image once rather than its training set once per fit, which cost
+    as much as the fit itself."""
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from threadpoolctl import threadpool_limits
 
@@ -217,7 +227,7 @@ def discriminant_fit(
         raise HeadError("Training needs images of at least two classes.")
     model = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
     with threadpool_limits(limits=1):
-        model.fit(projection.apply(features), labels)
+        model.fit(projection.apply(features) if projected is None else projected, labels)
     coef = np.asarray(model.coef_, dtype=np.float64)
     intercept = np.asarray(model.intercept_, dtype=np.float64)
     if coef.shape[0] == 1:  # two classes: sigmoid(z) is softmax([0, z])
@@ -239,7 +249,13 @@ class Projection:
     matrix: np.ndarray  # d x components, each column scaled to unit variance
 
     def apply(self, features: np.ndarray) -> np.ndarray:
-        return (np.asarray(features, dtype=np.float64) - self.mean) @ self.matrix
+        """``(features - mean) @ matrix`` in float64, a block of rows at a time: the centred
+        float64 copy of a whole 100,000 x 1,280 library alone would take 1 GB."""
+        out = np.empty((len(features), self.matrix.shape[1]), dtype=np.float64)
+        for start in range(0, len(features), APPLY_CHUNK):
+            block = np.asarray(features[start : start + APPLY_CHUNK], dtype=np.float64)
+            out[start : start + len(block)] = (block - self.mean) @ self.matrix
+        return out
 
 
 def projection_fit(features: np.ndarray, *, components: int, seed: int) -> Projection:
@@ -311,10 +327,14 @@ def label_error_ranking(
     """Score every image with heads that never saw it, ``repeats`` times over stratified
     folds seeded ``seed``, ``seed + 1``, …, and average: one seed's folds decide which
     look-alike images share a training set, so a single assignment ranks by luck as much as
-    by evidence. Deterministic for a given seed. ``progress`` gets the fits done so far."""
+    by evidence. Deterministic for a given seed. ``progress`` gets the fits done so far: 0 once
+    the projection is fitted, then 1 to ``folds * repeats``."""
     labels = np.asarray(labels, dtype=np.int64)
     class_count = class_count or int(labels.max()) + 1
     projection = projection_fit(features, components=components, seed=seed)
+    projected = projection.apply(features)
+    if progress:
+        progress(0)
     total = np.zeros((len(labels), class_count), dtype=np.float64)
     assignments = []
     for repeat in range(repeats):
@@ -326,6 +346,7 @@ def label_error_ranking(
             fold_of,
             class_count=class_count,
             fit=lambda **kwargs: fit(projection=projection, **kwargs),
+            projected=projected,
             progress=_offset(progress, repeat * folds),
         )
     return Ranking(
@@ -350,14 +371,20 @@ def out_of_sample_probabilities(
     *,
     class_count: int,
     fit: Callable[..., tuple[Head, Any]],
+    projected: np.ndarray | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Probabilities (n x class_count) where row i comes from the head fitted on every image
-    outside fold ``fold_of[i]``, i.e. never from a head that was trained on image i."""
+    outside fold ``fold_of[i]``, i.e. never from a head that was trained on image i. With
+    ``projected`` (the features already projected, row for row), each fit also gets its
+    training rows of it as ``projected``."""
     probabilities = np.zeros((len(labels), class_count), dtype=np.float64)
     for done, fold in enumerate(np.unique(fold_of), start=1):
         scored = fold_of == fold
-        head, _ = fit(features=features[~scored], labels=labels[~scored], class_count=class_count)
+        extra = {} if projected is None else {"projected": projected[~scored]}
+        head, _ = fit(
+            features=features[~scored], labels=labels[~scored], class_count=class_count, **extra
+        )
         probabilities[scored] = head.probabilities(features[scored])
         if progress:
             progress(done)
@@ -460,9 +487,16 @@ def _rank(
     version: ModelVersion = run.model_version
     ids, class_ids = labelled_images()
     total = len(ids)
-    for start in range(0, total, EMBED_CHUNK):
-        embeddings_make(image_ids=ids[start : start + EMBED_CHUNK], version=version)
-        report(min(start + EMBED_CHUNK, total), total + fits, "embedding images without one")
+    missing = max(0, total - _embedded_count(version))
+    steps = _ProgressSteps(missing=missing, images=total, fits=fits)
+    if missing:
+        made = 0
+        for start in range(0, total, EMBED_CHUNK):
+            chunk = ids[start : start + EMBED_CHUNK]
+            made += len(embeddings_make(image_ids=chunk, version=version))
+            message = f"embedding images without one: {made} of {missing}"
+            report(min(made, missing), steps.whole, message)
+    report(missing, steps.whole, f"reading the embeddings of {total} images")
     embedded_ids, matrix = embedding_matrix(image_ids=ids, model_version=version)
     class_of = dict(zip(ids, class_ids, strict=True))
     without_embedding = total - len(embedded_ids)
@@ -483,6 +517,7 @@ def _rank(
     features = matrix[keep]
     labels = np.fromiter((index_of[class_of[int(i)]] for i in image_ids), dtype=np.int64)
     groups, kept_groups = _duplicate_units(image_ids)
+    report(missing, steps.whole, f"projecting {len(labels)} embeddings on their principal axes")
 
     try:
         ranking = label_error_ranking(
@@ -494,9 +529,7 @@ def _rank(
             seed=seed,
             class_count=len(label_map),
             fit=fit,
-            progress=lambda done: report(
-                total + done, total + fits, f"head {done} of {fits} fitted and scored"
-            ),
+            progress=lambda done: report(steps.after_fits(done), steps.whole, steps.message(done)),
         )
     except HeadError as exc:
         raise EvaluationError(str(exc)) from None
@@ -574,8 +607,50 @@ def _rank(
                 for pair in metrics["suggested_pairs"][:5]
             ]
         run.save(update_fields=["metrics", "status", "finished_at", "confused_pairs"])
-    report(total + fits, total + fits, "done")
+    report(steps.whole, steps.whole, "done")
     return metrics
+
+
+def _embedded_count(version: ModelVersion) -> int:
+    """How many of the images ``labelled_images`` lists have an embedding already (one
+    count, so a library with every embedding stored skips the embedding pass)."""
+    return ImageEmbedding.objects.filter(
+        model_version=version,
+        image__status=ImageStatus.ACTIVE,
+        image__subclass__label_class__kind=ClassKind.NORMAL,
+    ).count()
+
+
+@dataclass(frozen=True)
+class _ProgressSteps:
+    """The job's progress in units of work, so the bar moves with the time it takes. Embedding
+    an image costs about ten times what ranking one does (about 9 ms against 0.6-0.8 ms on two
+    cores at 100,000 images, ``bench/label_error_scale.py``), so the ranking counts one unit
+    per ten images: 35% of it the projection, 60% the heads, 5% the reports and the queue."""
+
+    missing: int
+    images: int
+    fits: int
+
+    @property
+    def ranking(self) -> int:
+        return max(20 * self.fits, self.images // 10)
+
+    @property
+    def whole(self) -> int:
+        return self.missing + self.ranking
+
+    def after_fits(self, done: int) -> int:
+        projection = self.ranking * 35 // 100
+        heads = self.ranking * 60 // 100
+        return self.missing + projection + heads * done // self.fits
+
+    def message(self, done: int) -> str:
+        if done == 0:
+            return f"projection fitted; fitting {self.fits} heads"
+        if done == self.fits:
+            return f"head {done} of {self.fits} fitted and scored; writing the reports and queue"
+        return f"head {done} of {self.fits} fitted and scored"
 
 
 def _queue_fill(

@@ -362,6 +362,46 @@ def test_confused_pairs_of_a_ranking_name_its_classes(library: dict[str, Any]) -
     assert run.confused_pairs == [{"a": "Robin", "b": "Sparrow", "weight": 0.5}]
 
 
+def _progress_of(**kwargs: Any) -> list[tuple[int, int, str]]:
+    seen: list[tuple[int, int, str]] = []
+    _run(progress=lambda done, total, message: seen.append((done, total, message)), **kwargs)
+    return seen
+
+
+def test_the_jobs_progress_moves_with_the_ranking_when_embeddings_are_stored(
+    library: dict[str, Any],
+) -> None:
+    seen = _progress_of(folds=4, repeats=2)
+    assert len({total for _, total, _ in seen}) == 1
+    total = seen[0][1]
+    done = [d for d, _, _ in seen]
+    assert done == sorted(done) and done[-1] == total and seen[-1][2] == "done"
+    assert not any("embedding images" in message for _, _, message in seen)
+    messages = [message for _, _, message in seen]
+    assert any(m.startswith("projecting") for m in messages)
+    # The heads are most of the work: the bar is not near its end after the first of eight.
+    first_head = next(d for d, _, m in seen if m.startswith("head 1 of 8"))
+    assert 0.3 < first_head / total < 0.5
+    last_head = next(d for d, _, m in seen if m.startswith("head 8 of 8"))
+    assert "writing the reports" in messages[done.index(last_head)]
+    assert 0.9 < last_head / total < 1
+
+
+def test_the_jobs_progress_counts_the_images_it_embeds_first(
+    embedding_model: ModelVersion, make_image: Callable[..., Image]
+) -> None:
+    for name in ("Robin", "Wren"):
+        subclass = SubClass.objects.get(label_class=class_create(name=name, actor=None))
+        for _ in range(5):
+            make_image(subclass)  # no embedding stored: the job computes them first
+    seen = _progress_of(folds=2, repeats=1)
+    embedding = [(d, m) for d, _, m in seen if m.startswith("embedding images")]
+    assert embedding[-1] == (10, "embedding images without one: 10 of 10")
+    done = [d for d, _, _ in seen]
+    assert done == sorted(done) and done[-1] == seen[0][1]
+    assert ImageEmbedding.objects.filter(model_version=embedding_model).count() == 10
+
+
 # --- API, page button, command --------------------------------------------------------------
 
 
