@@ -216,7 +216,7 @@ def scan(request: HttpRequest) -> HttpResponse:
         DuplicateMethod.PHASH.value: f"pHash, {max_distance} bits",
         DuplicateMethod.EMBEDDING.value: f"embeddings, similarity {min_similarity:.2f}",
     }
-    what = thresholds.get(method, f"{thresholds['phash']}, then {thresholds['embedding']}")
+    what = thresholds.get(method, f"{thresholds['phash']} and {thresholds['embedding']}")
     messages.info(
         request,
         f"Duplicate scan started (job {job.pk}, {what}); groups appear here when it finishes.",

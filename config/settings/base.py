@@ -195,9 +195,10 @@ LOUPE_PRODUCTION_THRESHOLD = env_float("LOUPE_PRODUCTION_THRESHOLD", 0.95, minim
 # embedding near-duplicates and out-of-distribution scores; 0 means the lowest-numbered version
 # that has one (the installed backbone).
 LOUPE_EMBEDDING_MODEL = env_int("LOUPE_EMBEDDING_MODEL", 0, minimum=0)
-# Embedding near-duplicates: smallest cosine similarity of a pair (see README for the choice).
+# Embedding near-duplicate candidates: smallest cosine similarity of a pair; every candidate is
+# verified like the hash candidates (see README, "Near-duplicate detection").
 LOUPE_EMBEDDING_DUPLICATE_SIMILARITY = env_float(
-    "LOUPE_EMBEDDING_DUPLICATE_SIMILARITY", 0.95, minimum=0.0, maximum=1.0
+    "LOUPE_EMBEDDING_DUPLICATE_SIMILARITY", 0.90, minimum=0.0, maximum=1.0
 )
 # Out-of-distribution score: mean cosine distance to this many nearest labelled images; images
 # scoring at or above the threshold count as unlike the library on the production dashboard.
