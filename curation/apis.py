@@ -226,6 +226,16 @@ class ImageViewSet(
     def file(self, request: Request, pk: str | None = None) -> FileResponse:
         return image_file_response(self.get_object())
 
+    @extend_schema(
+        description="What a page shows: the original where browsers display its format, else "
+        "a full-size JPEG rendition the worker makes beside the thumbnail (TIFF); 404 until it "
+        "exists. The original stays at …/file/.",
+        responses={(200, "image/*"): bytes},
+    )
+    @action(detail=True, methods=["get"])
+    def display(self, request: Request, pk: str | None = None) -> FileResponse:
+        return image_file_response(self.get_object(), display=True)
+
     @extend_schema(responses={(200, "image/jpeg"): bytes})
     @action(detail=True, methods=["get"])
     def thumbnail(self, request: Request, pk: str | None = None) -> FileResponse:

@@ -229,6 +229,25 @@ def _flatten(image: PILImage.Image) -> PILImage.Image:
     return image.convert("RGB")
 
 
+# Stored types every browser displays in an <img>; any other stored format (TIFF) is shown
+# through a rendition the worker makes beside the thumbnail.
+BROWSER_SAFE_EXTENSIONS = frozenset({"jpg", "png", "webp", "bmp"})
+
+
+def needs_rendition(extension: str) -> bool:
+    return extension not in BROWSER_SAFE_EXTENSIONS
+
+
+def make_rendition(stream: IO[bytes]) -> bytes:
+    """The whole image at full size as a JPEG a browser can display: oriented, flattened onto
+    white where it had transparency, without metadata, at a quality meant for looking closely
+    (92, no chroma subsampling)."""
+    image = open_for_pixels(stream)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=92, subsampling=0, optimize=True)
+    return out.getvalue()
+
+
 def make_thumbnail(stream: IO[bytes], *, size: int) -> bytes:
     """A JPEG no larger than ``size`` on its longest side, oriented, without metadata."""
     image = open_for_pixels(stream, max_side=size)

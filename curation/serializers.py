@@ -6,6 +6,7 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
+from curation.imaging import needs_rendition
 from curation.models import (
     ClassKind,
     Image,
@@ -62,7 +63,11 @@ class ImageSerializer(serializers.ModelSerializer[Image]):
     )
     labelled_by = serializers.CharField(source="labelled_by.username", read_only=True, default=None)
     bad_reason = serializers.SerializerMethodField()
-    file_url = serializers.SerializerMethodField()
+    file_url = serializers.SerializerMethodField(help_text="the original, as stored")
+    display_url = serializers.SerializerMethodField(
+        help_text="what a browser can show: the original, or a JPEG rendition of a TIFF "
+        "(null until the worker has made it)"
+    )
     thumbnail_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -91,6 +96,7 @@ class ImageSerializer(serializers.ModelSerializer[Image]):
             "created_at",
             "bad_reason",
             "file_url",
+            "display_url",
             "thumbnail_url",
         ]
         read_only_fields = fields
@@ -106,6 +112,11 @@ class ImageSerializer(serializers.ModelSerializer[Image]):
 
     def get_file_url(self, obj: Image) -> str:
         return self._absolute(reverse("api:image-file", args=[obj.pk]))
+
+    def get_display_url(self, obj: Image) -> str | None:
+        if needs_rendition(obj.extension) and not obj.thumbnail_ready:
+            return None
+        return self._absolute(reverse("api:image-display", args=[obj.pk]))
 
     def get_thumbnail_url(self, obj: Image) -> str | None:
         if not obj.thumbnail_ready:

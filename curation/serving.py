@@ -6,15 +6,24 @@ from __future__ import annotations
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 
-from curation.imaging import EXTENSION_CONTENT_TYPES
+from curation.imaging import EXTENSION_CONTENT_TYPES, needs_rendition
 from curation.models import Image
+from curation.storage import rendition_name
 
 
-def image_file_response(image: Image, *, thumbnail: bool = False) -> FileResponse:
+def image_file_response(
+    image: Image, *, thumbnail: bool = False, display: bool = False
+) -> FileResponse:
+    """The original, its thumbnail, or (``display``) what a page shows in an ``<img>``: the
+    original where browsers display its format, else the worker's full-size JPEG rendition."""
     if thumbnail:
         if not image.thumbnail_ready:
             raise Http404("The thumbnail is not made yet.")
         name, extension, content_type = image.thumbnail_name, "jpg", "image/jpeg"
+    elif display and needs_rendition(image.extension):
+        if not image.thumbnail_ready:  # made with the thumbnail
+            raise Http404("The browser-safe rendition is not made yet.")
+        name, extension, content_type = rendition_name(image.sha256), "jpg", "image/jpeg"
     else:
         name, extension, content_type = image.storage_name, image.extension, image.content_type
     disposition = "inline"

@@ -14,6 +14,8 @@ from django.core.files.storage import FileSystemStorage, default_storage
 
 ORIGINALS_PREFIX = "originals"
 THUMBNAILS_PREFIX = "derivatives/thumbnails"
+# Full-size renditions browsers can display, for stored formats they cannot (TIFF).
+RENDITIONS_PREFIX = "derivatives/renditions"
 
 
 def original_name(sha256: str, extension: str) -> str:
@@ -22,6 +24,10 @@ def original_name(sha256: str, extension: str) -> str:
 
 def thumbnail_name(sha256: str) -> str:
     return f"{THUMBNAILS_PREFIX}/{sha256[0:2]}/{sha256[2:4]}/{sha256}.jpg"
+
+
+def rendition_name(sha256: str) -> str:
+    return f"{RENDITIONS_PREFIX}/{sha256[0:2]}/{sha256[2:4]}/{sha256}.jpg"
 
 
 class AtomicFileSystemStorage(FileSystemStorage):

@@ -16,6 +16,7 @@ urlpatterns = [
     path("trash/", views.trash, name="trash"),
     path("images/<int:pk>/", views.image_detail, name="image"),
     path("images/<int:pk>/file", views.image_file, name="image-file"),
+    path("images/<int:pk>/display", views.image_display, name="image-display"),
     path("images/<int:pk>/thumbnail", views.image_thumbnail, name="image-thumbnail"),
     path("images/<int:pk>/relabel", views.image_relabel_form, name="image-relabel"),
     path("images/<int:pk>/trash", views.image_trash_form, name="image-trash"),

@@ -22,6 +22,7 @@ from accounts.decorators import request_user as _user
 from accounts.decorators import reviewer_required
 from config.query import whole_number
 from curation import selectors
+from curation.imaging import needs_rendition
 from curation.models import (
     ClassKind,
     Image,
@@ -473,6 +474,7 @@ def _image_page(
             # Where the image is pinned as a labelling exemplar (one query).
             "pins": exemplars_of_image(image_id=image.pk),
             "similar": similar_panel(image_id=image.pk),
+            "shown_as_rendition": needs_rendition(image.extension),
         },
         status=status,
     )
@@ -581,6 +583,13 @@ def embeddings_compute_form(request: HttpRequest) -> HttpResponse:
 @require_GET
 def image_file(request: HttpRequest, pk: int) -> FileResponse:
     return image_file_response(get_object_or_404(Image, pk=pk))
+
+
+@login_required
+@require_GET
+def image_display(request: HttpRequest, pk: int) -> FileResponse:
+    """What pages show: the original, or a rendition of a format browsers cannot display."""
+    return image_file_response(get_object_or_404(Image, pk=pk), display=True)
 
 
 @login_required

@@ -63,6 +63,8 @@ def _payload(
                 "width": image.width,
                 "height": image.height,
                 "file_url": reverse("api:image-file", args=[image.pk]),
+                # What the page shows: a TIFF's JPEG rendition, any other original as is.
+                "display_url": reverse("api:image-display", args=[image.pk]),
                 "page_url": reverse("curation:image", args=[image.pk]),
                 "subclass_id": subclass.pk if subclass else None,
                 "label": str(subclass) if subclass else None,

@@ -10,9 +10,14 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from curation.imaging import ImageRejected, make_thumbnail
+from curation.imaging import ImageRejected, make_rendition, make_thumbnail, needs_rendition
 from curation.models import Image, Job, JobStatus
-from curation.storage import ORIGINALS_PREFIX, THUMBNAILS_PREFIX
+from curation.storage import (
+    ORIGINALS_PREFIX,
+    RENDITIONS_PREFIX,
+    THUMBNAILS_PREFIX,
+    rendition_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +26,10 @@ ARCHIVES_PREFIX = "imports"
 
 
 def thumbnails_make(*, image_ids: list[int]) -> int:
-    """Make the missing thumbnails among ``image_ids``. Idempotent: images that have one are
-    skipped, and writing one twice writes the same bytes."""
+    """Make the missing thumbnails among ``image_ids``, and for a stored format browsers cannot
+    display (TIFF) the full-size rendition pages show instead; ``thumbnail_ready`` means both
+    exist. Idempotent: images that have them are skipped, and writing one twice writes the
+    same bytes."""
     size: int = settings.LOUPE_THUMBNAIL_SIZE
     made = 0
     pending = Image.objects.filter(pk__in=image_ids, thumbnail_ready=False).only(
@@ -32,6 +39,10 @@ def thumbnails_make(*, image_ids: list[int]) -> int:
         try:
             with default_storage.open(image.storage_name, "rb") as original:
                 data = make_thumbnail(original, size=size)
+                if needs_rendition(image.extension):
+                    original.seek(0)
+                    rendition = make_rendition(original)
+                    default_storage.save(rendition_name(image.sha256), ContentFile(rendition))
         except FileNotFoundError:
             logger.error("Image %s: original %s is missing", image.pk, image.storage_name)
             continue
@@ -97,7 +108,7 @@ def _is_old(name: str, grace_seconds: int, now: float) -> bool:
 
 
 def orphans_sweep(*, grace_seconds: int | None = None, dry_run: bool = False) -> SweepResult:
-    """Remove stored originals and thumbnails that no image row references.
+    """Remove stored originals, thumbnails and renditions that no image row references.
 
     A file is removed only when no row, active or trashed, has its hash, and it is older than
     the grace period: a younger one may belong to an import whose row is not committed yet.
@@ -107,7 +118,7 @@ def orphans_sweep(*, grace_seconds: int | None = None, dry_run: bool = False) ->
         grace_seconds = settings.LOUPE_ORPHAN_GRACE_SECONDS
     result = SweepResult()
     now = time.time()
-    for prefix in (ORIGINALS_PREFIX, THUMBNAILS_PREFIX):
+    for prefix in (ORIGINALS_PREFIX, THUMBNAILS_PREFIX, RENDITIONS_PREFIX):
         for directory, files in _walk(prefix):
             by_hash: dict[str, list[str]] = {}
             for filename in files:

@@ -114,7 +114,7 @@
       img.width = item.width;
       img.height = item.height;
     }
-    img.src = item.file_url;
+    img.src = item.display_url || item.file_url;
     item.el = img;
     item.ready = img.decode ? img.decode().catch(function () {}) : Promise.resolve();
     return item;

@@ -262,7 +262,7 @@ def test_thumbnails_not_made_yet_fall_back_to_the_full_file(
     page = labeller_client.get(
         reverse("curation:class", args=[labelled_image.subclass.label_class_id])
     )
-    assert reverse("curation:image-file", args=[labelled_image.pk]).encode() in page.content
+    assert reverse("curation:image-display", args=[labelled_image.pk]).encode() in page.content
 
     response = labeller_client.get(reverse("curation:image-thumbnail", args=[labelled_image.pk]))
     assert response.status_code == 200
