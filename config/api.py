@@ -19,10 +19,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from config.errors import DomainError
 from config.middleware import NUL_DETAIL, is_nul_text_error
-from curation.services.images import ImageStateError, VersionConflict
-from curation.services.imports import ArchiveRejected
-from curation.services.taxonomy import TaxonomyError
 
 logger = logging.getLogger("loupe.api")
 
@@ -62,21 +60,9 @@ def request_fields(request: Request) -> Mapping[str, Any]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, VersionConflict):
-        last = exc.last_event
-        return Response(
-            {
-                "detail": str(exc),
-                "current_version": exc.image.version,
-                "changed_by": (last.actor.username if last and last.actor else None),
-                "changed_at": (last.created_at.isoformat() if last else None),
-            },
-            status=status.HTTP_409_CONFLICT,
-        )
-    if isinstance(exc, ImageStateError):
-        return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-    if isinstance(exc, (TaxonomyError, ArchiveRejected)):
-        return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, DomainError):
+        # A service's refusal (config.errors): its status and body are its own.
+        return Response(exc.api_body(), status=exc.status_code)
     if isinstance(exc, TooManyFilesSent):
         limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
         return Response(

@@ -12,6 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
+from config.errors import Conflict
 from curation.imaging import DecodedImage, ImageRejected, decode_image
 from curation.models import (
     Image,
@@ -259,7 +260,7 @@ def inbox_count() -> int:
     return int(value or 0)
 
 
-class VersionConflict(Exception):
+class VersionConflict(Conflict):
     """The image changed since the caller read it. ``changed_by`` and ``changed_at`` name the
     change (from ``last_event``) for callers that word their own message."""
 
@@ -277,8 +278,17 @@ class VersionConflict(Exception):
             f"(now version {image.version}); reload it and try again."
         )
 
+    def api_body(self) -> dict[str, object]:
+        last = self.last_event
+        return {
+            "detail": str(self),
+            "current_version": self.image.version,
+            "changed_by": (last.actor.username if last and last.actor else None),
+            "changed_at": (last.created_at.isoformat() if last else None),
+        }
 
-class ImageStateError(Exception):
+
+class ImageStateError(Conflict):
     """The change does not apply to the image in its current state."""
 
 
@@ -449,7 +459,11 @@ def image_trash(
 
 @transaction.atomic
 def image_restore(
-    *, image_id: int, actor: User | None, expected_version: int | None = None
+    *,
+    image_id: int,
+    actor: User | None,
+    expected_version: int | None = None,
+    reason: str = LabelReason.RESTORE,
 ) -> Image:
     image = _locked(image_id, expected_version)
     if image.status != ImageStatus.TRASHED:
@@ -457,7 +471,7 @@ def image_restore(
     LabelEvent.objects.create(
         image=image,
         actor=actor,
-        reason=LabelReason.RESTORE,
+        reason=reason,
         note=f"trashed because: {image.trashed_reason}"[:500],
         from_subclass_id=image.subclass_id,
         to_subclass_id=image.subclass_id,

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import User
+from config.errors import Refused
 from curation.models import (
     ImportBatch,
     ImportItem,
@@ -49,7 +50,7 @@ RECORD_CHUNK = 100
 _IGNORED_PARTS = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
 
 
-class ArchiveRejected(Exception):
+class ArchiveRejected(Refused):
     """The archive as a whole is refused; the message names the problem."""
 
 
@@ -101,8 +102,7 @@ def _not_in_tree_note(class_name: str, subclass_name: str | None) -> str:
     imported by someone who may not create it."""
     if not LabelClass.objects.filter(name__iexact=" ".join(class_name.split())).exists():
         return (
-            f"put in the inbox: there is no class {class_name!r}, and only reviewers "
-            "create classes"
+            f"put in the inbox: there is no class {class_name!r}, and only reviewers create classes"
         )
     return (
         f"put in the inbox: class {class_name!r} has no sub-class "

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
+from config.errors import Refused
 from curation.models import (
     DEFAULT_SUBCLASS_NAME,
     ClassKind,
@@ -14,7 +15,7 @@ from curation.models import (
 )
 
 
-class TaxonomyError(Exception):
+class TaxonomyError(Refused):
     """A change to the class tree that cannot be made; the message says why."""
 
 
