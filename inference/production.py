@@ -381,13 +381,16 @@ def prediction_log_review(
     subject: str = "",
     bad_reason: str = "",
     replace: bool = False,
+    relabel: bool = False,
 ) -> PredictionLog:
     """Record a verdict and make the library change it implies:
 
     - ``wrong``: the image is labelled into ``subclass`` (a label event, reason labelling,
       note "production review");
     - ``correct`` / ``should_be_confident``: an image still in the inbox is labelled with the
-      predicted class when a library class of that name exists;
+      predicted class when a library class of that name exists. An image the library labels
+      with another class (``library_disagrees``) raises ReviewError unless ``relabel`` is set:
+      then it is relabelled into the predicted class, which must be a library class;
     - ``bad_picture``: a bad-image verdict (``labelling.BadVerdict``) with ``bad_reason``;
     - ``out_of_scope``: only the verdict and its subject (candidates for new classes).
 
@@ -423,7 +426,9 @@ def prediction_log_review(
         log.true_subclass = subclass
     elif verdict in (Verdict.CORRECT, Verdict.SHOULD_BE_CONFIDENT):
         predicted = _default_subclass(log.top1_name)
-        if predicted is not None and image.subclass_id is None:
+        if library_disagrees(log):
+            _confirm_relabel(log, predicted, relabel=relabel)
+        if predicted is not None and (image.subclass_id is None or library_disagrees(log)):
             image_relabel(
                 image_id=image.pk,
                 subclass=predicted,
@@ -458,6 +463,40 @@ def prediction_log_review(
         log=log, previous_verdict=previous_verdict, previous_subject=previous_subject
     )
     return log
+
+
+def library_label(log: PredictionLog) -> SubClass | None:
+    """The library's label of the logged image now (select ``image__subclass__label_class``)."""
+    return log.image.subclass
+
+
+def library_disagrees(log: PredictionLog) -> bool:
+    """Whether the library labels the logged image with another class than the model's top-1
+    (compared by name, as a "correct" verdict finds the predicted class)."""
+    subclass = library_label(log)
+    return subclass is not None and (
+        subclass.label_class.name.casefold() != log.top1_name.strip().casefold()
+    )
+
+
+def _confirm_relabel(log: PredictionLog, predicted: SubClass | None, *, relabel: bool) -> None:
+    """A "correct" verdict on an image the library labels otherwise says the library is wrong:
+    refused unless the reviewer confirmed the relabel, and only into a library class."""
+    library = library_label(log)
+    if library is None:
+        return
+    if predicted is None:
+        raise ReviewError(
+            f"Image {log.image_id} is labelled “{library.label_class.name}” in the library and "
+            f"“{log.top1_name}” is not a library class, so “correct” cannot relabel it: record "
+            "“wrong” with the right class, or “out of scope”."
+        )
+    if not relabel:
+        raise ReviewError(
+            f"Image {log.image_id} is labelled “{library.label_class.name}” in the library, not "
+            f"“{log.top1_name}”: confirm the relabel to record “correct”, or record “wrong” "
+            "with the library's class."
+        )
 
 
 def _default_subclass(class_name: str) -> SubClass | None:
@@ -875,6 +914,8 @@ __all__ = [
     "confidence_threshold",
     "dashboard",
     "drift",
+    "library_disagrees",
+    "library_label",
     "model_version_match",
     "prediction_log_record",
     "prediction_log_review",

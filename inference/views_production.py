@@ -35,6 +35,8 @@ from inference.production import (
     confidence_threshold,
     dashboard,
     drift,
+    library_disagrees,
+    library_label,
     prediction_log_review,
     queue_size,
     review_queue,
@@ -172,18 +174,19 @@ def _ood_context(*, start: datetime, end: datetime) -> dict[str, Any]:
     }
 
 
+def _subclass_name(subclass: SubClass) -> str:
+    if subclass.is_default:
+        return subclass.label_class.name
+    return f"{subclass.label_class.name} / {subclass.name}"
+
+
 def _subclass_choices() -> list[dict[str, Any]]:
-    rows = []
-    for subclass in SubClass.objects.select_related("label_class").order_by(
-        "label_class__name", "-is_default", "name"
-    ):
-        name = (
-            subclass.label_class.name
-            if subclass.is_default
-            else f"{subclass.label_class.name} / {subclass.name}"
+    return [
+        {"id": subclass.pk, "name": _subclass_name(subclass)}
+        for subclass in SubClass.objects.select_related("label_class").order_by(
+            "label_class__name", "-is_default", "name"
         )
-        rows.append({"id": subclass.pk, "name": name})
-    return rows
+    ]
 
 
 @reviewer_required
@@ -201,13 +204,14 @@ def review_page(request: HttpRequest, path: str) -> HttpResponse:
     # ?log=ID opens one log, reviewed or not, so that its verdict can be changed.
     chosen = whole_number(request.GET.get("log"))
     log = (
-        PredictionLog.objects.select_related("image", "model_version").filter(pk=chosen).first()
-        if chosen is not None
-        else queue.first()
+        (PredictionLog.objects.filter(pk=chosen) if chosen is not None else queue)
+        .select_related("image__subclass__label_class", "model_version")
+        .first()
     )
     choices = _subclass_choices()
     log_ood = ood_score_of(image_id=log.image_id) if log is not None else None
     top3 = []
+    library = library_label(log) if log is not None else None
     if log is not None:
         top3 = [
             {"name": name, "score": score, "percent": round(score * 100)}
@@ -222,6 +226,10 @@ def review_page(request: HttpRequest, path: str) -> HttpResponse:
             "threshold": threshold,
             "log": log,
             "top3": top3,
+            # What the library says now: a "correct" that contradicts it must say so.
+            "library_label": _subclass_name(library) if library else None,
+            "library_subclass_id": library.pk if library else None,
+            "disagrees": log is not None and library_disagrees(log),
             "remaining": queue_size(queue),
             "cap": QUEUE_COUNT_CAP,
             "ood_min": f"{ood_min:g}" if ood_min is not None else "",
@@ -258,9 +266,14 @@ def _review_post(request: HttpRequest, path: str) -> HttpResponse:
             subject=request.POST.get("subject", ""),
             bad_reason=request.POST.get("bad_reason", ""),
             replace=request.POST.get("replace") == "1",
+            relabel=request.POST.get("relabel") == "1",
         )
     except ReviewError as exc:
         messages.error(request, str(exc))
+        # The same log again, so that the reviewer can answer otherwise.
+        again = f"{reverse('production:review', args=[path])}?log={log_id}"
+        ood_min = ood_param(request.POST.get("ood_min"))
+        return redirect(f"{again}&ood_min={ood_min:g}" if ood_min is not None else again)
     else:
         change = f"{reverse('production:review', args=[path])}?log={log_id}"
         messages.success(

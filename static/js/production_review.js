@@ -13,13 +13,46 @@
   const classes = JSON.parse(document.getElementById("review-classes").textContent);
   const reasons = JSON.parse(document.getElementById("review-reasons").textContent);
   const sad = !!form.querySelector('[data-verdict="should_be_confident"]');
+  const relabel = document.getElementById("relabel");
+  const confirmBox = document.getElementById("relabel-confirm");
+  const libraryButton = form.querySelector('[data-verdict="library"]');
   let sent = false;
+  // A verdict that agrees with the model on an image the library labels otherwise relabels the
+  // image: the first key press asks, the second (the same key) confirms.
+  let confirming = null;
 
   function submit(value) {
     if (sent) return;
     sent = true;
     verdict.value = value;
     form.submit();
+  }
+
+  function agree(value) {
+    const button = form.querySelector('[data-verdict="' + value + '"]');
+    if (!button || !button.dataset.confirm) {
+      submit(value);
+      return;
+    }
+    if (confirming === value) {
+      relabel.value = "1";
+      submit(value);
+      return;
+    }
+    confirming = value;
+    document.getElementById("relabel-key").textContent = value === "correct" ? "c" : "f";
+    confirmBox.hidden = false;
+  }
+
+  function cancelConfirm() {
+    confirming = null;
+    confirmBox.hidden = true;
+  }
+
+  function libraryIsRight() {
+    // The library's label is the right class: the model was wrong.
+    subclass.value = libraryButton.dataset.subclass;
+    submit("wrong");
   }
 
   function classId(name) {
@@ -32,11 +65,13 @@
   }
 
   function openBad() {
+    cancelConfirm();
     overlay.hidden = false;
     overlay.querySelector("button").focus();
   }
 
   function openSubject() {
+    cancelConfirm();
     subjectBox.hidden = false;
     subject.focus();
   }
@@ -47,6 +82,8 @@
       const value = button.dataset.verdict;
       if (value === "bad_picture") openBad();
       else if (value === "out_of_scope") openSubject();
+      else if (value === "library") libraryIsRight();
+      else if (value === "correct" || value === "should_be_confident") agree(value);
       else submit(value);
     });
   });
@@ -102,8 +139,13 @@
     }
     const target = event.target;
     if (target instanceof HTMLInputElement && target.type !== "hidden") return;
-    if (event.key === "c") submit("correct");
-    else if (event.key === "f" && sad) submit("should_be_confident");
+    if (confirming && event.key === "Escape") {
+      cancelConfirm();
+      return;
+    }
+    if (event.key === "c") agree("correct");
+    else if (event.key === "f" && sad) agree("should_be_confident");
+    else if (event.key === "l" && libraryButton) libraryIsRight();
     else if (event.key === "b") openBad();
     else if (event.key === "o") {
       event.preventDefault();

@@ -276,7 +276,8 @@ def test_dashboard_numbers_equal_hand_counts(
     ]
     logs = []
     for label, top1, score, at in rows:
-        log = _log(image, top1=top1, score=score, label=label)
+        # One image per log: a verdict on one must not meet the label another one gave.
+        log = _log(make_image(), top1=top1, score=score, label=label)
         PredictionLog.objects.filter(pk=log.pk).update(received_at=at)
         logs.append(log)
     # Outside the range: not counted.
@@ -506,3 +507,99 @@ def test_a_labeller_token_logs_predictions_but_only_reviewers_read_them(
     assert "reviewer" in api.get(URL).json()["detail"]
     assert [row["id"] for row in reviewer_api.get(URL).json()["results"]] == [log_id]
     assert reviewer_api.get(f"{URL}{log_id}/").json()["id"] == log_id
+
+
+def _labelled(make_image: Callable[..., Image], subclass: SubClass, actor: User) -> Image:
+    from curation.services.images import image_relabel
+
+    image = make_image()
+    image_relabel(
+        image_id=image.pk, subclass=subclass, actor=actor, reason="labelling", expected_version=1
+    )
+    return image
+
+
+def test_correct_is_refused_where_the_library_labels_the_image_otherwise(
+    make_image: Callable[..., Image], reviewer: User
+) -> None:
+    from inference.production import ReviewError
+
+    one = _class("Digit 1")
+    _class("Digit 2")
+    image = _labelled(make_image, one, reviewer)
+    log = _log(image, top1="Digit 2")
+    with pytest.raises(ReviewError, match="labelled “Digit 1” in the library, not “Digit 2”"):
+        prediction_log_review(log_id=log.pk, verdict=Verdict.CORRECT, actor=reviewer)
+    log.refresh_from_db()
+    image.refresh_from_db()
+    assert (log.verdict, image.subclass) == ("", one)
+
+
+def test_a_confirmed_correct_relabels_the_image_into_the_predicted_class(
+    make_image: Callable[..., Image], reviewer: User
+) -> None:
+    one, two = _class("Digit 1"), _class("Digit 2")
+    image = _labelled(make_image, one, reviewer)
+    log = _log(image, top1="Digit 2")
+    prediction_log_review(log_id=log.pk, verdict=Verdict.CORRECT, actor=reviewer, relabel=True)
+    log.refresh_from_db()
+    image.refresh_from_db()
+    assert (log.verdict, log.true_subclass, image.subclass) == ("correct", two, two)
+    event = LabelEvent.objects.filter(image=image).latest("id")
+    assert (event.from_subclass, event.to_subclass, event.note) == (one, two, "production review")
+
+
+def test_correct_cannot_relabel_into_a_class_the_library_lacks(
+    make_image: Callable[..., Image], reviewer: User
+) -> None:
+    from inference.production import ReviewError
+
+    one = _class("Digit 1")
+    log = _log(_labelled(make_image, one, reviewer), top1="chain")
+    with pytest.raises(ReviewError, match="“chain” is not a library class"):
+        prediction_log_review(log_id=log.pk, verdict=Verdict.CORRECT, actor=reviewer, relabel=True)
+
+
+def test_correct_on_an_image_the_library_agrees_on_needs_no_confirmation(
+    make_image: Callable[..., Image], reviewer: User
+) -> None:
+    two = _class("Digit 2")
+    log = _log(_labelled(make_image, two, reviewer), top1="digit 2")
+    prediction_log_review(log_id=log.pk, verdict=Verdict.CORRECT, actor=reviewer)
+    log.refresh_from_db()
+    assert (log.verdict, log.true_subclass) == ("correct", two)
+    assert LabelEvent.objects.filter(image=log.image).count() == 1
+
+
+def test_review_page_shows_the_library_label_and_flags_the_disagreement(
+    make_image: Callable[..., Image], reviewer: User
+) -> None:
+    one, _ = _class("Digit 1"), _class("Digit 2")
+    log = _log(_labelled(make_image, one, reviewer), top1="Digit 2", score=0.99)
+    client = Client()
+    client.force_login(reviewer)
+    url = reverse("production:review", args=["happy"])
+    page = client.get(url).content.decode()
+    assert "in the library: <strong>Digit 1</strong>" in page
+    assert "already labelled" not in page
+    assert 'id="disagreement"' in page
+    assert f'data-verdict="library" data-subclass="{one.pk}"' in page
+    # A form post of "correct" without the confirmation is refused and shows the log again.
+    response = client.post(url, {"log": log.pk, "verdict": "correct"}, follow=True)
+    assert response.redirect_chain[-1][0] == f"{url}?log={log.pk}"
+    assert "labelled “Digit 1” in the library" in response.content.decode()
+    log.refresh_from_db()
+    assert log.verdict == ""
+
+
+def test_review_page_says_an_agreeing_library_label_agrees(
+    make_image: Callable[..., Image], reviewer: User
+) -> None:
+    two = _class("Digit 2")
+    _log(_labelled(make_image, two, reviewer), top1="Digit 2", score=0.99)
+    client = Client()
+    client.force_login(reviewer)
+    page = client.get(reverse("production:review", args=["happy"])).content.decode()
+    assert "in the library: <strong>Digit 2</strong>" in page
+    assert "(agrees with the model)" in page
+    assert 'id="disagreement"' not in page
