@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from curation import views
+from curation import views, views_bulk
 
 app_name = "curation"
 
@@ -21,6 +21,10 @@ urlpatterns = [
     path("images/<int:pk>/relabel", views.image_relabel_form, name="image-relabel"),
     path("images/<int:pk>/trash", views.image_trash_form, name="image-trash"),
     path("images/<int:pk>/restore", views.image_restore_form, name="image-restore"),
+    path("images/picked/label", views_bulk.grid_label, name="grid-label"),
+    path("images/picked/trash", views_bulk.grid_trash, name="grid-trash"),
+    path("images/picked/restore", views_bulk.grid_restore, name="grid-restore"),
+    path("images/picked/benchmark", views_bulk.grid_benchmark, name="grid-benchmark"),
     path("import/", views.import_page, name="import"),
     path("imports/<int:pk>/", views.import_batch, name="import-batch"),
     path("jobs/", views.jobs, name="jobs"),

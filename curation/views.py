@@ -22,6 +22,7 @@ from accounts.decorators import request_user as _user
 from accounts.decorators import reviewer_required
 from config.query import whole_number
 from curation import selectors
+from curation.grid_actions import CLASS_PAGE, INBOX, TRASH
 from curation.imaging import needs_rendition
 from curation.models import (
     ClassKind,
@@ -50,6 +51,7 @@ from curation.services.quality import (
 from curation.services.taxonomy import TaxonomyError, class_create, subclass_create, subclass_move
 from curation.serving import image_file_response
 from inference.embeddings import (
+from curation.views_bulk import grid_context
     EmbeddingError,
     embeddings_job_start,
     images_with_ood_at_least,
@@ -320,6 +322,7 @@ def class_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "label_url": reverse("labelling:label", args=[f"class:{label_class.pk}"]),
             "verdict": verdict,
             **_quality_context(quality, quality_ready),
+            **grid_context(request, page=CLASS_PAGE),
         },
     )
 
@@ -405,6 +408,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
             "ood_min": ood,
             "ood_choices": ood_choices(),
             **_quality_context(quality, quality_ready),
+            **grid_context(request, page=INBOX),
         },
     )
 
@@ -426,6 +430,7 @@ def trash(request: HttpRequest) -> HttpResponse:
             "base_query": _list_query(quality=quality, verdict=verdict),
             "verdict": verdict,
             **_quality_context(quality, quality_ready),
+            **grid_context(request, page=TRASH),
         },
     )
 

@@ -5,3 +5,20 @@ from django.apps import AppConfig
 
 class LabellingConfig(AppConfig):
     name = "labelling"
+
+    def ready(self) -> None:
+        from accounts.models import Role
+        from curation.grid_actions import CLASS_PAGE, INBOX, GridAction, grid_action_register
+
+        # The library grids offer "send to a labelling queue" without importing labelling.
+        grid_action_register(
+            GridAction(
+                key="queue",
+                label="Send to a labelling queue…",
+                url_name="labelling:picked-queue",
+                dialog="labelling/_picked_queue_dialog.html",
+                pages=frozenset({CLASS_PAGE, INBOX}),
+                minimum_role=Role.LABELLER,
+                order=20,
+            )
+        )

@@ -14,13 +14,21 @@ from datetime import timedelta
 from django.db.models import Exists, Max, Min, OuterRef, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from accounts.models import User
 from config.query import whole_number
 from curation.models import UNSCORED, Image, ImageStatus, LabelClass, SubClass
 from curation.services.images import inbox_count
 from curation.services.quality import QUALITY_FILTERS, quality_filter, quality_thresholds
-from labelling.models import BadVerdict, Claim, LabellingAction, SavedFilter, SecondOpinion
+from labelling.models import (
+    ActionKind,
+    BadVerdict,
+    Claim,
+    LabellingAction,
+    SavedFilter,
+    SecondOpinion,
+)
 
 # The parameters a saved filter may hold, and the image lookup each maps to. Nothing else is
 # ever passed to the ORM.
@@ -44,6 +52,7 @@ def saved_filter_images(params: dict[str, object], *, base: QuerySet[Image]) -> 
     matches) or ``predicted_index`` (a label-map position), and ``score_min`` / ``score_max`` on
     the top score. ``labelled`` false keeps only inbox images, true only labelled ones.
     ``quality`` keeps the images a quality flag is raised on (``QUALITY_FILTERS``).
+    ``images`` (ids picked in a library grid) keeps those not worked on since ``picked_at``.
     """
     from inference.models import LabelMatch
 
@@ -57,6 +66,8 @@ def saved_filter_images(params: dict[str, object], *, base: QuerySet[Image]) -> 
     elif params.get("labelled") is True:
         lookups["subclass__isnull"] = False
     images = base.filter(**lookups)
+    if "images" in params:
+        images = _picked_open(images, params)
     quality = params.get("quality")
     if isinstance(quality, str) and quality in QUALITY_FILTERS:
         images = quality_filter(images, flag=quality, stats=quality_thresholds())
@@ -78,6 +89,24 @@ def saved_filter_images(params: dict[str, object], *, base: QuerySet[Image]) -> 
     if "score_max" in params:
         predicted["predictions__top1_score__lte"] = params["score_max"]
     return images.filter(**predicted)
+
+
+def _picked_open(images: QuerySet[Image], params: dict[str, object]) -> QuerySet[Image]:
+    """A queue of picked images (``images``: ids, ``picked_at``: when): those of them nobody
+    has labelled, sent to a holding class or marked bad since (an undo puts one back)."""
+    picked = params["images"]
+    if not isinstance(picked, list) or not all(
+        isinstance(pk, int) and not isinstance(pk, bool) for pk in picked
+    ):
+        raise QueueNotFound("The saved filter's images are not a list of ids.")
+    images = images.filter(id__in=picked)
+    picked_at = parse_datetime(str(params.get("picked_at", "")))
+    if picked_at is None:
+        return images
+    done = LabellingAction.objects.filter(
+        image=OuterRef("pk"), undone_at__isnull=True, created_at__gte=picked_at
+    ).exclude(kind=ActionKind.SKIP)
+    return images.filter(~Exists(done))
 
 
 def _id_param(params: dict[str, object], key: str) -> int:

@@ -18,6 +18,7 @@ from labelling.models import (
     Claim,
     LabellingAction,
     OpinionStatus,
+    SavedFilter,
     SecondOpinion,
 )
 from labelling.queues import claimed_by_someone_else
@@ -266,3 +267,34 @@ def second_opinion_settle(*, reviewer: User, opinion_id: int, choice: str) -> Se
     opinion.settled_choice = choice
     opinion.save(update_fields=["status", "settled_by", "settled_at", "settled_choice"])
     return opinion
+
+
+# A queue of picked images holds at most this many (a library grid picks one page at a time).
+PICKED_QUEUE_MAX = 500
+
+
+class PickedQueueError(Exception):
+    pass
+
+
+def picked_queue_create(*, image_ids: list[int], name: str, actor: User | None) -> SavedFilter:
+    """A labelling queue of exactly these images (the active ones among them), at
+    /label/filter:<id>/. An image leaves it once someone labels it, sends it to a holding class
+    or marks it bad; undo puts it back."""
+    wanted = sorted(set(image_ids))
+    if len(wanted) > PICKED_QUEUE_MAX:
+        raise PickedQueueError(f"A queue of picked images holds at most {PICKED_QUEUE_MAX}.")
+    active = list(
+        Image.objects.filter(pk__in=wanted, status=ImageStatus.ACTIVE)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if not active:
+        raise PickedQueueError("None of the picked images is in the library any more.")
+    count = len(active)
+    default = f"{count} picked image{'s' if count != 1 else ''}, {timezone.localdate():%d %b}"
+    return SavedFilter.objects.create(
+        name=(" ".join(name.split()) or default)[:200],
+        params={"images": active, "picked_at": timezone.now().isoformat()},
+        created_by=actor,
+    )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labelling import views
+from labelling import views, views_grid
 
 app_name = "labelling"
 
@@ -19,6 +19,7 @@ urlpatterns = [
         name="second-opinion-settle",
     ),
     path("second-opinions/agreement/", views.agreement_page, name="agreement"),
+    path("queues/picked/", views_grid.picked_queue_form, name="picked-queue"),
     # Queue specs: inbox, class:<id>, subclass:<id>, filter:<id>.
     path("<str:spec>/", views.label_page, name="label"),
 ]

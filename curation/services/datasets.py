@@ -633,6 +633,47 @@ def benchmark_set_create(
         )
     return benchmark
 
+def benchmark_set_add(
+    *, name: str, kind: str, image_ids: list[int], actor: User | None
+) -> BenchmarkSet:
+    """The next version of the benchmark set ``name``: its current members (with the class
+    each had when it joined) plus ``image_ids`` (with the class each has now). Without a set
+    of that name, its first version, of ``kind``. Earlier versions stay as they were."""
+    name = name.strip()
+    if not name:
+        raise DatasetError("A benchmark set needs a name.")
+    with transaction.atomic():
+        latest = (
+            BenchmarkSet.objects.select_for_update().filter(name=name).order_by("-version").first()
+        )
+        if latest is None:
+            return benchmark_set_create(name=name, kind=kind, image_ids=image_ids, actor=actor)
+        kept = dict(latest.members.values_list("image_id", "label_class_id"))
+        out_of_scope = latest.kind == BenchmarkKind.OUT_OF_SCOPE
+        added = {
+            pk: None if out_of_scope else class_id
+            for pk, class_id in _rows_for_many(sorted(set(image_ids) - set(kept)))
+        }
+        if not added:
+            raise DatasetError(f"Every image given is already in {latest}.")
+        benchmark = BenchmarkSet.objects.create(
+            name=name,
+            version=latest.version + 1,
+            kind=latest.kind,
+            description=latest.description,
+            member_count=len(kept) + len(added),
+            created_by=actor,
+        )
+        BenchmarkMember.objects.bulk_create(
+            (
+                BenchmarkMember(benchmark_set=benchmark, image_id=pk, label_class_id=class_id)
+                for pk, class_id in sorted({**kept, **added}.items())
+            ),
+            batch_size=WRITE_CHUNK,
+        )
+    return benchmark
+
+
 
 def _rows_for_many(ids: list[int]) -> list[tuple[int, int | None]]:
     rows: list[tuple[int, int | None]] = []

@@ -73,6 +73,12 @@ ACCESS: dict[str, Rule] = {
     "curation:image-relabel": rule("image", POST=L),
     "curation:image-trash": rule("image", POST=R),
     "curation:image-restore": rule("trashed", POST=R),
+    # Bulk actions on images picked in a grid: as one by one (labellers label, reviewers
+    # trash, restore and build benchmark sets).
+    "curation:grid-label": rule(POST=L),
+    "curation:grid-trash": rule(POST=R),
+    "curation:grid-restore": rule(POST=R),
+    "curation:grid-benchmark": rule(POST=R),
     "curation:import": rule(GET=L),
     "curation:import-batch": rule("batch", GET=L),
     "curation:jobs": rule(GET=L),
@@ -85,6 +91,7 @@ ACCESS: dict[str, Rule] = {
     "labelling:standards": rule("label_class", GET=L, POST=R),
     "labelling:standards-panel": rule("label_class", GET=L),
     "labelling:exemplar-pin": rule(POST=R),
+    "labelling:picked-queue": rule(POST=L),
     "labelling:second-opinions": rule(GET=R),
     "labelling:second-opinion-settle": rule("opinion", POST=R),
     "labelling:agreement": rule(GET=R),
