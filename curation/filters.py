@@ -8,9 +8,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from config.query import choice_message
-from curation.models import Image, ImageStatus, Job, JobStatus, Source, SubClass
+from curation.models import BadReason, Image, ImageStatus, Job, JobStatus, Source, SubClass
 from curation.services.quality import QUALITY_FILTERS, quality_filter, quality_thresholds
-from labelling.models import BadReason
 
 
 class IdFilter(django_filters.NumberFilter):

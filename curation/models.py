@@ -634,3 +634,67 @@ class DatasetAssignment(models.Model):
         indexes = [
             models.Index(fields=["version", "split"], name="datasetassignment_split"),
         ]
+
+
+class BadReason(models.TextChoices):
+    """Reasons an image fails the labelling standards. The key is what the SME presses after
+    ``b`` on the labelling page."""
+
+    BLURRY = "blurry", "Blurry"
+    TOO_DARK = "too_dark", "Too dark"
+    BACK_LIT = "back_lit", "Back-lit"
+    HIGH_CONTRAST = "high_contrast", "High contrast or shadows"
+    OBSCURED = "obscured", "Obscured features"
+    MULTIPLE_SUBJECTS = "multiple_subjects", "Multiple subjects"
+    DOCTORED = "doctored", "Doctored / drawn on"
+    UNUSUAL_ANGLE = "unusual_angle", "Unusual angle"
+    SCREEN_PHOTO = "screen_photo", "Photo of a screen"
+    TOO_SMALL = "too_small", "Subject too small"
+    TOO_CLOSE = "too_close", "Subject too close"
+
+
+BAD_REASON_KEYS: dict[str, str] = {
+    BadReason.BLURRY: "1",
+    BadReason.TOO_DARK: "2",
+    BadReason.BACK_LIT: "3",
+    BadReason.HIGH_CONTRAST: "4",
+    BadReason.OBSCURED: "5",
+    BadReason.MULTIPLE_SUBJECTS: "6",
+    BadReason.DOCTORED: "7",
+    BadReason.UNUSUAL_ANGLE: "8",
+    BadReason.SCREEN_PHOTO: "9",
+    BadReason.TOO_SMALL: "0",
+    BadReason.TOO_CLOSE: "-",
+}
+
+
+class BadVerdict(models.Model):
+    """An SME's verdict that an image fails the labelling standards. The image stays in the
+    library (trashing is a reviewer's decision); datasets leave it out. A fact about the library
+    that labelling, Double-check and production review all write and read."""
+
+    image = models.OneToOneField(Image, on_delete=models.CASCADE, related_name="bad_verdict")
+    reason = models.CharField(max_length=32, choices=BadReason.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["reason"], name="badverdict_reason")]
+
+
+class SavedFilter(models.Model):
+    """A named image filter (from bulk identification or the quality page) usable as a
+    labelling queue. ``params`` are the library's filter fields; a higher app may add its own
+    (``curation.filters.SAVED_FILTER_REFINEMENTS``)."""
+
+    name = models.CharField(max_length=200)
+    params = models.JSONField(default=dict)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]

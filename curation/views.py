@@ -25,6 +25,7 @@ from curation import selectors
 from curation.grid_actions import CLASS_PAGE, INBOX, TRASH
 from curation.imaging import needs_rendition
 from curation.models import (
+    BadReason,
     ClassKind,
     Image,
     ImageStatus,
@@ -50,8 +51,8 @@ from curation.services.quality import (
 )
 from curation.services.taxonomy import TaxonomyError, class_create, subclass_create, subclass_move
 from curation.serving import image_file_response
-from inference.embeddings import (
 from curation.views_bulk import grid_context
+from inference.embeddings import (
     EmbeddingError,
     embeddings_job_start,
     images_with_ood_at_least,
@@ -59,7 +60,6 @@ from curation.views_bulk import grid_context
     ood_param,
     similar_panel,
 )
-from labelling.models import BadReason
 from labelling.standards import exemplars_of_image
 
 CLASSES_PER_PAGE = 100

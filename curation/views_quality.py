@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import request_user as _user
 from accounts.decorators import reviewer_required
-from curation.models import Image
+from curation.models import Image, SavedFilter
 from curation.selectors_quality import (
     WorstStrip,
     quality_baseline,
@@ -37,7 +37,6 @@ from curation.services.quality import (
     quality_baseline_job_start,
     quality_overrides_clean,
 )
-from labelling.models import SavedFilter
 
 WORST_PER_STRIP = 8
 

@@ -24,6 +24,7 @@ from curation.models import (
     Job,
     LabelClass,
     LabelReason,
+    SavedFilter,
     Source,
     SubClass,
 )
@@ -36,7 +37,6 @@ from curation.services.images import (
 from curation.services.jobs import job_create, job_enqueue
 from inference.models import LabelMatch, ModelVersion, Prediction
 from inference.services import active_version, predictions_walk
-from labelling.models import SavedFilter
 
 logger = logging.getLogger(__name__)
 

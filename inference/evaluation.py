@@ -44,6 +44,7 @@ from sklearn.metrics import (
 
 from accounts.models import User
 from curation.models import (
+    BadVerdict,
     BenchmarkKind,
     BenchmarkMember,
     BenchmarkSet,
@@ -72,7 +73,7 @@ from inference.models import (
     Prediction,
 )
 from inference.services import predictions_make
-from labelling.models import BadVerdict, OpinionStatus, SecondOpinion
+from labelling.models import OpinionStatus, SecondOpinion
 
 logger = logging.getLogger(__name__)
 

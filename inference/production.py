@@ -25,6 +25,8 @@ from django.utils import timezone
 
 from accounts.models import User
 from curation.models import (
+    BadReason,
+    BadVerdict,
     Image,
     ImageFeatures,
     ImageStatus,
@@ -399,8 +401,6 @@ def prediction_log_review(
     stays (a relabel is undone from the image's history, a bad-image verdict on the image page).
     The dashboard's roll-ups move the log from the old verdict's count to the new one's.
     """
-    from labelling.models import BadReason, BadVerdict
-
     if verdict not in Verdict.values:
         raise ReviewError(f"Unknown verdict {verdict!r}.")
     log = PredictionLog.objects.select_for_update().select_related("image").get(pk=log_id)

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from accounts.decorators import request_user, reviewer_required
 from config.query import whole_number
 from curation.models import (
+    BadReason,
     BenchmarkSet,
     DatasetVersion,
     DuplicateMember,
@@ -47,7 +48,7 @@ from inference.models import (
     ModelVersion,
     Prediction,
 )
-from labelling.models import BadReason, Exemplar, ExemplarKind
+from labelling.models import Exemplar, ExemplarKind
 
 EXEMPLARS = 6
 HEATMAP_CLASSES = 10

@@ -17,7 +17,16 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.decorators import request_user as _user
 from accounts.decorators import reviewer_required
 from config.query import whole_number
-from curation.models import ClassKind, ImportBatch, Job, JobStatus, LabelClass, Source, SubClass
+from curation.models import (
+    ClassKind,
+    ImportBatch,
+    Job,
+    JobStatus,
+    LabelClass,
+    SavedFilter,
+    Source,
+    SubClass,
+)
 from inference.bulk import (
     DEFAULT_SORT,
     IDENTIFY_KIND,
@@ -34,7 +43,6 @@ from inference.bulk import (
 )
 from inference.embeddings import ood_choices, ood_param
 from inference.models import LabelMatch, ModelVersion
-from labelling.models import SavedFilter
 
 RESULTS_PER_PAGE = 60
 RECENT_BATCHES = 20

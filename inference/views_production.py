@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.decorators import request_user, reviewer_required
 from config.query import whole_number
-from curation.models import SubClass
+from curation.models import BAD_REASON_KEYS, BadReason, SubClass
 from inference import charts
 from inference.embeddings import (
     ood_at_least,
@@ -42,7 +42,6 @@ from inference.production import (
     review_queue,
     verdict_counts,
 )
-from labelling.models import BAD_REASON_KEYS, BadReason
 
 DRIFT_DAYS = 7
 

@@ -16,15 +16,8 @@ from rest_framework.views import APIView
 from accounts.models import User
 from accounts.permissions import IsReviewer, api_user
 from config.query import ID_MAX, choice_param
-from curation.models import Image, LabelClass, SubClass
-from labelling.models import (
-    ActionKind,
-    BadReason,
-    BadVerdict,
-    LabellingAction,
-    OpinionStatus,
-    SecondOpinion,
-)
+from curation.models import BadReason, BadVerdict, Image, LabelClass, SubClass
+from labelling.models import ActionKind, LabellingAction, OpinionStatus, SecondOpinion
 from labelling.queues import Queue, QueueNotFound, queue_images, queue_resolve
 from labelling.selectors import agreement_rates, opinions_by_status
 from labelling.services import (

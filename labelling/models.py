@@ -4,54 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-
-class BadReason(models.TextChoices):
-    """Reasons an image fails the labelling standards. The key is what the SME presses after
-    ``b`` on the labelling page."""
-
-    BLURRY = "blurry", "Blurry"
-    TOO_DARK = "too_dark", "Too dark"
-    BACK_LIT = "back_lit", "Back-lit"
-    HIGH_CONTRAST = "high_contrast", "High contrast or shadows"
-    OBSCURED = "obscured", "Obscured features"
-    MULTIPLE_SUBJECTS = "multiple_subjects", "Multiple subjects"
-    DOCTORED = "doctored", "Doctored / drawn on"
-    UNUSUAL_ANGLE = "unusual_angle", "Unusual angle"
-    SCREEN_PHOTO = "screen_photo", "Photo of a screen"
-    TOO_SMALL = "too_small", "Subject too small"
-    TOO_CLOSE = "too_close", "Subject too close"
-
-
-BAD_REASON_KEYS: dict[str, str] = {
-    BadReason.BLURRY: "1",
-    BadReason.TOO_DARK: "2",
-    BadReason.BACK_LIT: "3",
-    BadReason.HIGH_CONTRAST: "4",
-    BadReason.OBSCURED: "5",
-    BadReason.MULTIPLE_SUBJECTS: "6",
-    BadReason.DOCTORED: "7",
-    BadReason.UNUSUAL_ANGLE: "8",
-    BadReason.SCREEN_PHOTO: "9",
-    BadReason.TOO_SMALL: "0",
-    BadReason.TOO_CLOSE: "-",
-}
-
-
-class BadVerdict(models.Model):
-    """An SME's verdict that an image fails the labelling standards. The image stays in the
-    library (trashing is a reviewer's decision); datasets leave it out."""
-
-    image = models.OneToOneField(
-        "curation.Image", on_delete=models.CASCADE, related_name="bad_verdict"
-    )
-    reason = models.CharField(max_length=32, choices=BadReason.choices)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        indexes = [models.Index(fields=["reason"], name="badverdict_reason")]
+# Library facts, kept in curation since they moved there; importers move over to curation.models.
+from curation.models import BAD_REASON_KEYS, BadReason, BadVerdict, SavedFilter  # noqa: F401
 
 
 class Claim(models.Model):
@@ -126,20 +80,6 @@ class Exemplar(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["label_class", "image"], name="exemplar_unique_image")
         ]
-
-
-class SavedFilter(models.Model):
-    """A named image filter (e.g. from bulk identification) usable as a labelling queue."""
-
-    name = models.CharField(max_length=200)
-    params = models.JSONField(default=dict)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["name"]
 
 
 class OpinionStatus(models.TextChoices):

@@ -22,19 +22,11 @@ from accounts.decorators import request_user as _user
 from accounts.models import User
 from config.query import whole_number
 from curation import selectors as curation_selectors
-from curation.models import ClassKind, LabelClass, SubClass
+from curation.models import BAD_REASON_KEYS, BadReason, ClassKind, LabelClass, SavedFilter, SubClass
 from curation.services.images import ImageStateError, VersionConflict
 from curation.services.taxonomy import TaxonomyError
 from labelling import stats as labelling_stats
-from labelling.models import (
-    BAD_REASON_KEYS,
-    BadReason,
-    Exemplar,
-    ExemplarKind,
-    OpinionStatus,
-    SavedFilter,
-    SecondOpinion,
-)
+from labelling.models import Exemplar, ExemplarKind, OpinionStatus, SecondOpinion
 from labelling.queues import QueueNotFound, queue_resolve, queue_specs_overview
 from labelling.selectors import agreement_rates, opinions_by_status
 from labelling.services import SettleChoice, second_opinion_settle

@@ -32,11 +32,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from django.apps import apps
 from django.db import transaction
 
 from accounts.models import User
 from curation.models import (
+    BadVerdict,
     BenchmarkKind,
     BenchmarkMember,
     BenchmarkSet,
@@ -201,8 +201,7 @@ def benchmark_image_ids() -> set[int]:
 
 
 def _bad_image_ids() -> set[int]:
-    bad_verdict = apps.get_model("labelling", "BadVerdict")
-    return set(bad_verdict.objects.values_list("image_id", flat=True))
+    return set(BadVerdict.objects.values_list("image_id", flat=True))
 
 
 def component_members() -> Iterator[tuple[int, int, int]]:
@@ -633,6 +632,7 @@ def benchmark_set_create(
         )
     return benchmark
 
+
 def benchmark_set_add(
     *, name: str, kind: str, image_ids: list[int], actor: User | None
 ) -> BenchmarkSet:
@@ -672,7 +672,6 @@ def benchmark_set_add(
             batch_size=WRITE_CHUNK,
         )
     return benchmark
-
 
 
 def _rows_for_many(ids: list[int]) -> list[tuple[int, int | None]]:
