@@ -30,6 +30,7 @@ from curation.services.duplicate_review import (
     suggested_keeper,
 )
 from curation.services.duplicates import (
+    SCAN_METHODS,
     default_max_distance,
     default_min_similarity,
 )
@@ -205,7 +206,7 @@ class ResolveSerializer(serializers.Serializer[Any]):
 
 class ScanSerializer(serializers.Serializer[Any]):
     method = serializers.ChoiceField(
-        choices=list(DuplicateMethod.values), default=DuplicateMethod.PHASH
+        choices=[str(m) for m in SCAN_METHODS], default=DuplicateMethod.PHASH
     )
     max_distance = serializers.IntegerField(min_value=0, max_value=32, required=False)
     min_similarity = serializers.FloatField(min_value=0.5, max_value=0.999, required=False)
@@ -218,7 +219,7 @@ def similarities_of(groups: Iterable[DuplicateGroup]) -> dict[int, float]:
     wanted = [
         [member.image_id for member in group.members.all()]
         for group in groups
-        if group.method == DuplicateMethod.EMBEDDING
+        if group.method != DuplicateMethod.PHASH
     ]
     return nearest_similarities(groups=wanted) if wanted else {}
 

@@ -37,6 +37,7 @@ from curation.services.duplicate_review import (
     label_name,
 )
 from curation.services.duplicates import (
+    SCAN_METHODS,
     default_max_distance,
     default_min_similarity,
 )
@@ -197,8 +198,9 @@ def scan(request: HttpRequest) -> HttpResponse:
     if max_distance is None:
         max_distance = default_max_distance()
     method = request.POST.get("method", DuplicateMethod.PHASH)
-    if method not in DuplicateMethod.values:
-        method = DuplicateMethod.PHASH
+    if method not in SCAN_METHODS:
+        messages.error(request, f"A scan's method is phash or all, not {method!r}.")
+        return redirect("duplicates:review")
     try:
         min_similarity = float(request.POST.get("min_similarity", ""))
     except ValueError:

@@ -6,13 +6,15 @@ import json
 import imagehash
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
+from django.urls import reverse
 from PIL import Image as PILImage
 from PIL import ImageEnhance
 from rest_framework.test import APIClient
 
 from accounts.models import User
-from curation.models import DuplicateGroup, DuplicateMethod, Image
+from curation.models import DuplicateGroup, DuplicateMethod, Image, Job
 from curation.services.duplicate_review import (
     duplicate_group_dismiss,
 )
@@ -90,17 +92,33 @@ def test_the_default_scan_finds_crops_and_rotations_that_phash_alone_misses(
     assert "local features agree on one geometry" in rotated.evidence
 
 
-@pytest.mark.parametrize("method", [DuplicateMethod.EMBEDDING, DuplicateMethod.ALL])
 def test_embedding_candidates_are_verified_like_hash_candidates(
-    library: dict[str, Image], method: str
+    library: dict[str, Image],
 ) -> None:
-    result = duplicates_scan(method=method)
+    result = duplicates_scan(method=DuplicateMethod.ALL)
 
-    assert result.method == method
+    assert result.method == DuplicateMethod.ALL
     assert [set(group) for group in result.groups] == [_copies(library)]
     assert result.pairs <= result.candidates
     group = DuplicateGroup.objects.get()
-    assert group.method == method and group.size == len(COPIES)
+    assert group.method == DuplicateMethod.ALL and group.size == len(COPIES)
+
+
+def test_embeddings_alone_are_no_longer_offered_for_a_scan(
+    library: dict[str, Image], reviewer_api: APIClient, client: Client, reviewer: User
+) -> None:
+    # Measured far below the hash candidates (bench/duplicate_quality.py): only with them.
+    jobs = Job.objects.count()
+    with pytest.raises(ValueError, match="phash or all"):
+        duplicates_scan(method=DuplicateMethod.EMBEDDING)
+    refused = reviewer_api.post("/api/v1/duplicates/scan/", {"method": "embedding"}, format="json")
+    assert refused.status_code == 400
+    with pytest.raises(CommandError, match="invalid choice: 'embedding'"):
+        call_command("find_duplicates", "--method", "embedding", stdout=io.StringIO())
+    client.force_login(reviewer)
+    page = client.post(reverse("duplicates:scan"), {"method": "embedding"}, follow=True)
+    assert "A scan&#x27;s method is phash or all" in page.content.decode()
+    assert Job.objects.count() == jobs
 
 
 def test_all_combines_both_signals_into_one_group_per_image(library: dict[str, Image]) -> None:
@@ -116,10 +134,10 @@ def test_all_combines_both_signals_into_one_group_per_image(library: dict[str, I
 
 
 def test_images_judged_not_duplicates_are_not_grouped_again(library: dict[str, Image]) -> None:
-    duplicates_scan(method=DuplicateMethod.EMBEDDING)
+    duplicates_scan(method=DuplicateMethod.ALL)
     group = DuplicateGroup.objects.get()
     duplicate_group_dismiss(group_id=group.pk, actor=None)
-    again = duplicates_scan(method=DuplicateMethod.EMBEDDING)
+    again = duplicates_scan(method=DuplicateMethod.ALL)
     assert again.groups == []
 
 
@@ -131,25 +149,20 @@ def test_find_duplicates_takes_a_method(library: dict[str, Image]) -> None:
     DuplicateGroup.objects.all().delete()
 
     out = io.StringIO()
-    call_command("find_duplicates", "--method", "embedding", "--json", stdout=out)
-    summary = json.loads(out.getvalue())
-    assert summary["method"] == "embedding" and summary["groups"] == 1
-    members = summary["duplicate_groups"][0]["images"]
-    assert {m["id"] for m in members} == _copies(library)
-    DuplicateGroup.objects.all().delete()
-
-    out = io.StringIO()
     call_command("find_duplicates", "--method", "all", "--json", stdout=out)
     both = json.loads(out.getvalue())
     assert both["method"] == "all" and both["groups"] == 1
+    members = both["duplicate_groups"][0]["images"]
+    assert {m["id"] for m in members} == _copies(library)
+    assert all(m["nearest_similarity"] > 0.5 for m in members)
 
 
 def test_the_duplicates_api_shows_and_filters_by_method(
     library: dict[str, Image], reviewer_api: APIClient
 ) -> None:
-    duplicates_scan(method=DuplicateMethod.EMBEDDING)
-    listed = reviewer_api.get("/api/v1/duplicates/?method=embedding").json()["results"]
-    assert len(listed) == 1 and listed[0]["method"] == "embedding"
+    duplicates_scan(method=DuplicateMethod.ALL)
+    listed = reviewer_api.get("/api/v1/duplicates/?method=all").json()["results"]
+    assert len(listed) == 1 and listed[0]["method"] == "all"
     assert all(m["similarity"] > 0.5 for m in listed[0]["members"])
     assert reviewer_api.get("/api/v1/duplicates/?method=phash").json()["results"] == []
     bad = reviewer_api.get("/api/v1/duplicates/?method=colour")
@@ -164,10 +177,10 @@ def test_the_duplicates_api_shows_and_filters_by_method(
 def test_the_review_page_names_the_method_and_filters_by_it(
     library: dict[str, Image], client: Client, reviewer: User
 ) -> None:
-    duplicates_scan(method=DuplicateMethod.EMBEDDING)
+    duplicates_scan(method=DuplicateMethod.ALL)
     client.force_login(reviewer)
-    page = client.get("/duplicates/?method=embedding").content.decode()
-    assert 'id="group-method"' in page and ">Embedding</span>" in page
+    page = client.get("/duplicates/?method=all").content.decode()
+    assert 'id="group-method"' in page and ">pHash and embedding</span>" in page
     assert "<dd>similarity 0.9" in page
     assert "No open" in client.get("/duplicates/?method=phash").content.decode()
 

@@ -10,6 +10,7 @@ from curation.hamming import to_unsigned
 from curation.models import DuplicateMethod, Image
 from curation.selectors_duplicates import duplicate_groups
 from curation.services.duplicates import (
+    SCAN_METHODS,
     ScanResult,
     default_max_distance,
     default_min_similarity,
@@ -30,9 +31,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--method",
-            choices=list(DuplicateMethod.values),
+            choices=[str(m) for m in SCAN_METHODS],
             default=DuplicateMethod.PHASH,
-            help="phash (default), embedding, or all (pHash first, then embeddings)",
+            help="phash (default: hash candidates) or all (hash and embedding candidates)",
         )
         parser.add_argument(
             "--max-distance",
@@ -133,7 +134,7 @@ class Command(BaseCommand):
             }
             similarities = (
                 nearest_similarities(groups=[[m.image_id for m in members]])
-                if group.method == DuplicateMethod.EMBEDDING
+                if group.method != DuplicateMethod.PHASH
                 else {}
             )
             out.append(
