@@ -307,3 +307,24 @@ def open_for_analysis(stream: IO[bytes], *, grey_only: bool = False) -> Analysis
         return AnalysisDecode(image=image, mode=mode)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise _decoding_error(exc) from None
+
+
+def resize(image: PILImage.Image, *, size: int, mode: str) -> PILImage.Image:
+    """A ``size`` by ``size`` RGB image. Letterbox keeps the aspect ratio and pads with black,
+    centred; center_crop scales the short side to ``size`` and cuts the middle."""
+    width, height = image.size
+    bilinear = PILImage.Resampling.BILINEAR
+    if mode == "stretch":
+        return image.resize((size, size), bilinear)
+    if mode == "center_crop":
+        factor = size / min(width, height)
+        new = (max(size, round(width * factor)), max(size, round(height * factor)))
+        scaled = image.resize(new, bilinear)
+        left, top = (new[0] - size) // 2, (new[1] - size) // 2
+        return scaled.crop((left, top, left + size, top + size))
+    factor = size / max(width, height)
+    new = (max(1, round(width * factor)), max(1, round(height * factor)))
+    scaled = image.resize(new, bilinear)
+    canvas = PILImage.new("RGB", (size, size))
+    canvas.paste(scaled, ((size - new[0]) // 2, (size - new[1]) // 2))
+    return canvas

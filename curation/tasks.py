@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from curation.models import ImportBatch, Job, SubClass
+from curation.plugins import image_steps_run
 from curation.services.imports import Destination, archive_import
 from curation.services.jobs import JOB_TASK_LIMITS, job_progress, job_run, jobs_requeue_stalled
 from curation.services.processing import (
@@ -36,11 +37,9 @@ _RETRY = {
 def process_images(image_ids: list[int]) -> int:
     made = thumbnails_make(image_ids=image_ids)
     features_and_duplicates_make(image_ids=image_ids)  # pHash, lint, on-import duplicate check
-    # Top-k from the active model, embeddings and OOD scores from the embedding model (one
-    # pass when they are the same version).
-    from inference.embeddings import suggestions_and_embeddings_make
-
-    suggestions_and_embeddings_make(image_ids=image_ids)
+    # What the apps above the library do with new images (inference: top-k from the active
+    # model, embeddings and OOD scores), registered in curation.plugins.
+    image_steps_run(image_ids=image_ids)
     return made
 
 

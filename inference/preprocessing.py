@@ -10,7 +10,7 @@ import numpy as np
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
-from curation.imaging import ImageRejected, open_for_pixels
+from curation.imaging import ImageRejected, open_for_pixels, resize
 
 logger = logging.getLogger(__name__)
 
@@ -57,27 +57,6 @@ class PreprocessSpec:
                 raise ValueError(f"{name} values must be finite numbers")
         if any(v <= 0 for v in self.std):
             raise ValueError("std values must be above zero")
-
-
-def resize(image: PILImage.Image, *, size: int, mode: str) -> PILImage.Image:
-    """A ``size`` by ``size`` RGB image. Letterbox keeps the aspect ratio and pads with black,
-    centred; center_crop scales the short side to ``size`` and cuts the middle."""
-    width, height = image.size
-    bilinear = PILImage.Resampling.BILINEAR
-    if mode == "stretch":
-        return image.resize((size, size), bilinear)
-    if mode == "center_crop":
-        factor = size / min(width, height)
-        new = (max(size, round(width * factor)), max(size, round(height * factor)))
-        scaled = image.resize(new, bilinear)
-        left, top = (new[0] - size) // 2, (new[1] - size) // 2
-        return scaled.crop((left, top, left + size, top + size))
-    factor = size / max(width, height)
-    new = (max(1, round(width * factor)), max(1, round(height * factor)))
-    scaled = image.resize(new, bilinear)
-    canvas = PILImage.new("RGB", (size, size))
-    canvas.paste(scaled, ((size - new[0]) // 2, (size - new[1]) // 2))
-    return canvas
 
 
 def to_array(image: PILImage.Image, spec: PreprocessSpec) -> np.ndarray:

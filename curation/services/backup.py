@@ -45,6 +45,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from curation.models import Image, Job, JobStatus
+from curation.plugins import stored_files
 from curation.services.images import subclass_counts_rebuild
 from curation.storage import original_name
 
@@ -209,14 +210,12 @@ def _dump_database(archive: zipfile.ZipFile) -> tuple[Counter[str], str, int]:
 
 
 def _stored_files() -> Iterator[tuple[str, str]]:
-    """(storage name, expected SHA-256) of every file a row needs, in primary-key order."""
-    from inference.models import ModelVersion
-
+    """(storage name, expected SHA-256) of every file a row needs, in primary-key order: the
+    originals, then the files of the apps above the library (curation.plugins)."""
     rows = Image.objects.order_by("pk").values_list("sha256", "extension")
     for sha256, extension in rows.iterator(chunk_size=2000):
         yield original_name(sha256, extension), sha256
-    for onnx_file, sha256 in ModelVersion.objects.order_by("pk").values_list("onnx_file", "sha256"):
-        yield onnx_file, sha256
+    yield from stored_files()
 
 
 def backup_create(*, path: Path, progress: Progress | None = None) -> BackupResult:

@@ -44,6 +44,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.storage import default_storage
 
+from curation.imaging import open_for_pixels, resize
 from curation.models import DatasetAssignment, DatasetStatus, DatasetVersion
 from curation.parallel import file_worker_pool
 from curation.storage import original_name
@@ -173,9 +174,6 @@ def _read_original(row: ExportRow) -> bytes:
 
 def letterboxed_png(data: bytes, size: int) -> bytes:
     """A ``size`` by ``size`` PNG: the image scaled to fit, centred on black."""
-    from curation.imaging import open_for_pixels
-    from inference.preprocessing import resize
-
     image = resize(open_for_pixels(io.BytesIO(data)), size=size, mode="letterbox")
     out = io.BytesIO()
     image.save(out, format="PNG")
