@@ -10,7 +10,12 @@ from typing import Any
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -145,12 +150,14 @@ class ExportFileView(APIView):
     renderer_classes = [JSONRenderer, AnyFileRenderer]
 
     @extend_schema(
+        # The file is the answer whatever ``?format`` asks for: no such choice to document.
+        parameters=[OpenApiParameter("format", exclude=True)],
         responses={
             (200, "application/octet-stream"): OpenApiTypes.BINARY,
             (206, "application/octet-stream"): OpenApiTypes.BINARY,
             302: OpenApiResponse(description="object storage: a signed URL to the file"),
             416: OpenApiResponse(description="the range begins past the end of the file"),
-        }
+        },
     )
     def get(self, request: Request, version_pk: int, pk: int, name: str) -> Any:
         export = _export(version_pk, pk)
@@ -168,7 +175,10 @@ class ExportArchiveView(APIView):
     permission_classes = [IsReviewer]
     renderer_classes = [JSONRenderer, AnyFileRenderer]
 
-    @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY})
+    @extend_schema(
+        parameters=[OpenApiParameter("format", exclude=True)],
+        responses={(200, "application/x-tar"): OpenApiTypes.BINARY},
+    )
     def get(self, request: Request, version_pk: int, pk: int) -> Any:
         export = _export(version_pk, pk)
         if not export.has_archive:

@@ -147,6 +147,13 @@ def post_archive(client: APIClient, data: bytes, **fields: Any) -> Any:
     return client.post(IMPORTS, {"archive": upload, **fields}, format="multipart")
 
 
+@pytest.fixture
+def api(reviewer_api: APIClient) -> APIClient:
+    """These archives are imported by a reviewer, who may create the classes their folders
+    name (a labeller's unknown folders go to the inbox: tests/curation/test_import_class_tree.py)."""
+    return reviewer_api
+
+
 def run_import(client: APIClient, data: bytes) -> dict[str, tuple[str, str]]:
     """Post the archive, run its job the way the worker does, return the report by name."""
     response = post_archive(client, data)
