@@ -205,7 +205,71 @@ def same_photo_false_pairs(found: set[tuple[str, str]], records: list[dict[str, 
     )
 
 
-def loupe(folder: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
+def open_pairs(file_of: dict[int, str]) -> set[tuple[str, str]]:
+    from curation.models import DuplicateGroup, DuplicateStatus
+
+    found: set[tuple[str, str]] = set()
+    for group in DuplicateGroup.objects.filter(status=DuplicateStatus.OPEN).prefetch_related(
+        "members"
+    ):
+        members = [file_of[m.image_id] for m in group.members.all()]
+        found |= {tuple(sorted(pair)) for pair in combinations(members, 2)}  # type: ignore[misc]
+    return found
+
+
+def embedding_methods(file_of: dict[int, str], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The combined scan (hash and embedding candidates), after installing the backbone and
+    embedding the library as the worker does; and how far the centred similarities of copies
+    sit above those of distinct tiles of one photograph (why embeddings alone are no longer a
+    scan method)."""
+    from django.core.management import call_command
+
+    from curation.models import DuplicateGroup
+    from curation.services.duplicates import duplicates_scan
+    from inference.embeddings import embedding_matrix, embeddings_compute
+    from inference.embeddings.pairs import centred
+
+    call_command("install_backbone", "--json", stdout=io.StringIO())
+    started = time.perf_counter()
+    embeddings_compute()
+    seconds_embed = time.perf_counter() - started
+    out: dict[str, Any] = {"seconds_embed": seconds_embed}
+    for method in ("all",):
+        DuplicateGroup.objects.all().delete()
+        started = time.perf_counter()
+        scan = duplicates_scan(method=method)
+        out[method] = {
+            "found": sorted(open_pairs(file_of)),
+            "seconds": time.perf_counter() - started,
+            "scan": scan.as_dict(),
+        }
+    ids, matrix = embedding_matrix()
+    matrix = centred(matrix, matrix.mean(axis=0), len(ids))
+    row = {file_of[int(i)]: k for k, i in enumerate(ids)}
+    info = {r["file"]: r for r in records}
+    copies, distinct = [], []
+    originals = [r["file"] for r in records if r["edit"] == "original"]
+    for r in records:
+        if r["edit"] != "original":
+            original = f"{r['family']:04d}-original.png"
+            copies.append(float(matrix[row[original]] @ matrix[row[r["file"]]]))
+    for a, b in combinations(originals, 2):
+        if info[a]["photo"] == info[b]["photo"]:
+            distinct.append(float(matrix[row[a]] @ matrix[row[b]]))
+    out["similarity"] = {
+        "copies_p5": float(np.percentile(copies, 5)),
+        "copies_median": float(np.median(copies)),
+        "distinct_p95": float(np.percentile(distinct, 95)),
+        "distinct_max": float(max(distinct)),
+        "copies_below_distinct_max": int(sum(c <= max(distinct) for c in copies)),
+        "copies": len(copies),
+    }
+    return out
+
+
+def loupe(
+    folder: Path, records: list[dict[str, Any]], *, embeddings: bool = False
+) -> dict[str, Any]:
     """Import, hash and scan in a scratch library; run in a process of its own."""
     import django
 
@@ -213,7 +277,7 @@ def loupe(folder: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
     from django.core.management import call_command
 
     from curation.hamming import pairs_within
-    from curation.models import DuplicateGroup, DuplicateStatus, ImportKind
+    from curation.models import ImportKind
     from curation.services.duplicates import (
         Candidate,
         duplicates_scan,
@@ -243,12 +307,7 @@ def loupe(folder: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
     started = time.perf_counter()
     scan = duplicates_scan()
     seconds_scan = time.perf_counter() - started
-    found = set()
-    for group in DuplicateGroup.objects.filter(status=DuplicateStatus.OPEN).prefetch_related(
-        "members"
-    ):
-        members = [file_of[m.image_id] for m in group.members.all()]
-        found |= {tuple(sorted(pair)) for pair in combinations(members, 2)}
+    found = open_pairs(file_of)
     # The verifier alone on the hardest negatives: every pair of distinct tiles of one
     # photograph (their originals, and each original against the other tile's rotated and
     # cropped copies), whatever their hashes.
@@ -277,6 +336,7 @@ def loupe(folder: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
         for a, b in zip(left.tolist(), right.tolist(), strict=True)
     }
     return {
+        **({"embeddings": embedding_methods(file_of, records)} if embeddings else {}),
         "found": sorted(found),
         "phash_only": sorted(phash_only),
         "seconds_features": seconds_features,
@@ -333,12 +393,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--imagededup", default=str(ROOT / ".venv-imagededup" / "bin" / "python"))
+    parser.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="also install the backbone, embed the library and run the --method all scan",
+    )
     parser.add_argument("--run-loupe", nargs=2, metavar=("FOLDER", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_loupe:
         folder, out = Path(args.run_loupe[0]), Path(args.run_loupe[1])
         records = json.loads((folder / "records.json").read_text())
-        out.write_text(json.dumps(loupe(folder, records)))
+        out.write_text(json.dumps(loupe(folder, records, embeddings=args.embeddings)))
         return
     print(__doc__.split("\n\n")[2].replace("\n", " ") if __doc__ else "")
     print(
@@ -359,7 +424,17 @@ def main() -> None:
         (folder / "records.json").write_text(json.dumps(records))
         truth = true_pairs(records)
         out = WORK / "loupe.json"
-        subprocess.run([sys.executable, __file__, "--run-loupe", str(folder), str(out)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--run-loupe",
+                str(folder),
+                str(out),
+                *(["--embeddings"] if args.embeddings else []),
+            ],
+            check=True,
+        )
         result = json.loads(out.read_text())
         (folder / "records.json").unlink()
         originals = sum(1 for r in records if r["edit"] == "original")
@@ -370,6 +445,30 @@ def main() -> None:
         )
         for edit, recall in per_edit_recall(found, records).items():
             edits.setdefault(edit, []).append(recall)
+        if "embeddings" in result:
+            embedded = result["embeddings"]
+            for method in ("all",):
+                row = embedded[method]
+                summary.setdefault(f"Loupe, --method {method}", []).append(
+                    report(
+                        f"Loupe, --method {method}",
+                        {tuple(p) for p in row["found"]},
+                        truth,
+                        records,
+                    )
+                )
+                print(
+                    f"    ({row['scan']['candidates']} candidate pairs, "
+                    f"scan {row['seconds']:.1f} s;"
+                    f" embedding the library took {embedded['seconds_embed']:.1f} s)"
+                )
+            sim = embedded["similarity"]
+            print(
+                f"  centred embedding similarity: copies median {sim['copies_median']:.3f}, 5th "
+                f"percentile {sim['copies_p5']:.3f}; distinct tiles of one photograph 95th "
+                f"percentile {sim['distinct_p95']:.3f}, max {sim['distinct_max']:.3f}; "
+                f"{sim['copies_below_distinct_max']} of {sim['copies']} copies at or below that max"
+            )
         summary.setdefault("pHash alone, 8 bits", []).append(
             report("pHash alone, 8 bits", {tuple(p) for p in result["phash_only"]}, truth, records)
         )
