@@ -7,7 +7,7 @@ classes included, for re-checking), ``subclass:<id>``, or ``filter:<id>`` (a sav
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -44,18 +44,26 @@ class QueueNotFound(Exception):
     pass
 
 
+# A saved filter's parameters that an app above labelling understands, applied after the
+# library's (inference: a model version's predictions); registered from its AppConfig.ready.
+SavedFilterRefinement = Callable[[QuerySet[Image], dict[str, object]], QuerySet[Image]]
+_REFINEMENTS: dict[str, SavedFilterRefinement] = {}
+
+
+def saved_filter_refinement_register(name: str, refine: SavedFilterRefinement) -> None:
+    """Apply ``refine`` to every saved filter's images. Registering a name again replaces it."""
+    _REFINEMENTS[name] = refine
+
+
 def saved_filter_images(params: dict[str, object], *, base: QuerySet[Image]) -> QuerySet[Image]:
     """Images matching a saved filter's allow-listed parameters.
 
-    Besides the library fields, a filter may select on a model version's predictions:
-    ``model_version`` with ``predicted_class`` (a library class, through the version's label
-    matches) or ``predicted_index`` (a label-map position), and ``score_min`` / ``score_max`` on
-    the top score. ``labelled`` false keeps only inbox images, true only labelled ones.
-    ``quality`` keeps the images a quality flag is raised on (``QUALITY_FILTERS``).
-    ``images`` (ids picked in a library grid) keeps those not worked on since ``picked_at``.
+    ``labelled`` false keeps only inbox images, true only labelled ones. ``quality`` keeps the
+    images a quality flag is raised on (``QUALITY_FILTERS``). ``images`` (ids picked in a
+    library grid) keeps those not worked on since ``picked_at``. The parameters of the apps
+    above labelling come last (``saved_filter_refinement_register``; inference: a model
+    version's predictions).
     """
-    from inference.models import LabelMatch
-
     lookups: dict[str, object] = {
         SAVED_FILTER_FIELDS[key]: value
         for key, value in params.items()
@@ -71,24 +79,9 @@ def saved_filter_images(params: dict[str, object], *, base: QuerySet[Image]) -> 
     quality = params.get("quality")
     if isinstance(quality, str) and quality in QUALITY_FILTERS:
         images = quality_filter(images, flag=quality, stats=quality_thresholds())
-    if params.get("model_version") is None:
-        return images
-    model_version = _id_param(params, "model_version")
-    predicted: dict[str, object] = {"predictions__model_version_id": model_version}
-    if "predicted_index" in params:
-        predicted["predictions__top1_index"] = params["predicted_index"]
-    elif "predicted_class" in params:
-        predicted["predictions__top1_index__in"] = list(
-            LabelMatch.objects.filter(
-                model_version_id=model_version,
-                label_class_id=_id_param(params, "predicted_class"),
-            ).values_list("index", flat=True)
-        )
-    if "score_min" in params:
-        predicted["predictions__top1_score__gte"] = params["score_min"]
-    if "score_max" in params:
-        predicted["predictions__top1_score__lte"] = params["score_max"]
-    return images.filter(**predicted)
+    for refine in _REFINEMENTS.values():
+        images = refine(images, params)
+    return images
 
 
 def _picked_open(images: QuerySet[Image], params: dict[str, object]) -> QuerySet[Image]:
@@ -109,7 +102,7 @@ def _picked_open(images: QuerySet[Image], params: dict[str, object]) -> QuerySet
     return images.filter(~Exists(done))
 
 
-def _id_param(params: dict[str, object], key: str) -> int:
+def saved_filter_id(params: dict[str, object], key: str) -> int:
     """A row id a saved filter holds. Loupe writes whole numbers there; anything else (a
     hand-edited filter) refuses the queue rather than failing inside the database query."""
     value = params[key]

@@ -188,6 +188,23 @@ def test_the_probe_search_returns_exactly_what_brute_force_returns(max_distance:
     assert np.array_equal(distances, all_distances[want_left, want_right])
 
 
+@pytest.mark.parametrize("original_first", [True, False])
+def test_a_cropped_or_rotated_copy_is_grouped_on_import_whichever_arrives_first(
+    add: Add, original_first: bool
+) -> None:
+    original = photo("coffee")
+    edits = [HARD_EDITS["cropped by 8%"], HARD_EDITS["rotated by 5 degrees"]]
+    if original_first:
+        ids = [add(jpeg(original)).pk] + [add(edit(original)).pk for edit in edits]
+    else:
+        ids = [add(edit(original)).pk for edit in edits] + [add(jpeg(original)).pk]
+    add(jpeg(photo("rocket")))
+
+    assert _open_groups() == [set(ids)]
+    group = DuplicateGroup.objects.get()
+    assert all(member.evidence for member in group.members.all())
+
+
 def test_each_new_image_is_checked_against_the_library_on_import(add: Add) -> None:
     original = photo("astronaut")
     first = add(jpeg(original))
