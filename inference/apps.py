@@ -12,10 +12,13 @@ class InferenceConfig(AppConfig):
         from django.db.models.signals import post_delete
 
         from curation.plugins import image_step_register, stored_files_register
+        from inference import for_labelling
         from inference.embeddings import suggestions_and_embeddings_make
         from inference.models import PredictionLog
         from inference.rollups import rollups_forget
         from inference.selectors import model_files
+        from labelling.queues import saved_filter_refinement_register
+        from labelling.suggestions import SuggestionSource, suggestion_source_register
 
         def forget(sender: type[PredictionLog], instance: PredictionLog, **kwargs: Any) -> None:
             rollups_forget(log=instance)
@@ -30,3 +33,12 @@ class InferenceConfig(AppConfig):
             lambda image_ids: suggestions_and_embeddings_make(image_ids=image_ids),
         )
         stored_files_register("models", model_files)
+        # What labelling shows through inference: the active model's top-3 as one-key answers,
+        # and saved filters (from bulk identification) on a model version's predictions.
+        suggestion_source_register(
+            SuggestionSource(
+                active_model_id=for_labelling.active_model_id,
+                suggestions_for=for_labelling.suggestions_for,
+            )
+        )
+        saved_filter_refinement_register("predictions", for_labelling.predicted_images)

@@ -1,11 +1,11 @@
-"""The active model's top-3 for images on the labelling page, as one-key answers."""
+"""Model suggestions on the labelling page, as one-key answers. Labelling works without a model:
+the suggestions come from a source an app above it registers (inference: the active model's
+top-3, in ``InferenceConfig.ready``); with none registered there are none."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-
-from curation.models import SubClass
-from inference.models import ModelVersion, Prediction
 
 SHOWN = 3
 
@@ -21,42 +21,28 @@ class Suggestion:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SuggestionSource:
+    # The model whose suggestions are shown now, or None.
+    active_model_id: Callable[[], int | None]
+    # Top-``SHOWN`` per image id from that model, in queries bounded whatever the count.
+    suggestions_for: Callable[..., dict[int, list[Suggestion]]]
+
+
+_sources: list[SuggestionSource] = []
+
+
+def suggestion_source_register(source: SuggestionSource) -> None:
+    """Make ``source`` the one the labelling page asks (the last registered wins)."""
+    _sources[:] = [source]
+
+
 def active_model_id() -> int | None:
-    return ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True).first()
+    return _sources[0].active_model_id() if _sources else None
 
 
 def suggestions_for(*, image_ids: list[int], model_id: int | None) -> dict[int, list[Suggestion]]:
-    """Top-3 per image from a model version (the active one: ``active_model_id()``), in two
-    queries whatever the count. Names the model has but the library lacks come back with no
-    class: shown, not assignable."""
-    if model_id is None or not image_ids:
+    """Top-3 per image from a model version (the active one: ``active_model_id()``)."""
+    if model_id is None or not image_ids or not _sources:
         return {}
-    predictions = list(
-        Prediction.objects.filter(model_version_id=model_id, image_id__in=image_ids).only(
-            "image_id", "class_indices", "class_names", "scores"
-        )
-    )
-    indices = {i for p in predictions for i in p.class_indices[:SHOWN]}
-    # Label-map index -> (class, its default sub-class), through the version's label matches.
-    targets = {
-        index: (class_id, subclass_id)
-        for index, class_id, subclass_id in SubClass.objects.filter(
-            is_default=True,
-            label_class__model_labels__model_version_id=model_id,
-            label_class__model_labels__index__in=indices,
-        ).values_list("label_class__model_labels__index", "label_class_id", "pk")
-    }
-    result: dict[int, list[Suggestion]] = {}
-    for prediction in predictions:
-        rows = []
-        for index, name, score in list(
-            zip(prediction.class_indices, prediction.class_names, prediction.scores, strict=False)
-        )[:SHOWN]:
-            class_id, subclass_id = targets.get(index, (None, None))
-            rows.append(
-                Suggestion(
-                    name=name, score=float(score), class_id=class_id, subclass_id=subclass_id
-                )
-            )
-        result[prediction.image_id] = rows
-    return result
+    return _sources[0].suggestions_for(image_ids=image_ids, model_id=model_id)
