@@ -94,7 +94,7 @@ for _action in (
     ),
     GridAction(
         key="benchmark",
-        label="Add to a benchmark set…",
+        label="Add to benchmark…",
         url_name="curation:grid-benchmark",
         dialog="curation/grid/_benchmark_dialog.html",
         pages=frozenset({CLASS_PAGE, INBOX}),

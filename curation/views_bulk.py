@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -32,6 +33,7 @@ from curation.services.bulk import (
 )
 
 CHANGED = "changed"  # the query field that marks images changed meanwhile on the grid
+CONFLICTS_NAMED = 20  # images a message names (and links) one by one
 
 
 def picked_images(request: HttpRequest) -> list[Selected]:
@@ -82,11 +84,31 @@ def back_to_grid(request: HttpRequest, outcome: BulkOutcome | None = None) -> Ht
     return redirect(target)
 
 
+def _conflicts_message(outcome: BulkOutcome) -> str:
+    """The images left alone because someone changed them meanwhile, each a link."""
+    count = len(outcome.conflicts)
+    links = format_html_join(
+        ", ",
+        '<a href="{}">#{}</a>',
+        ((reverse("curation:image", args=[pk]), pk) for pk in outcome.conflicts[:CONFLICTS_NAMED]),
+    )
+    more = f" and {count - CONFLICTS_NAMED} more" if count > CONFLICTS_NAMED else ""
+    return format_html(
+        "{} left alone because someone else changed {} after this page loaded: {}{}. "
+        "Open {} to see what changed; those still on this page are marked “changed meanwhile”.",
+        f"{count} image{'s' if count != 1 else ''}",
+        "them" if count != 1 else "it",
+        links,
+        more,
+        "them" if count != 1 else "it",
+    )
+
+
 def _report(request: HttpRequest, outcome: BulkOutcome, done: str) -> HttpResponse:
     if outcome.changed or not outcome.conflicts:
         messages.success(request, outcome.summary(done))
     if outcome.conflicts:
-        messages.warning(request, outcome.conflict_message())
+        messages.warning(request, _conflicts_message(outcome))
     return back_to_grid(request, outcome)
 
 
@@ -161,7 +183,7 @@ def grid_benchmark(request: HttpRequest) -> HttpResponse:
         why = outcome.skipped_text() or "every image picked changed meanwhile"
         messages.warning(request, f"Nothing was added to “{' '.join(name.split())}”: {why}.")
         if outcome.conflicts:
-            messages.warning(request, outcome.conflict_message())
+            messages.warning(request, _conflicts_message(outcome))
         return back_to_grid(request, outcome)
     return _report(
         request, outcome, f"Added to {benchmark} ({benchmark.member_count} images in all)"

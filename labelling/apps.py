@@ -14,7 +14,7 @@ class LabellingConfig(AppConfig):
         grid_action_register(
             GridAction(
                 key="queue",
-                label="Send to a labelling queue…",
+                label="Send to queue…",
                 url_name="labelling:picked-queue",
                 dialog="labelling/_picked_queue_dialog.html",
                 pages=frozenset({CLASS_PAGE, INBOX}),

@@ -66,19 +66,6 @@ class BulkOutcome:
             text += f"; skipped {self.skipped_text()}"
         return text + "."
 
-    def conflict_message(self, shown: int = 20) -> str:
-        """The images left alone because someone changed them meanwhile, by number."""
-        if not self.conflicts:
-            return ""
-        ids = ", ".join(f"#{pk}" for pk in self.conflicts[:shown])
-        more = f" and {len(self.conflicts) - shown} more" if len(self.conflicts) > shown else ""
-        count = len(self.conflicts)
-        return (
-            f"{count} image{'s were' if count != 1 else ' was'} changed by someone else since "
-            f"this page loaded and left as {'they are' if count != 1 else 'it is'}: "
-            f"{ids}{more}. They are marked below; look at them and act again if still needed."
-        )
-
 
 def selection_checked(selected: Iterable[Selected]) -> list[Selected]:
     """The picked images once each, in id order (row locks always taken in the same order).

@@ -90,13 +90,13 @@
   var summaries = {
     label: function (dialog, list) {
       var select = dialog.querySelector("select");
-      if (!select.value) return "Choose where the " + images(list.length) + " go.";
+      if (!select.value) return { text: "Choose where the " + images(list.length) + " go." };
       var target = select.options[select.selectedIndex].text;
       var there = list.filter(function (tile) { return tile.dataset.subclass === select.value; }).length;
       var moving = list.length - there;
       var text = moving ? images(moving) + " move to " + target + "." : "";
       if (there) text += " " + images(there) + (there === 1 ? " is" : " are") + " already there and stay as " + (there === 1 ? "it is." : "they are.");
-      return text.trim();
+      return { text: text.trim(), count: moving };
     },
     trash: function (dialog, list) {
       return images(list.length) + " leave " + where + " and go to the trash.";
@@ -143,7 +143,18 @@
     }
     var summary = dialog.querySelector("[data-summary]");
     var kind = dialog.dataset.kind;
-    if (summary && summaries[kind]) summary.textContent = summaries[kind](dialog, list);
+    if (!summary || !summaries[kind]) return;
+    var said = summaries[kind](dialog, list);
+    if (typeof said === "string") said = { text: said };
+    summary.textContent = said.text;
+    // The confirm button names the images the action will change (none: nothing to confirm).
+    var confirm = dialog.querySelector("[data-confirm]");
+    if (said.count !== undefined) {
+      confirm.querySelectorAll("[data-count-text]").forEach(function (span) {
+        span.textContent = images(said.count);
+      });
+    }
+    confirm.disabled = said.count === 0;
   }
 
   function open(id) {

@@ -113,7 +113,8 @@ def test_an_image_changed_since_the_page_loaded_is_left_alone_named_and_marked(
     assert Image.objects.get(pk=first.pk).subclass == default_subclass(robin)
     success, warning = said(response)
     assert success == "Labelled as Robin / default: 1 image."
-    assert f"#{second.pk}" in warning and "changed by someone else" in warning
+    assert f'<a href="/images/{second.pk}/">#{second.pk}</a>' in warning
+    assert warning.startswith("1 image left alone because someone else changed it")
     assert response["Location"] == f"/inbox/?changed={second.pk}"
     # Back on a grid that shows it, the image carries the mark.
     page = client.get(
