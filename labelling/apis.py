@@ -42,8 +42,9 @@ def _payload(
     images: list[Image], *, model_id: int | None, blind: bool = False
 ) -> list[dict[str, Any]]:
     """What the page needs to show each image, suggestions included (bounded queries). A blind
-    payload (second opinion) leaves out the current label and verdict. Queues never hand out
-    images judged bad, so only an undone image can carry a verdict (looked up one at a time)."""
+    payload (second opinion) leaves out the current label, the verdict and the image page's
+    address (the page shows the label). Queues never hand out images judged bad, so only an
+    undone image can carry a verdict (looked up one at a time)."""
     ids = [image.pk for image in images]
     suggestions = suggestions_for(image_ids=ids, model_id=model_id)
     rows = []
@@ -58,7 +59,7 @@ def _payload(
                 "file_url": reverse("api:image-file", args=[image.pk]),
                 # What the page shows: a TIFF's JPEG rendition, any other original as is.
                 "display_url": reverse("api:image-display", args=[image.pk]),
-                "page_url": reverse("curation:image", args=[image.pk]),
+                "page_url": None if blind else reverse("curation:image", args=[image.pk]),
                 "subclass_id": subclass.pk if subclass else None,
                 "label": str(subclass) if subclass else None,
                 "class_id": subclass.label_class_id if subclass else None,
@@ -88,7 +89,7 @@ def _next(request: Request, queue: Queue, holding: list[int], count: int) -> dic
     claims_take(user=user, image_ids=[image.pk for image in images])
     return {
         "next": _payload(images, blind=queue.blind, model_id=model_id),
-        "remaining": queue.size(),
+        "remaining": queue.size(user=user),
     }
 
 
@@ -231,25 +232,46 @@ class ActionView(APIView):
         )
 
 
-class UndoView(APIView):
-    """Undo your last labelling action (as a new label event); the image comes back to you."""
+class UndoInput(serializers.Serializer[Any]):
+    # The page's queue: the answer then counts what is left in it, and a blind queue's answer
+    # hides the first label as its other answers do.
+    queue = serializers.CharField(required=False)
 
-    @extend_schema(request=None, responses={200: dict, 404: dict, 409: dict})
+
+class UndoView(APIView):
+    """Undo your last labelling action (as a new label event); the image comes back to you.
+    Send ``queue`` to get its ``remaining`` count back. The image is answered blind (no label,
+    verdict or page address) when the undone action was a second opinion, when ``queue`` is a
+    blind queue, or, without ``queue``, when it was a skip of an image someone else labelled."""
+
+    @extend_schema(request=UndoInput, responses={200: dict, 404: dict, 409: dict})
     def post(self, request: Request) -> Response:
+        data = UndoInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        queue = _queue(data.validated_data["queue"]) if "queue" in data.validated_data else None
+        user = api_user(request)
         try:
-            action = undo_last(user=api_user(request))
+            action = undo_last(user=user)
         except NothingToUndo as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
         except ClaimConflict as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         image = Image.objects.select_related("subclass__label_class").get(pk=action.image_id)
         image._verdict = BadVerdict.objects.filter(image=image).first()  # type: ignore[attr-defined]
-        return Response(
-            {
-                "undone": {"id": action.pk, "kind": action.kind, "at": timezone.now()},
-                "image": _payload([image], model_id=active_model_id())[0],
-            }
+        blind = action.kind == ActionKind.OPINION or (
+            queue.blind
+            if queue is not None
+            else action.kind == ActionKind.SKIP
+            and image.subclass_id is not None
+            and image.labelled_by_id != user.pk
         )
+        body: dict[str, Any] = {
+            "undone": {"id": action.pk, "kind": action.kind, "at": timezone.now()},
+            "image": _payload([image], model_id=active_model_id(), blind=blind)[0],
+        }
+        if queue is not None:
+            body["remaining"] = queue.size(user=user)
+        return Response(body)
 
 
 class SecondOpinionSerializer(serializers.ModelSerializer[SecondOpinion]):

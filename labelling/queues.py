@@ -121,15 +121,38 @@ class Queue:
     blind: bool = False
     inbox: bool = False
 
-    def size(self) -> int:
+    def size(self, *, user: User | None = None) -> int:
+        """Images in the queue, from counters and indexed counts (not excluding claims). A blind
+        queue counts, for ``user``, what is left to them: not their own labels, nor images they
+        gave an opinion on already."""
         if self.inbox:
             return inbox_count()
         if self.subclass_ids is not None:
             counts = SubClass.objects.filter(pk__in=self.subclass_ids).values_list(
                 "image_count", flat=True
             )
-            return sum(counts)
+            total = sum(counts)
+            if self.blind and user is not None:
+                total -= _second_opinion_done(self, user)
+            return max(0, total)
         return self.images.count()
+
+
+def _second_opinion_done(queue: Queue, user: User) -> int:
+    """The queue's images a blind sample never offers ``user``: those they labelled and those
+    they gave an opinion on. Two counts on the labeller's and the opinion giver's indexes, so
+    they grow with the SME's own work, not with the library."""
+    labelled_by_them = queue.images.filter(labelled_by=user).count()
+    judged = (
+        SecondOpinion.objects.filter(
+            second_actor=user,
+            image__status=ImageStatus.ACTIVE,
+            image__subclass_id__in=queue.subclass_ids or (),
+        )
+        .exclude(image__labelled_by=user)
+        .count()
+    )
+    return labelled_by_them + judged
 
 
 def queue_resolve(spec: str) -> Queue:
@@ -168,27 +191,20 @@ def queue_resolve(spec: str) -> Queue:
 RECENT_ACTION_HOURS = 12
 
 
+# The one blind queue. A sample of one class would tell the second labeller every image's first
+# class (the queue's name, or just the link they followed), so there is none.
+SECOND_OPINION_SPEC = "second:all"
+
+
 def _second_opinion_queue(spec: str, ident: str, active: QuerySet[Image]) -> Queue:
-    labelled = active.filter(subclass__isnull=False, subclass__label_class__kind="normal")
-    if ident == "all":
-        normal = tuple(
-            SubClass.objects.filter(label_class__kind="normal").values_list("pk", flat=True)
+    if ident != "all":
+        raise QueueNotFound(
+            f"There is no second-opinion queue {spec!r}: a sample of one class would give its "
+            f"first label away. The blind queue is {SECOND_OPINION_SPEC!r}, the whole library."
         )
-        return Queue(spec, "Second opinion: whole library", labelled, normal, blind=True)
-    class_id = whole_number(ident)
-    if class_id is None:
-        raise QueueNotFound(f"Unknown queue {spec!r}.")
-    label_class = LabelClass.objects.filter(pk=class_id).first()
-    if label_class is None:
-        raise QueueNotFound(f"No class {ident}.")
-    subclass_ids = tuple(label_class.subclasses.values_list("pk", flat=True))
-    return Queue(
-        spec,
-        f"Second opinion: {label_class.name}",
-        labelled.filter(subclass_id__in=subclass_ids),
-        subclass_ids,
-        blind=True,
-    )
+    labelled = active.filter(subclass__isnull=False, subclass__label_class__kind="normal")
+    normal = tuple(SubClass.objects.filter(label_class__kind="normal").values_list("pk", flat=True))
+    return Queue(spec, "Second opinion: whole library", labelled, normal, blind=True)
 
 
 def _open_for(user: User, images: QuerySet[Image]) -> QuerySet[Image]:
@@ -246,9 +262,10 @@ def _sample_for_second_opinion(candidates: QuerySet[Image], user: User, limit: i
     return picked
 
 
-def queue_size(*, queue: Queue) -> int:
-    """Images in the queue, from counters and indexed counts (not excluding claims)."""
-    return queue.size()
+def queue_size(*, queue: Queue, user: User | None = None) -> int:
+    """Images in the queue, from counters and indexed counts (not excluding claims); a blind
+    queue's for ``user``."""
+    return queue.size(user=user)
 
 
 def queue_specs_overview() -> list[tuple[str, str, int]]:

@@ -27,7 +27,12 @@ from curation.services.images import ImageStateError, VersionConflict
 from curation.services.taxonomy import TaxonomyError
 from labelling import stats as labelling_stats
 from labelling.models import Exemplar, ExemplarKind, OpinionStatus, SecondOpinion
-from labelling.queues import QueueNotFound, queue_resolve, queue_specs_overview
+from labelling.queues import (
+    SECOND_OPINION_SPEC,
+    QueueNotFound,
+    queue_resolve,
+    queue_specs_overview,
+)
 from labelling.selectors import agreement_rates, opinions_by_status
 from labelling.services import SettleChoice, second_opinion_settle
 from labelling.standards import (
@@ -70,7 +75,6 @@ def queue_picker(request: HttpRequest) -> HttpResponse:
             {
                 "label_class": label_class,
                 "spec": f"class:{label_class.pk}",
-                "second_spec": f"second:{label_class.pk}",
                 "count": sum(s.image_count for s in subclasses),
                 # A class whose only sub-class is the default one needs no sub-class queue.
                 "subclasses": [
@@ -95,17 +99,17 @@ def queue_picker(request: HttpRequest) -> HttpResponse:
         }
         for spec, title, count in queue_specs_overview()
     ]
-    second = queue_resolve("second:all")
+    user = _user(request)
+    second = queue_resolve(SECOND_OPINION_SPEC)
     specials.append(
         {
             "spec": second.spec,
             "title": "Whole library",
-            "count": second.size(),
+            "count": second.size(user=user),
             "kind": "Second opinion (blind)",
             "primary": False,
         }
     )
-    user = _user(request)
     return render(
         request,
         "labelling/queues.html",
@@ -146,6 +150,14 @@ def _picker_classes() -> list[dict[str, Any]]:
 @login_required
 @require_GET
 def label_page(request: HttpRequest, spec: str) -> HttpResponse:
+    if spec.startswith("second:") and spec != SECOND_OPINION_SPEC:
+        # Links to the per-class samples there used to be: each gave its first label away.
+        messages.info(
+            request,
+            "Second opinions come from a sample of the whole library: a sample of one class "
+            "would tell you every image's first label.",
+        )
+        return redirect("labelling:label", SECOND_OPINION_SPEC)
     try:
         queue = queue_resolve(spec)
     except QueueNotFound as exc:
@@ -166,7 +178,10 @@ def label_page(request: HttpRequest, spec: str) -> HttpResponse:
             "standards_panel": reverse("labelling:standards-panel", args=[0]).replace(
                 "/0/", "/{id}/"
             ),
-            "image_page": reverse("curation:image", args=[0]).replace("/0/", "/{id}/"),
+            # A blind queue links to no image page: the page shows the first label.
+            "image_page": None
+            if queue.blind
+            else reverse("curation:image", args=[0]).replace("/0/", "/{id}/"),
             "queues": reverse("labelling:queues"),
         },
         "bad_reasons": _bad_reasons(),
@@ -176,7 +191,7 @@ def label_page(request: HttpRequest, spec: str) -> HttpResponse:
         "labelling/label.html",
         {
             "queue": queue,
-            "remaining": queue.size(),
+            "remaining": queue.size(user=user),
             "config": config,
             "picker_classes": _picker_classes(),
             "bad_reasons": config["bad_reasons"],

@@ -205,8 +205,10 @@
   function renderCaption(item) {
     var caption = document.getElementById("caption");
     caption.hidden = false;
-    var link = document.getElementById("caption-link");
-    link.href = config.urls.image_page.replace("{id}", item.id);
+    // A blind queue's caption is no link: the image page shows the first label.
+    if (config.urls.image_page) {
+      document.getElementById("caption-link").href = config.urls.image_page.replace("{id}", item.id);
+    }
     document.getElementById("caption-id").textContent = String(item.id);
     var labelText = item.label ? "· labelled " + item.label : "· unlabelled";
     if (config.blind) labelText = "· second opinion: the first label is hidden";
@@ -338,8 +340,13 @@
 
   function undo(t0) {
     enqueue(function () {
-      return request("POST", config.urls.undo, {}).then(function (response) {
+      // The queue makes the answer count what is left in it (the image is back) and, for a
+      // blind queue, keep the first label hidden.
+      return request("POST", config.urls.undo, { queue: config.queue }).then(function (response) {
         if (response.status === 200) {
+          if (typeof response.data.remaining === "number") {
+            remainingEl.textContent = response.data.remaining.toLocaleString();
+          }
           var item = preload(response.data.image);
           delete answered[item.id];
           held = held.filter(function (other) {
@@ -709,6 +716,8 @@
 
   // --- Keyboard ---------------------------------------------------------------------------
 
+  var MODIFIERS = { Shift: true, Control: true, Alt: true, Meta: true, CapsLock: true };
+
   function isTyping(target) {
     var tag = (target.tagName || "").toLowerCase();
     return tag === "input" || tag === "textarea" || tag === "select" || target.isContentEditable;
@@ -731,11 +740,14 @@
       return;
     }
     if (mode === "help") {
+      // Esc or ? only closes the list; any other key closes it and does what it does. A
+      // modifier alone (the Shift of "?") changes nothing.
+      if (MODIFIERS[key]) return;
+      closeOverlays();
       if (key === "Escape" || key === "?") {
         event.preventDefault();
-        closeOverlays();
+        return;
       }
-      return;
     }
     if (isTyping(event.target)) return;
     if (event.repeat) return; // a held key must not answer a run of images

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import Role
 from curation.models import ClassKind, Image, LabelEvent, LabelReason, SubClass
+from curation.services.images import subclass_counts_rebuild
 from curation.services.taxonomy import class_create, subclass_create
 from inference.models import LabelMatch, ModelVersion, Prediction
 from labelling.models import ActionKind, BadVerdict, LabellingAction
@@ -207,3 +208,65 @@ def test_an_sme_labels_30_images_with_the_keyboard_alone(
         f"p90 {statistics.quantiles(answers, n=10)[-1]:.1f} ms, max {max(answers):.1f} ms"
     )
     assert median < TARGET_MEDIAN_MS
+
+
+def test_the_help_list_closes_on_an_answer_key_and_undo_counts_the_image_back(
+    browser: Any, live_server: Any, library: dict[str, Any]
+) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    UserFactory(username="sme", role=Role.LABELLER)
+    # A live-server test empties the tables after it, the inbox counter's row too: count again.
+    subclass_counts_rebuild()
+    wait = WebDriverWait(
+        browser, 10, poll_frequency=0.02, ignored_exceptions=(StaleElementReferenceException,)
+    )
+
+    def shown() -> int:
+        return int(
+            browser.execute_script("return document.getElementById('lab').dataset.image || 0")
+        )
+
+    def left() -> int:
+        return int(browser.find_element(By.ID, "remaining").text.replace(",", ""))
+
+    def idle() -> None:
+        wait.until(lambda d: d.execute_script("return window.__loupePending") == 0)
+
+    def press(*keys: str) -> None:
+        ActionChains(browser).send_keys(*keys).perform()
+
+    browser.get(f"{live_server.url}/login/?next=/label/inbox/")
+    browser.find_element(By.ID, "id_username").send_keys("sme")
+    browser.find_element(By.ID, "id_password").send_keys("pw", Keys.ENTER)
+    wait.until(lambda d: d.find_element(By.ID, "lab").get_attribute("data-state") == "labelling")
+    idle()
+    assert left() == IMAGES
+    help_list = browser.find_element(By.ID, "help-overlay")
+
+    # ? opens the list and ? closes it (its Shift does not).
+    press("?")
+    wait.until(lambda _: help_list.is_displayed())
+    press("?")
+    wait.until(lambda _: not help_list.is_displayed())
+
+    # With the list open, 1 closes it and labels the image with the first suggestion.
+    first = shown()
+    press("?")
+    wait.until(lambda _: help_list.is_displayed())
+    press("1")
+    wait.until(lambda _: not help_list.is_displayed() and shown() not in (0, first))
+    idle()
+    assert Image.objects.get(pk=first).subclass_id == library["robin"].pk
+    assert left() == IMAGES - 1
+
+    # z brings the image back, and the count of what is left goes back up with it.
+    press("z")
+    wait.until(lambda _: shown() == first)
+    idle()
+    assert Image.objects.get(pk=first).subclass_id is None
+    assert left() == IMAGES

@@ -13,6 +13,7 @@ from curation.models import Image, LabelEvent, SubClass
 from curation.services.images import image_relabel
 from curation.services.taxonomy import class_create
 from labelling.models import OpinionStatus, SecondOpinion
+from labelling.standards import standards_describe
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -33,10 +34,12 @@ def test_a_blind_second_opinion_given_by_keyboard_is_settled_by_keyboard(
     first = UserFactory(username="lena", role=Role.LABELLER)
     UserFactory(username="sam", role=Role.LABELLER)
     reviewer = UserFactory(username="rui", role=Role.REVIEWER)
-    image = make_image(size=(160, 120))
-    image_relabel(
-        image_id=image.pk, subclass=robin, actor=first, reason="labelling", expected_version=1
-    )
+    images = [make_image(size=(160, 120)) for _ in range(2)]
+    for image in images:
+        image_relabel(
+            image_id=image.pk, subclass=robin, actor=first, reason="labelling", expected_version=1
+        )
+    standards_describe(label_class=robin_class, description="A red breast.", actor=reviewer)
     # Pages navigate (login, reloads): a stale element only means "look again".
     wait = WebDriverWait(
         browser, 10, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
@@ -51,13 +54,48 @@ def test_a_blind_second_opinion_given_by_keyboard_is_settled_by_keyboard(
         browser.find_element(By.ID, "id_username").send_keys(username)
         browser.find_element(By.ID, "id_password").send_keys("pw", Keys.ENTER)
 
-    # sam answers "Wren" on the blind queue of the Robin class: the first label stays hidden.
-    log_in("sam", f"/label/second:{robin_class.pk}/")
-    wait.until(lambda d: d.find_element(By.ID, "lab").get_attribute("data-image") == str(image.pk))
-    assert "Robin" not in browser.find_element(By.CSS_SELECTOR, ".lab-viewer").text
-    press("/")
-    wait.until(lambda d: d.switch_to.active_element.get_attribute("id") == "picker-input")
-    press("Wren", Keys.ENTER)
+    def shown() -> int:
+        return int(browser.find_element(By.ID, "lab").get_attribute("data-image") or 0)
+
+    def left() -> str:
+        return browser.find_element(By.ID, "remaining").text
+
+    def idle() -> None:
+        wait.until(lambda d: d.execute_script("return window.__loupePending") == 0)
+
+    def nothing_tells_the_first_label() -> None:
+        caption = browser.find_element(By.ID, "caption")
+        assert "Robin" not in caption.text
+        assert not caption.find_elements(By.TAG_NAME, "a")  # no way to the image page
+        assert "Robin" not in browser.find_element(By.ID, "standards").text
+        assert "red breast" not in browser.find_element(By.ID, "standards").text
+
+    def answer_wren() -> None:
+        press("/")
+        wait.until(lambda d: d.switch_to.active_element.get_attribute("id") == "picker-input")
+        press("Wren", Keys.ENTER)
+
+    # sam answers "Wren" on the blind whole-library sample: the first label stays hidden.
+    log_in("sam", "/label/second:all/")
+    wait.until(lambda _: shown() in {i.pk for i in images})
+    idle()
+    assert "whole library" in browser.find_element(By.CSS_SELECTOR, ".lab-queue").text
+    assert left() == "2"
+    nothing_tells_the_first_label()
+    image = next(i for i in images if i.pk == shown())
+    answer_wren()
+    wait.until(lambda _: SecondOpinion.objects.filter(image=image).exists())
+    idle()
+    assert left() == "1"
+
+    # z takes the opinion back: the image returns, still blind, and counts as left again.
+    press("z")
+    wait.until(lambda _: shown() == image.pk)
+    idle()
+    assert not SecondOpinion.objects.filter(image=image).exists()
+    assert left() == "2"
+    nothing_tells_the_first_label()
+    answer_wren()
     wait.until(lambda _: SecondOpinion.objects.filter(image=image).exists())
     opinion = SecondOpinion.objects.get(image=image)
     assert (opinion.status, opinion.second_subclass_id) == (OpinionStatus.OPEN, wren.pk)

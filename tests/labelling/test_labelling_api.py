@@ -302,3 +302,32 @@ def test_a_saved_filter_naming_no_model_version_id_is_an_unknown_queue_not_a_ser
     response = api.get(QUEUE, {"queue": f"filter:{saved.pk}", "count": 5})
     assert response.status_code == 404
     assert "model_version" in response.json()["detail"]
+
+
+def test_undo_answers_what_is_left_in_the_queue_with_the_image_back(
+    api: APIClient, robin: SubClass, make_image: Callable[..., Image]
+) -> None:
+    image, _ = make_image(), make_image()
+    answered = api.post(
+        ACT,
+        {
+            "queue": "inbox",
+            "image": image.pk,
+            "version": 1,
+            "action": "label",
+            "subclass": robin.pk,
+            "count": 0,
+        },
+        format="json",
+    )
+    assert answered.json()["remaining"] == 1
+    response = api.post(UNDO, {"queue": "inbox"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["remaining"] == 2
+    # Without a queue the answer has no count to give.
+    api.post(
+        ACT,
+        {"image": image.pk, "version": 3, "action": "label", "subclass": robin.pk},
+        format="json",
+    )
+    assert "remaining" not in api.post(UNDO, {}, format="json").json()

@@ -228,3 +228,101 @@ def test_a_settled_opinion_records_which_label_won(
     assert (opinion.status, opinion.settled_choice) == (OpinionStatus.SETTLED, "first")
     image.refresh_from_db()
     assert image.subclass_id == robin.pk
+
+
+UNDO = "/api/v1/labelling/undo/"
+
+
+def _blind(row: dict[str, object]) -> bool:
+    """Nothing in an image's answer tells its first label (nor where to read it)."""
+    return (
+        row["label"] is None
+        and row["subclass_id"] is None
+        and row["class_id"] is None
+        and (row["page_url"] is None and row["bad_reason"] is None)
+    )
+
+
+def test_undo_of_a_second_opinion_keeps_the_first_label_hidden(
+    labeller: User,
+    second: tuple[User, APIClient],
+    classes: tuple[SubClass, SubClass],
+    make_image: Callable[..., Image],
+) -> None:
+    robin, wren = classes
+    image = _labelled(make_image, robin, labeller)
+    second[1].post(
+        ACT,
+        {
+            "queue": "second:all",
+            "image": image.pk,
+            "version": 2,
+            "action": "label",
+            "subclass": wren.pk,
+        },
+        format="json",
+    )
+    # Without the queue too: the undone action was an opinion, so the answer is blind.
+    response = second[1].post(UNDO, {}, format="json")
+    assert response.status_code == 200, response.content
+    row = response.json()["image"]
+    assert row["id"] == image.pk and _blind(row)
+    assert "Robin" not in response.content.decode()
+    assert not SecondOpinion.objects.filter(image=image).exists()
+
+
+def test_undo_of_a_skip_in_the_blind_queue_keeps_the_first_label_hidden(
+    labeller: User,
+    second: tuple[User, APIClient],
+    classes: tuple[SubClass, SubClass],
+    make_image: Callable[..., Image],
+) -> None:
+    robin, _ = classes
+    image = _labelled(make_image, robin, labeller)
+    for body in ({"queue": "second:all"}, {}):
+        second[1].post(
+            ACT, {"queue": "second:all", "image": image.pk, "action": "skip"}, format="json"
+        )
+        response = second[1].post(UNDO, body, format="json")
+        assert response.status_code == 200, response.content
+        assert _blind(response.json()["image"]), body
+        assert "Robin" not in response.content.decode()
+
+
+def test_the_blind_queue_counts_down_as_the_sme_answers_and_up_on_undo(
+    labeller: User,
+    second: tuple[User, APIClient],
+    classes: tuple[SubClass, SubClass],
+    make_image: Callable[..., Image],
+) -> None:
+    robin, wren = classes
+    theirs = [_labelled(make_image, robin, labeller) for _ in range(3)]
+    _labelled(make_image, wren, second[0])  # sam's own label: never offered to sam
+    response = second[1].get(QUEUE, {"queue": "second:all", "count": 1})
+    assert response.json()["remaining"] == 3
+    first = response.json()["next"][0]["id"]
+    answered = second[1].post(
+        ACT,
+        {
+            "queue": "second:all",
+            "image": first,
+            "version": 2,
+            "action": "label",
+            "subclass": robin.pk,
+            "count": 0,
+        },
+        format="json",
+    )
+    assert answered.json()["remaining"] == 2
+    undone = second[1].post(UNDO, {"queue": "second:all"}, format="json")
+    assert undone.json()["remaining"] == 3
+    assert first in {image.pk for image in theirs}
+
+
+def test_there_is_no_per_class_second_opinion_queue(
+    second: tuple[User, APIClient], classes: tuple[SubClass, SubClass]
+) -> None:
+    robin, _ = classes
+    response = second[1].get(QUEUE, {"queue": f"second:{robin.label_class_id}"})
+    assert response.status_code == 404
+    assert "would give its first label away" in response.json()["detail"]

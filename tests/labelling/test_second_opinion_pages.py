@@ -4,6 +4,7 @@ image as an exemplar from its image page."""
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -317,7 +318,9 @@ def test_the_queue_picker_and_stats_link_reviewers_to_the_disagreements(
     _opinion(_labelled(make_image, robin, labeller), sam, wren)
     picker = as_reviewer.get("/label/").content.decode()
     assert 'id="second-opinions-card"' in picker
-    assert f'href="/label/second:{robin.label_class_id}/"' in picker
+    # One blind queue, the whole library: a per-class sample would give the first label away.
+    assert 'href="/label/second:all/"' in picker
+    assert f"/label/second:{robin.label_class_id}/" not in picker
     stats = as_reviewer.get("/label/stats/").content.decode()
     assert 'href="/label/second-opinions/agreement/"' in stats
     assert re.search(r'id="stat-open-opinions">.*?<div class="value">1</div>', stats, re.S)
@@ -439,3 +442,26 @@ def test_the_image_page_reads_its_pins_in_a_bounded_number_of_queries(
         page = as_reviewer.get(f"/images/{image.pk}/").content.decode()
     pins = page[page.index('id="pins"') :]
     assert pins[: pins.index("</ul>")].count("<li") == 8
+
+
+def test_the_blind_labelling_page_links_to_no_image_page(as_labeller: Client) -> None:
+    page = as_labeller.get("/label/second:all/").content.decode()
+    config = json.loads(
+        re.search(r'<script id="lab-config" type="application/json">(.*?)</script>', page, re.S)[1]
+    )
+    assert config["blind"] is True and config["urls"]["image_page"] is None
+    assert '<a id="caption-link"' not in page
+    # The other queues keep their caption link.
+    inbox = as_labeller.get("/label/inbox/").content.decode()
+    assert '<a id="caption-link"' in inbox
+
+
+def test_an_old_per_class_second_opinion_link_opens_the_whole_library_sample(
+    as_labeller: Client, robin: SubClass
+) -> None:
+    response = as_labeller.get(f"/label/second:{robin.label_class_id}/", follow=True)
+    assert response.redirect_chain == [("/label/second:all/", 302)]
+    page = response.content.decode()
+    assert "Second opinion: whole library" in page
+    assert "Second opinion: Robin" not in page
+    assert "a sample of one class would tell you every image's first label" in html.unescape(page)
