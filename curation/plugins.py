@@ -9,11 +9,18 @@ images get thumbnails and features, a backup carries the originals.
   features (inference: top-k suggestions, embeddings and OOD scores).
 - ``stored_files_register``: files that rows of a higher app reference, which a backup carries
   beside the originals (inference: the ONNX models).
+- ``image_panel_register``: sections of the image page, each rendered from a template its app
+  owns (inference: similar images; labelling: where the image is pinned in the standards).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from curation.models import Image
 
 # An image step gets the ids of newly processed images; it must never raise for the library's
 # sake (a failed step is logged by its owner and can be computed again).
@@ -45,3 +52,33 @@ def stored_files() -> Iterable[tuple[str, str]]:
     """(storage name, expected SHA-256) of the files the higher apps' rows reference."""
     for source in _STORED_FILES.values():
         yield from source()
+
+
+# The image page's columns: under the image, and beside it after the label card.
+MAIN, ASIDE = "main", "aside"
+
+
+@dataclass(frozen=True)
+class ImagePanel:
+    """A section of the image page: ``template`` (the registering app's own) is rendered with
+    the page's context plus what ``context`` returns for the image."""
+
+    template: str
+    context: Callable[[Image], dict[str, object]]
+    column: str  # MAIN or ASIDE
+    order: int
+
+
+_IMAGE_PANELS: dict[str, ImagePanel] = {}
+
+
+def image_panel_register(name: str, panel: ImagePanel) -> None:
+    """Show ``panel`` on every image page. Registering a name again replaces it."""
+    _IMAGE_PANELS[name] = panel
+
+
+def image_panels(*, column: str) -> list[ImagePanel]:
+    return sorted(
+        (panel for panel in _IMAGE_PANELS.values() if panel.column == column),
+        key=lambda panel: panel.order,
+    )

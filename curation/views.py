@@ -14,6 +14,7 @@ from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_POST
@@ -36,6 +37,7 @@ from curation.models import (
     Source,
     SubClass,
 )
+from curation.plugins import ASIDE, MAIN, image_panels
 from curation.services.images import (
     ImageStateError,
     VersionConflict,
@@ -58,9 +60,7 @@ from inference.embeddings import (
     images_with_ood_at_least,
     ood_choices,
     ood_param,
-    similar_panel,
 )
-from labelling.standards import exemplars_of_image
 
 CLASSES_PER_PAGE = 100
 IMAGES_PER_PAGE = 60
@@ -465,24 +465,24 @@ def _image_page(
 ) -> HttpResponse:
     previous_id, next_id = _neighbours(image)
     current = str(image.subclass_id or "")
-    return render(
-        request,
-        "curation/image_detail.html",
-        {
-            "image": image,
-            "history": selectors.image_history(image=image)[:HISTORY_LIMIT],
-            "subclasses": selectors.subclass_list(),
-            "selected_subclass": attempted_subclass if attempted_subclass is not None else current,
-            "conflict": conflict,
-            "previous_id": previous_id,
-            "next_id": next_id,
-            # Where the image is pinned as a labelling exemplar (one query).
-            "pins": exemplars_of_image(image_id=image.pk),
-            "similar": similar_panel(image_id=image.pk),
-            "shown_as_rendition": needs_rendition(image.extension),
-        },
-        status=status,
-    )
+    context: dict[str, Any] = {
+        "image": image,
+        "history": selectors.image_history(image=image)[:HISTORY_LIMIT],
+        "subclasses": selectors.subclass_list(),
+        "selected_subclass": attempted_subclass if attempted_subclass is not None else current,
+        "conflict": conflict,
+        "previous_id": previous_id,
+        "next_id": next_id,
+        "shown_as_rendition": needs_rendition(image.extension),
+    }
+    # The sections the apps above the library add (curation.plugins): similar images,
+    # labelling standards. Each renders its own template with the page's context.
+    for column in (MAIN, ASIDE):
+        context[f"{column}_panels"] = [
+            render_to_string(panel.template, {**context, **panel.context(image)}, request)
+            for panel in image_panels(column=column)
+        ]
+    return render(request, "curation/image_detail.html", context, status=status)
 
 
 @login_required

@@ -11,9 +11,15 @@ class InferenceConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete
 
-        from curation.plugins import image_step_register, stored_files_register
+        from curation.plugins import (
+            MAIN,
+            ImagePanel,
+            image_panel_register,
+            image_step_register,
+            stored_files_register,
+        )
         from inference import for_labelling
-        from inference.embeddings import suggestions_and_embeddings_make
+        from inference.embeddings import similar_panel, suggestions_and_embeddings_make
         from inference.models import PredictionLog
         from inference.rollups import rollups_forget
         from inference.selectors import model_files
@@ -33,6 +39,15 @@ class InferenceConfig(AppConfig):
             lambda image_ids: suggestions_and_embeddings_make(image_ids=image_ids),
         )
         stored_files_register("models", model_files)
+        image_panel_register(
+            "similar",
+            ImagePanel(
+                template="inference/_image_similar.html",
+                context=lambda image: {"similar": similar_panel(image_id=image.pk)},
+                column=MAIN,
+                order=10,
+            ),
+        )
         # What labelling shows through inference: the active model's top-3 as one-key answers,
         # and saved filters (from bulk identification) on a model version's predictions.
         suggestion_source_register(
