@@ -4,9 +4,6 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-# Library facts, kept in curation since they moved there; importers move over to curation.models.
-from curation.models import BAD_REASON_KEYS, BadReason, BadVerdict, SavedFilter  # noqa: F401
-
 
 class Claim(models.Model):
     """An image shown to one SME, kept from other SMEs' queues until ``expires_at``."""

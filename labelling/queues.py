@@ -18,17 +18,18 @@ from django.utils.dateparse import parse_datetime
 
 from accounts.models import User
 from config.query import whole_number
-from curation.models import UNSCORED, Image, ImageStatus, LabelClass, SubClass
+from curation.models import (
+    UNSCORED,
+    BadVerdict,
+    Image,
+    ImageStatus,
+    LabelClass,
+    SavedFilter,
+    SubClass,
+)
 from curation.services.images import inbox_count
 from curation.services.quality import QUALITY_FILTERS, quality_filter, quality_thresholds
-from labelling.models import (
-    ActionKind,
-    BadVerdict,
-    Claim,
-    LabellingAction,
-    SavedFilter,
-    SecondOpinion,
-)
+from labelling.models import ActionKind, Claim, LabellingAction, SecondOpinion
 
 # The parameters a saved filter may hold, and the image lookup each maps to. Nothing else is
 # ever passed to the ORM.

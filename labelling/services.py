@@ -9,18 +9,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from curation.models import ClassKind, Image, ImageStatus, LabelClass, LabelReason, SubClass
-from curation.services.images import image_relabel, image_relabel_recorded
-from labelling.models import (
-    ActionKind,
+from curation.models import (
     BadReason,
     BadVerdict,
-    Claim,
-    LabellingAction,
-    OpinionStatus,
+    ClassKind,
+    Image,
+    ImageStatus,
+    LabelClass,
+    LabelReason,
     SavedFilter,
-    SecondOpinion,
+    SubClass,
 )
+from curation.services.images import image_relabel, image_relabel_recorded
+from labelling.models import ActionKind, Claim, LabellingAction, OpinionStatus, SecondOpinion
 from labelling.queues import claimed_by_someone_else
 
 

@@ -9,6 +9,8 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from curation.models import (
+    BadReason,
+    BadVerdict,
     BenchmarkKind,
     ClassKind,
     DatasetAssignment,
@@ -32,7 +34,6 @@ from curation.services.datasets import (
     dataset_leakage,
     dataset_version_create,
 )
-from labelling.models import BadReason, BadVerdict
 from tests.factories import LabelClassFactory, SubClassFactory
 
 pytestmark = pytest.mark.django_db

@@ -15,6 +15,8 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from curation.models import (
+    BadReason,
+    BadVerdict,
     DuplicateGroup,
     DuplicateMember,
     DuplicateMethod,
@@ -33,7 +35,6 @@ from curation.services.duplicate_review import (
     label_conflict,
 )
 from curation.services.taxonomy import class_create
-from labelling.models import BadReason, BadVerdict
 
 pytestmark = pytest.mark.django_db
 

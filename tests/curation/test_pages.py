@@ -653,9 +653,8 @@ def test_a_reviewer_moves_a_sub_class_by_typing_the_target_class_name(
 def test_the_class_page_and_inbox_filter_on_smes_bad_image_verdicts(
     client: Client, labeller: User, make_image: Callable[..., Image]
 ) -> None:
-    from curation.models import SubClass
+    from curation.models import BadVerdict, SubClass
     from curation.services.taxonomy import class_create
-    from labelling.models import BadVerdict
 
     robin = class_create(name="Robin", actor=None)
     default = SubClass.objects.get(label_class=robin, is_default=True)

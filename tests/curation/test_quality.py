@@ -18,6 +18,7 @@ from curation.models import (
     LabelClass,
     LabelReason,
     QualityBaseline,
+    SavedFilter,
     SubClass,
 )
 from curation.services.hashing import features_make
@@ -35,7 +36,6 @@ from curation.services.quality import (
     quality_flags,
 )
 from curation.tasks_duplicates import update_quality_baseline
-from labelling.models import SavedFilter
 from labelling.queues import queue_resolve
 from tests.curation.duplicate_photos import DISTINCT, PHOTOS, jpeg, photo
 from tests.factories import LabelClassFactory

@@ -11,11 +11,11 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Role
-from curation.models import ClassKind, Image, LabelEvent, LabelReason, SubClass
+from curation.models import BadVerdict, ClassKind, Image, LabelEvent, LabelReason, SubClass
 from curation.services.images import subclass_counts_rebuild
 from curation.services.taxonomy import class_create, subclass_create
 from inference.models import LabelMatch, ModelVersion, Prediction
-from labelling.models import ActionKind, BadVerdict, LabellingAction
+from labelling.models import ActionKind, LabellingAction
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

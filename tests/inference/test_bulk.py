@@ -15,6 +15,7 @@ from curation.models import (
     JobStatus,
     LabelEvent,
     LabelReason,
+    SavedFilter,
     Source,
     SubClass,
 )
@@ -34,7 +35,6 @@ from inference.models import ModelVersion, Prediction
 from inference.preprocessing import PreprocessSpec
 from inference.services import model_version_register, predictions_make
 from inference.tasks import identify_images
-from labelling.models import SavedFilter
 from labelling.queues import queue_resolve
 from tests.inference.onnx_models import labels, linear, to_bytes
 

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import Role, User
 from curation.models import (
+    BadVerdict,
     Image,
     ImageFeatures,
     ImportBatch,
@@ -33,7 +34,6 @@ from inference.production import (
     review_queue,
 )
 from inference.rollups import production_rollups_rebuild
-from labelling.models import BadVerdict
 from tests.factories import UserFactory, image_bytes
 
 pytestmark = pytest.mark.django_db

@@ -7,10 +7,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.models import Role, User
-from curation.models import ClassKind, Image, LabelEvent, LabelReason, SubClass
+from curation.models import BadVerdict, ClassKind, Image, LabelEvent, LabelReason, SubClass
 from curation.services.taxonomy import class_create
 from inference.models import LabelMatch, ModelVersion, Prediction
-from labelling.models import BadVerdict, Claim
+from labelling.models import Claim
 from tests.factories import UserFactory
 
 QUEUE = "/api/v1/labelling/queue/"
@@ -253,7 +253,7 @@ def test_bad_images_are_filterable_in_the_image_list(
 def test_a_saved_filter_on_predicted_class_and_score_range_is_a_queue(
     api: APIClient, robin: SubClass, make_image: Callable[..., Image]
 ) -> None:
-    from labelling.models import SavedFilter
+    from curation.models import SavedFilter
 
     low, high, other = make_image(), make_image(), make_image()
     model = ModelVersion.objects.create(
@@ -295,7 +295,7 @@ def test_a_saved_filter_on_predicted_class_and_score_range_is_a_queue(
 def test_a_saved_filter_naming_no_model_version_id_is_an_unknown_queue_not_a_server_error(
     api: APIClient, make_image: Callable[..., Image]
 ) -> None:
-    from labelling.models import SavedFilter
+    from curation.models import SavedFilter
 
     make_image()
     saved = SavedFilter.objects.create(name="Hand-edited", params={"model_version": "latest"})

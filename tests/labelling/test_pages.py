@@ -9,10 +9,18 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
-from curation.models import ClassKind, Image, LabelClass, SubClass
+from curation.models import (
+    BAD_REASON_KEYS,
+    BadReason,
+    ClassKind,
+    Image,
+    LabelClass,
+    SavedFilter,
+    SubClass,
+)
 from curation.services.images import image_trash
 from curation.services.taxonomy import class_create, subclass_create
-from labelling.models import BAD_REASON_KEYS, BadReason, Exemplar, SavedFilter
+from labelling.models import Exemplar
 from labelling.services import label_image, skip_image
 from tests.factories import UserFactory
 

@@ -11,10 +11,9 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
-from curation.models import Image, LabelClass, SubClass
+from curation.models import Image, LabelClass, SavedFilter, SubClass
 from curation.services.images import image_trash
 from curation.services.taxonomy import class_create
-from labelling.models import SavedFilter
 from labelling.queues import queue_images, queue_resolve
 from labelling.services import label_image, skip_image, undo_last
 from tests.factories import UserFactory

@@ -6,10 +6,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.models import Role, User
-from curation.models import Image, LabelEvent, SubClass
+from curation.models import BadVerdict, Image, LabelEvent, SubClass
 from curation.services.images import image_relabel
 from curation.services.taxonomy import class_create
-from labelling.models import BadVerdict, OpinionStatus, SecondOpinion
+from labelling.models import OpinionStatus, SecondOpinion
 from tests.factories import UserFactory
 
 QUEUE = "/api/v1/labelling/queue/"

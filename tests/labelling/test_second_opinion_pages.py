@@ -13,10 +13,10 @@ import pytest
 from django.test import Client
 
 from accounts.models import Role, User
-from curation.models import Image, LabelClass, LabelEvent, SubClass
+from curation.models import BadVerdict, Image, LabelClass, LabelEvent, SubClass
 from curation.services.images import image_relabel
 from curation.services.taxonomy import class_create
-from labelling.models import BadVerdict, Exemplar, OpinionStatus, SecondOpinion
+from labelling.models import Exemplar, OpinionStatus, SecondOpinion
 from labelling.services import second_opinion_give
 from tests.factories import UserFactory
 
