@@ -19,11 +19,15 @@ def contracts() -> list[dict]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
 
 
+def layer_modules() -> list[str]:
+    """Every module the layers contract names, highest first."""
+    [layers] = [c for c in contracts() if c["id"] == "layers"]
+    return [name.strip() for layer in layers["layers"] for name in re.split(r"[|:]", layer)]
+
+
 def app_layers() -> list[str]:
     """The apps of the layers contract, highest first (config's modules left out)."""
-    [layers] = [c for c in contracts() if c["id"] == "layers"]
-    names = [name.strip() for layer in layers["layers"] for name in re.split(r"[|:]", layer)]
-    return [name for name in names if "." not in name]
+    return [name for name in layer_modules() if "." not in name]
 
 
 def test_the_import_contracts_hold() -> None:
@@ -46,6 +50,17 @@ def test_every_loupe_app_has_a_layer() -> None:
         if Path(config.path).resolve().parent == ROOT
     }
     assert local == set(app_layers())
+
+
+def test_every_module_of_config_has_a_layer() -> None:
+    """config holds both the wiring on top and the plumbing at the bottom: a new module there
+    must say which it is."""
+    modules = {
+        f"config.{path.stem}"
+        for path in (ROOT / "config").iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").exists()
+    }
+    assert modules == {name for name in layer_modules() if name.startswith("config.")}
 
 
 def test_no_app_names_a_higher_apps_models() -> None:
