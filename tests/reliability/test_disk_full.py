@@ -20,6 +20,7 @@ pytestmark = pytest.mark.django_db
 SHARDS_BEFORE_FULL = 2
 _real_write_shard = export._write_shard
 _real_link_or_copy = export._link_or_copy
+_real_copy = export.FileCopier.copy
 
 
 def write_shard_until_the_disk_fills(task: Any) -> tuple[str, int, int]:
@@ -93,6 +94,30 @@ def test_a_folder_export_that_fills_the_disk_leaves_no_half_tree(
 ) -> None:
     written = []
 
+    def copy_until_the_disk_fills(self: export.FileCopier, source: str, target: Path) -> bool:
+        if len(written) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        written.append(target)
+        return _real_copy(self, source, target)
+
+    monkeypatch.setattr(export.FileCopier, "copy", copy_until_the_disk_fills)
+    with pytest.raises(ExportError, match="No space left"):
+        # One worker: the copies run here, where the count is kept.
+        dataset_export(
+            version=version, out=tmp_path / "exports" / "tree", format="folder", workers=1
+        )
+
+    assert len(written) == 5
+    assert everything_under(tmp_path / "exports") == []
+
+
+def test_a_hard_linked_export_that_fills_the_disk_leaves_no_half_tree(
+    version: DatasetVersion,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    written = []
+
     def link_until_the_disk_fills(source: str, target: Path) -> bool:
         if len(written) == 5:
             raise OSError(errno.ENOSPC, "No space left on device", str(target))
@@ -101,7 +126,9 @@ def test_a_folder_export_that_fills_the_disk_leaves_no_half_tree(
 
     monkeypatch.setattr(export, "_link_or_copy", link_until_the_disk_fills)
     with pytest.raises(ExportError, match="No space left"):
-        dataset_export(version=version, out=tmp_path / "exports" / "tree", format="folder")
+        dataset_export(
+            version=version, out=tmp_path / "exports" / "tree", format="folder", hard_links=True
+        )
 
     assert len(written) == 5
     assert everything_under(tmp_path / "exports") == []
