@@ -4,6 +4,7 @@ import io
 from typing import Any
 
 from django.http import QueryDict
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -27,10 +28,10 @@ from inference.serializers import (
 from inference.services import (
     label_classes_create,
     model_version_activate,
-    model_version_register,
     model_version_update,
     predict,
 )
+from inference.uploads import model_upload_start
 from inference.validation import ModelRejected
 
 
@@ -42,7 +43,8 @@ class ModelVersionViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
     """Model versions. Upload with POST (multipart: ``onnx`` file, ``labels`` JSON file and the
-    preprocessing fields); activate with POST …/activate/ (recomputes suggestions as a job)."""
+    preprocessing fields; validated as a job); activate with POST …/activate/ (recomputes
+    suggestions as a job)."""
 
     serializer_class = ModelVersionSerializer
     pagination_class = None
@@ -60,7 +62,18 @@ class ModelVersionViewSet(
         version = self.get_object()
         return Response(ModelVersionSerializer(version, context={"detail": True}).data)
 
-    @extend_schema(request=ModelUploadSerializer, responses={201: ModelVersionSerializer})
+    @extend_schema(
+        request=ModelUploadSerializer,
+        responses={202: JobSerializer},
+        description=(
+            "Upload a model: the size, label map, preprocessing and node count are checked "
+            "now (400 names the problem); the onnx checker and a dry run follow in the worker "
+            "as a job (202 with the job, `Location` its URL). When the job succeeds its result "
+            "names the new version (`model_version`, `model_version_id`); when the model is "
+            "refused the job fails with the reason as its message. No version exists, and "
+            "none can be activated, before the job succeeds."
+        ),
+    )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         # Read the fields one by one: copying request.data would deep-copy the uploads.
         body = request_fields(request)
@@ -86,8 +99,8 @@ class ModelVersionViewSet(
             resize_mode=fields["resize_mode"],
         )
         try:
-            registration = model_version_register(
-                onnx_data=fields["onnx"].read(),
+            job = model_upload_start(
+                onnx_file=fields["onnx"],
                 labels=labels,
                 name=fields.get("name") or fields["onnx"].name.rsplit(".", 1)[0],
                 actor=api_user(request),
@@ -100,9 +113,11 @@ class ModelVersionViewSet(
             )
         except ModelRejected as exc:
             return _refused(f"Model refused: {exc}")
-        body = ModelVersionSerializer(registration.version, context={"detail": True}).data
-        body["created_classes"] = registration.created_classes
-        return Response(body, status=status.HTTP_201_CREATED)
+        return Response(
+            JobSerializer(job).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": reverse("api:job-detail", args=[job.pk])},
+        )
 
     @extend_schema(request=ModelVersionUpdateSerializer, responses={200: ModelVersionSerializer})
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:

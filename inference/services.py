@@ -23,7 +23,13 @@ from inference.models import LabelMatch, ModelVersion, OutputKind, Prediction
 from inference.pipeline import BATCH_SIZE, LibraryWalk, scored_batches
 from inference.preprocessing import PreprocessSpec, load_input, stored_input
 from inference.runtime import TopK, run_batches, top_k
-from inference.validation import ModelRejected, label_map_parse, model_size_check, onnx_check
+from inference.validation import (
+    CheckedModel,
+    ModelRejected,
+    label_map_parse,
+    model_size_check,
+    onnx_check,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,20 +61,25 @@ def model_version_register(
     notes: str = "",
     activate: bool = False,
     create_classes: bool = False,
+    checked: CheckedModel | None = None,
 ) -> Registration:
     """Validate, store and number a model version; match its labels to library classes.
 
     Raises ModelRejected with a message for the uploader; nothing is stored then. With
-    ``create_classes`` the label names no class matches become new classes.
+    ``create_classes`` the label names no class matches become new classes. ``checked`` is
+    the answer of an ``onnx_check`` already run on these bytes, labels and spec (in a child
+    process, for uploads: ``inference.uploads``); without it the check runs here, which suits
+    the models Loupe builds itself (the backbone, the quick trainer's).
     """
     spec = spec or PreprocessSpec()
     model_size_check(len(onnx_data))
     if output_kind not in OutputKind.values:
         raise ModelRejected("output kind must be 'logits' or 'probabilities'")
     label_names = label_map_parse(json.dumps(labels) if isinstance(labels, list) else labels)
-    checked = onnx_check(
-        data=onnx_data, labels=label_names, spec=spec, embedding_output=embedding_output
-    )
+    if checked is None:
+        checked = onnx_check(
+            data=onnx_data, labels=label_names, spec=spec, embedding_output=embedding_output
+        )
     name = " ".join(name.split())[:200] or "Model"
     sha256 = hashlib.sha256(onnx_data).hexdigest()
     storage_name = model_storage_name(sha256)

@@ -108,3 +108,18 @@ def rank_label_errors(job_id: int) -> None:
         return label_errors_job_work(job, progress)
 
     job_run(job_id=job_id, work=work)
+
+
+@shared_task(name="inference.validate_model", acks_late=True, **JOB_TASK_LIMITS)
+def validate_model(job_id: int) -> None:
+    """An uploaded model: the checker and a dry run in a bounded child process, then its
+    registration (``inference.uploads``)."""
+    from inference.uploads import model_upload_validate
+
+    def work(job: Job) -> dict[str, Any]:
+        def progress(done: int, total: int, message: str) -> None:
+            job_progress(job_id=job.pk, done=done, total=total, message=message)
+
+        return model_upload_validate(job=job, progress=progress)
+
+    job_run(job_id=job_id, work=work)

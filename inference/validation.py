@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,11 @@ MAX_LABEL_LENGTH = 500
 
 class ModelRejected(Exception):
     """The model or label map cannot be used; the message says why, for the uploader."""
+
+    @property
+    def job_message(self) -> str:
+        """What a validation job that refused the model says (``job_fail``)."""
+        return f"Model refused: {self}"
 
 
 @dataclass(frozen=True)
@@ -76,19 +82,124 @@ def model_size_check(size: int) -> None:
         )
 
 
+# --- The node cap, read from the wire format ----------------------------------------------
+# Protobuf field numbers (onnx.proto3): the graph and the functions of a ModelProto, the nodes
+# of a GraphProto and of a FunctionProto.
+_MODEL_GRAPH = 7
+_MODEL_FUNCTIONS = 25
+_GRAPH_NODES = 1
+_FUNCTION_NODES = 7
+_VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
+
+
+def _varint(data: memoryview, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(data) or shift > 63:
+            raise ModelRejected("not an ONNX model: the file is truncated or not protobuf")
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+
+
+def _fields(data: memoryview) -> Any:
+    """(field number, bytes of a length-delimited value or None) of each field of one
+    protobuf message, without decoding the values."""
+    at = 0
+    while at < len(data):
+        key, at = _varint(data, at)
+        number, wire_type = key >> 3, key & 7
+        if number == 0:
+            raise ModelRejected("not an ONNX model: the file is not protobuf")
+        if wire_type == _VARINT:
+            _, at = _varint(data, at)
+            yield number, None
+        elif wire_type == _FIXED64:
+            at += 8
+            yield number, None
+        elif wire_type == _FIXED32:
+            at += 4
+            yield number, None
+        elif wire_type == _LENGTH_DELIMITED:
+            length, at = _varint(data, at)
+            if at + length > len(data):
+                raise ModelRejected("not an ONNX model: the file is truncated")
+            yield number, data[at : at + length]
+            at += length
+        else:
+            raise ModelRejected("not an ONNX model: the file is not ONNX protobuf")
+        if at > len(data):
+            raise ModelRejected("not an ONNX model: the file is truncated")
+
+
+def node_count_check(data: bytes | mmap.mmap, *, limit: int | None = None) -> int:
+    """Count the nodes of the main graph and of the model-local functions straight from the
+    protobuf wire format, without building the model, and refuse a model over the cap.
+
+    Costs one pass over the file's top-level fields and at most ``limit`` node headers (a
+    fraction of a second at the default cap), so the web request can refuse a
+    million-node model before anything loads it. Nodes nested in subgraphs (If, Loop, Scan)
+    are counted by ``onnx_check`` once the model is loaded."""
+    cap: int = settings.LOUPE_MAX_MODEL_NODES if limit is None else limit
+    count, refusal = _node_count(data, cap)
+    # Raised here, where no frame holds a view of ``data``: a memory-mapped upload can close.
+    if refusal:
+        raise ModelRejected(refusal)
+    return count
+
+
+def _node_count(data: bytes | mmap.mmap, cap: int) -> tuple[int, str]:
+    count = 0
+    graphs = 0
+    try:
+        for number, value in _fields(memoryview(data)):
+            if value is None or number not in (_MODEL_GRAPH, _MODEL_FUNCTIONS):
+                continue
+            graphs += number == _MODEL_GRAPH
+            wanted = _GRAPH_NODES if number == _MODEL_GRAPH else _FUNCTION_NODES
+            for inner, _ in _fields(value):
+                if inner == wanted:
+                    count += 1
+                    if count > cap:
+                        return count, node_cap_message(f"more than {cap:,}", cap)
+    except ModelRejected as exc:
+        return count, str(exc)
+    if not graphs:
+        # Other bytes can read as protobuf by chance (a pickle does); an ONNX model has a graph.
+        return count, "not an ONNX model: the file has no graph"
+    return count, ""
+
+
+def node_cap_message(count: str, cap: int) -> str:
+    return (
+        f"the model has {count} nodes; the limit is {cap:,} (LOUPE_MAX_MODEL_NODES). "
+        "Image classifiers have a few hundred to a few thousand"
+    )
+
+
 def _static_dims(value_info: Any) -> list[int | None]:
     dims = value_info.type.tensor_type.shape.dim
     return [d.dim_value if d.HasField("dim_value") else None for d in dims]
 
 
 def onnx_check(
-    *, data: bytes, labels: list[str], spec: PreprocessSpec, embedding_output: str = ""
+    *,
+    data: bytes,
+    labels: list[str],
+    spec: PreprocessSpec,
+    embedding_output: str = "",
+    max_nodes: int | None = None,
 ) -> CheckedModel:
     """Validate a self-contained ONNX classifier against its label map and preprocessing.
 
-    Runs the onnx checker, refuses external data and non-standard operator domains, checks the
+    Refuses a model over the node cap (``max_nodes``, default ``LOUPE_MAX_MODEL_NODES``),
+    runs the onnx checker, refuses external data and non-standard operator domains, checks the
     input shape against the spec, then runs one sample through onnxruntime and checks the
-    output has one score per label.
+    output has one score per label. Runs in this process: for a file from outside Loupe, use
+    ``onnx_check_isolated``, which bounds the memory and time it may take.
     """
     import onnx
     import onnxruntime as ort
@@ -98,10 +209,15 @@ def onnx_check(
         spec.check()
     except ValueError as exc:
         raise ModelRejected(f"preprocessing: {exc}") from None
+    cap: int = settings.LOUPE_MAX_MODEL_NODES if max_nodes is None else max_nodes
+    node_count_check(data, limit=cap)
     try:
         model = onnx.load_model_from_string(data)
     except Exception as exc:
         raise ModelRejected(f"not an ONNX model: {exc}") from None
+    nodes = _all_nodes(model)
+    if len(nodes) > cap:
+        raise ModelRejected(node_cap_message(f"{len(nodes):,}", cap))
 
     external = list(dict.fromkeys(t.name for t in _all_tensors(model) if uses_external_data(t)))
     if external:
@@ -110,7 +226,7 @@ def onnx_check(
             f"({', '.join(external[:3])}{' …' if len(external) > 3 else ''}); "
             "upload a self-contained .onnx file"
         )
-    domains = {op.domain for op in model.opset_import} | {node.domain for node in _all_nodes(model)}
+    domains = {op.domain for op in model.opset_import} | {node.domain for node in nodes}
     unknown = sorted(d for d in domains if d not in STANDARD_DOMAINS)
     if unknown:
         raise ModelRejected(
@@ -127,6 +243,7 @@ def onnx_check(
     if len(inputs) != 1:
         raise ModelRejected(f"the model must take exactly one image input, not {len(inputs)}")
     image_input = inputs[0]
+    input_name = image_input.name
     elem = image_input.type.tensor_type.elem_type
     if elem != onnx.TensorProto.FLOAT:
         raise ModelRejected("the model input must be a float32 tensor")
@@ -151,15 +268,24 @@ def onnx_check(
     output_name = next(o for o in outputs if o != embedding_output) if len(outputs) > 1 else ""
     output_name = output_name or outputs[0]
 
+    opset = max(
+        (op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), default=0
+    )
+    # The parsed graph is not needed any more: free it before onnxruntime builds its own (a
+    # message taken from it would keep all of it alive).
+    del model, nodes, inputs, image_input
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
     try:
-        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise ModelRejected(f"onnxruntime cannot load the model: {_short(exc)}") from None
     batch = 1 if dims[0] is None or dims[0] == 1 else dims[0]
     sample = np.zeros([batch, *sample_dims], np.float32)
     wanted = [output_name] + ([embedding_output] if embedding_output else [])
     try:
-        results = session.run(wanted, {image_input.name: sample})
+        results = session.run(wanted, {input_name: sample})
     except Exception as exc:
         raise ModelRejected(f"the dry run failed: {_short(exc)}") from None
     scores = np.asarray(results[0])
@@ -174,11 +300,8 @@ def onnx_check(
         )
     if not np.all(np.isfinite(scores)):
         raise ModelRejected("the dry run gave non-finite scores (NaN or infinity)")
-    opset = max(
-        (op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), default=0
-    )
     return CheckedModel(
-        input_name=image_input.name,
+        input_name=input_name,
         output_name=output_name,
         embedding_output=embedding_output,
         class_count=len(labels),

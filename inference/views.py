@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import request_user as _user
@@ -18,9 +20,9 @@ from inference.preprocessing import PreprocessSpec
 from inference.services import (
     label_classes_create,
     model_version_activate,
-    model_version_register,
     model_version_update,
 )
+from inference.uploads import model_upload_start, model_uploads_recent, model_uploads_waiting
 from inference.validation import ModelRejected
 
 View = Callable[..., HttpResponse]
@@ -43,11 +45,19 @@ def model_list(request: HttpRequest) -> HttpResponse:
         )
         .order_by("-number")
     )
+    uploads = model_uploads_recent()
     return render(
         request,
         "inference/models.html",
         {
             "versions": versions,
+            "uploads": uploads,
+            "uploads_live": model_uploads_waiting(uploads),
+            "limits": {
+                "bytes": settings.LOUPE_MAX_MODEL_BYTES,
+                "nodes": settings.LOUPE_MAX_MODEL_NODES,
+                "memory": settings.LOUPE_MODEL_VALIDATION_MEMORY,
+            },
             "can_edit": _user(request).is_reviewer,
             "resize_modes": ResizeMode.choices,
             "output_kinds": OutputKind.choices,
@@ -88,8 +98,8 @@ def model_upload(request: HttpRequest) -> HttpResponse:
             std=_floats(post.get("std", "")),
             resize_mode=post.get("resize_mode") or ResizeMode.LETTERBOX,
         )
-        registration = model_version_register(
-            onnx_data=onnx_file.read(),
+        job = model_upload_start(
+            onnx_file=onnx_file,
             labels=labels_file.read(),
             name=post.get("name") or (onnx_file.name or "").rsplit(".", 1)[0],
             actor=_user(request),
@@ -103,16 +113,12 @@ def model_upload(request: HttpRequest) -> HttpResponse:
     except ModelRejected as exc:
         messages.error(request, f"Model refused: {exc}")
         return redirect("inference:models")
-    version = registration.version
-    text = f"Registered model v{version.number} ({len(version.label_map)} classes)."
-    if registration.created_classes:
-        text += f" Created {len(registration.created_classes)} classes."
-    if registration.unmatched:
-        text += f" {len(registration.unmatched)} label names match no class."
-    if version.is_active:
-        text += " It is active; suggestions are being recomputed (see Jobs)."
-    messages.success(request, text)
-    return redirect("inference:models")
+    messages.success(
+        request,
+        f"Received {job.params['name']} ({job.params['nodes']:,} nodes). The worker is "
+        f"validating it (job {job.pk}); it becomes a version once the checks pass.",
+    )
+    return redirect(f"{reverse('inference:models')}#uploads")
 
 
 @reviewer_required

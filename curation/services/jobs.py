@@ -76,8 +76,11 @@ def job_succeed(*, job_id: int, result: dict[str, Any], message: str = "") -> No
 
 
 def job_fail(*, job_id: int, error: BaseException | str) -> None:
+    """Record the failure: the message is the error's ``job_message`` where it has one (an
+    error written for the user, such as a refused model), else its type and text; ``error``
+    keeps the traceback."""
     if isinstance(error, BaseException):
-        summary = f"{type(error).__name__}: {error}"
+        summary = getattr(error, "job_message", "") or f"{type(error).__name__}: {error}"
         detail = "".join(traceback.format_exception(error))
     else:
         summary = detail = error

@@ -6,9 +6,12 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
+from curation.models import Job
 from inference.models import ModelVersion
 from inference.preprocessing import PreprocessSpec
 from inference.services import model_version_register
+from inference.tasks import validate_model
+from inference.validation import ModelRejected
 from tests.inference.onnx_models import labels, linear, to_bytes
 
 pytestmark = [pytest.mark.django_db]
@@ -52,7 +55,9 @@ def test_a_reviewer_uploads_activates_and_annotates_a_model(reviewer: User) -> N
         {"onnx": onnx_file, "labels": label_file, "input_size": "8", "scale": "1", "mean": ""},
         follow=True,
     )
-    assert "Registered model v1 (2 classes)" in response.content.decode()
+    assert "The worker is validating it" in response.content.decode()
+    validate_model(Job.objects.get(kind="inference.validate_model").pk)
+    assert "Registered model v1 (2 classes)" in client.get("/models/").content.decode()
     version = ModelVersion.objects.get(number=1)
     assert version.name == "flowers" and version.uploaded_by == reviewer
 
@@ -67,10 +72,12 @@ def test_a_refused_upload_shows_the_reason(reviewer: User) -> None:
     onnx_file.name = "m.onnx"
     label_file = io.BytesIO(labels("only one"))
     label_file.name = "labels.json"
-    response = signed_in(reviewer).post(
-        "/models/upload/", {"onnx": onnx_file, "labels": label_file, "input_size": "8"}, follow=True
-    )
-    assert "label map has 1 names" in response.content.decode()
+    client = signed_in(reviewer)
+    client.post("/models/upload/", {"onnx": onnx_file, "labels": label_file, "input_size": "8"})
+    with pytest.raises(ModelRejected):
+        validate_model(Job.objects.get(kind="inference.validate_model").pk)
+    html = client.get("/models/").content.decode()
+    assert "Model refused: the model gives 2 scores per image but the label map has 1 names" in html
     assert not ModelVersion.objects.exists()
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -17,6 +18,7 @@ from curation.models import Job, LabelClass
 from inference.models import LabelMatch, ModelVersion
 from inference.preprocessing import PreprocessSpec
 from inference.services import model_version_activate, model_version_register
+from inference.tasks import validate_model
 from inference.validation import ModelRejected, label_map_parse
 from tests.factories import LabelClassFactory
 from tests.inference.onnx_models import channel_means, labels, linear, to_bytes
@@ -232,10 +234,32 @@ def upload(
     )
 
 
+def validated(client: APIClient, response: Any) -> Job:
+    """The upload's job, after the worker ran it."""
+    assert response.status_code == 202, response.json()
+    with contextlib.suppress(ModelRejected):  # a refusal fails the task too
+        validate_model(response.json()["id"])
+    return Job.objects.get(pk=response.json()["id"])
+
+
+def uploaded(client: APIClient, **kwargs: Any) -> dict[str, Any]:
+    """Upload, validate, and the new version as the API gives it."""
+    job = validated(client, upload(client, **kwargs))
+    assert job.status == "succeeded", job.message
+    return client.get(f"{MODELS}{job.result['model_version_id']}/").json()
+
+
 def test_reviewers_upload_models_through_the_api(reviewer_api: APIClient, reviewer: User) -> None:
     response = upload(reviewer_api, notes="first try")
-    assert response.status_code == 201, response.json()
-    body = response.json()
+    assert response.status_code == 202, response.json()
+    assert response.json()["kind"] == "inference.validate_model"
+    assert response["Location"] == f"/api/v1/jobs/{response.json()['id']}/"
+    assert not ModelVersion.objects.exists()  # nothing usable before the job validates it
+    job = validated(reviewer_api, response)
+    assert job.status == "succeeded", job.message
+    assert job.result["model_version"] == 1
+    assert job.message.startswith("Registered model v1 (3 classes).")
+    body = reviewer_api.get(f"{MODELS}{job.result['model_version_id']}/").json()
     assert body["number"] == 1
     assert body["name"] == "tiny"
     assert body["uploaded_by"] == reviewer.username
@@ -276,17 +300,21 @@ def test_labellers_cannot_upload_models(api: APIClient) -> None:
     assert upload(api).status_code == 403
 
 
-def test_an_api_upload_with_a_wrong_label_map_is_refused_with_the_reason(
+def test_an_api_upload_with_a_wrong_label_map_is_refused_by_its_job_with_the_reason(
     reviewer_api: APIClient,
 ) -> None:
-    response = upload(reviewer_api, classes=3, label_count=5)
-    assert response.status_code == 400
-    assert "label map has 5 names" in response.json()["detail"]
+    job = validated(reviewer_api, upload(reviewer_api, classes=3, label_count=5))
+    assert job.status == "failed"
+    assert job.message == (
+        "Model refused: the model gives 3 scores per image but the label map has 5 names"
+    )
+    assert reviewer_api.get(f"/api/v1/jobs/{job.pk}/").json()["message"] == job.message
     assert not ModelVersion.objects.exists()
+    assert default_storage.listdir("models/pending") == ([], [])
 
 
 def test_activating_through_the_api_starts_a_recompute_job(reviewer_api: APIClient) -> None:
-    number = upload(reviewer_api).json()["id"]
+    number = uploaded(reviewer_api)["id"]
     response = reviewer_api.post(f"{MODELS}{number}/activate/")
     assert response.status_code == 200
     body = response.json()
@@ -295,7 +323,7 @@ def test_activating_through_the_api_starts_a_recompute_job(reviewer_api: APIClie
 
 
 def test_unmatched_labels_can_be_created_through_the_api(reviewer_api: APIClient) -> None:
-    version_id = upload(reviewer_api, classes=2).json()["id"]
+    version_id = uploaded(reviewer_api, classes=2)["id"]
     response = reviewer_api.post(f"{MODELS}{version_id}/create-classes/")
     assert response.json()["created_classes"] == ["label 0", "label 1"]
     assert response.json()["model_version"]["unmatched_labels"] == []

@@ -21,7 +21,10 @@ from onnx import TensorProto, external_data_helper, helper, numpy_helper
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from curation.models import Job
 from inference.models import ModelVersion
+from inference.tasks import validate_model
+from inference.validation import ModelRejected
 from tests.inference.onnx_models import channel_means, labels, linear, to_bytes
 
 pytestmark = pytest.mark.django_db
@@ -128,35 +131,40 @@ def pytorch_style_pickle() -> bytes:
     return pickle.dumps({"state_dict": LeavesAMark()}, protocol=2)
 
 
-# (model bytes, label map bytes, what the refusal must say)
+# Where a refusal happens: in the request, from what is cheap to read (the label map, the size,
+# the node count and whether the bytes are protobuf with a graph), or in the validation job.
+REQUEST, JOB = "request", "job"
+# (model bytes, label map bytes, what the refusal must say, where)
 HOSTILE_MODELS = [
     pytest.param(external_initializers("weights.bin"), labels("a", "b", "c"),
-                 "keeps weights in external data files", id="external-data"),
+                 "keeps weights in external data files", JOB, id="external-data"),
     pytest.param(external_initializers("../../etc/passwd"), labels("a", "b", "c"),
-                 "keeps weights in external data files", id="external-data-traversal"),
+                 "keeps weights in external data files", JOB, id="external-data-traversal"),
     pytest.param(external_initializers("/etc/passwd"), labels("a", "b", "c"),
-                 "keeps weights in external data files", id="external-data-absolute"),
+                 "keeps weights in external data files", JOB, id="external-data-absolute"),
     pytest.param(external_constant_in_a_local_function(), labels("a", "b", "c"),
-                 "external data files (w)", id="external-data-in-a-function"),
+                 "external data files (w)", JOB, id="external-data-in-a-function"),
     pytest.param(external_sparse_initializer(), labels("a", "b", "c"),
-                 "external data files (sparse_values)", id="external-sparse-initializer"),
+                 "external data files (sparse_values)", JOB, id="external-sparse-initializer"),
     pytest.param(external_initializer_two_subgraphs_deep(), labels("a", "b", "c"),
-                 "external data files (hidden)", id="external-data-in-a-nested-subgraph"),
+                 "external data files (hidden)", JOB, id="external-data-in-a-nested-subgraph"),
     pytest.param(to_bytes(channel_means(domain="com.example.custom")), RGB,
-                 "operators from non-standard domains: com.example.custom", id="unknown-domain"),
+                 "operators from non-standard domains: com.example.custom", JOB,
+                 id="unknown-domain"),
     pytest.param(custom_domain_inside_a_subgraph(), RGB,
                  "operators from non-standard domains: ai.onnx.contrib",
-                 id="unknown-domain-in-a-subgraph"),
+                 JOB, id="unknown-domain-in-a-subgraph"),
     pytest.param(to_bytes(linear(classes=3)), labels("a", "b"),
                  "the model gives 3 scores per image but the label map has 2 names",
-                 id="output-size-mismatch"),
+                 JOB, id="output-size-mismatch"),
     pytest.param(to_bytes(linear(classes=3)), pickled_labels(0),
-                 "the label map is not valid JSON", id="pickled-labels-text"),
+                 "the label map is not valid JSON", REQUEST, id="pickled-labels-text"),
     pytest.param(to_bytes(linear(classes=3)), pickled_labels(pickle.HIGHEST_PROTOCOL),
-                 "the label map is not valid JSON", id="pickled-labels-binary"),
+                 "the label map is not valid JSON", REQUEST, id="pickled-labels-binary"),
     pytest.param(pytorch_style_pickle(), labels("a", "b", "c"), "not an ONNX model",
-                 id="pickle-named-onnx"),
-    pytest.param(b"", labels("a", "b", "c"), "The submitted file is empty", id="empty-model"),
+                 REQUEST, id="pickle-named-onnx"),
+    pytest.param(b"", labels("a", "b", "c"), "The submitted file is empty", REQUEST,
+                 id="empty-model"),
 ]  # fmt: skip
 
 
@@ -191,25 +199,45 @@ def post_model(client: APIClient | Client, url: str, model: bytes, label_map: by
     )
 
 
-@pytest.mark.parametrize(("model", "label_map", "reason"), HOSTILE_MODELS)
+def refused_by_the_job(response: Any) -> Job:
+    """The validation job of an accepted upload, run as the worker would, refusing it."""
+    assert response.status_code == 202, response.json()
+    with pytest.raises(ModelRejected):  # the task fails as well as its job
+        validate_model(response.json()["id"])
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.status == "failed"
+    assert job.message.startswith("Model refused: ")
+    return job
+
+
+@pytest.mark.parametrize(("model", "label_map", "reason", "where"), HOSTILE_MODELS)
 def test_a_hostile_model_upload_is_refused_with_the_reason_and_nothing_stored(
     reviewer_api: APIClient,
     nothing_stored: Callable[[], None],
     model: bytes,
     label_map: bytes,
     reason: str,
+    where: str,
 ) -> None:
     response = post_model(reviewer_api, MODELS, model, label_map)
 
-    assert response.status_code == 400
-    assert response["Content-Type"] == "application/json"
-    assert reason in response.json()["detail"]
+    if where == REQUEST:
+        assert response.status_code == 400
+        assert response["Content-Type"] == "application/json"
+        assert reason in response.json()["detail"]
+    else:
+        assert reason in refused_by_the_job(response).message
     nothing_stored()
 
 
-@pytest.mark.parametrize(("model", "label_map", "reason"), HOSTILE_MODELS)
+@pytest.mark.parametrize(("model", "label_map", "reason", "where"), HOSTILE_MODELS)
 def test_register_model_refuses_the_same_models_with_the_reason(
-    tmp_path: Path, nothing_stored: Callable[[], None], model: bytes, label_map: bytes, reason: str
+    tmp_path: Path,
+    nothing_stored: Callable[[], None],
+    model: bytes,
+    label_map: bytes,
+    reason: str,
+    where: str,
 ) -> None:
     if not model:
         reason = "the ONNX file is empty"
@@ -232,11 +260,16 @@ def test_register_model_refuses_the_same_models_with_the_reason(
 
 
 @pytest.mark.parametrize(
-    ("model", "label_map", "reason"),
+    ("model", "label_map", "reason", "where"),
     [p for p in HOSTILE_MODELS if p.id in ("external-data-traversal", "pickled-labels-binary")],
 )
 def test_the_models_page_refuses_them_too(
-    reviewer: User, nothing_stored: Callable[[], None], model: bytes, label_map: bytes, reason: str
+    reviewer: User,
+    nothing_stored: Callable[[], None],
+    model: bytes,
+    label_map: bytes,
+    reason: str,
+    where: str,
 ) -> None:
     page = Client()
     page.force_login(reviewer)
@@ -244,7 +277,14 @@ def test_the_models_page_refuses_them_too(
     response = post_model(page, "/models/upload/", model, label_map)
 
     assert response.status_code == 302
-    assert any(reason in str(m) for m in get_messages(response.wsgi_request))
+    if where == REQUEST:
+        assert any(reason in str(m) for m in get_messages(response.wsgi_request))
+    else:
+        job = Job.objects.get(kind="inference.validate_model")
+        with pytest.raises(ModelRejected):
+            validate_model(job.pk)
+        html = page.get("/models/").content.decode()
+        assert "Model refused: " in html and reason in html
     nothing_stored()
 
 
@@ -276,7 +316,7 @@ def test_a_model_may_be_larger_than_the_general_upload_cap(
 
     response = post_model(reviewer_api, MODELS, data, labels(*map(str, range(200))))
 
-    assert response.status_code == 201, response.json()
+    assert response.status_code == 202, response.json()
 
 
 def test_a_model_body_over_the_model_cap_is_a_json_413_before_it_is_read(
@@ -298,5 +338,7 @@ def test_a_model_body_over_the_model_cap_is_a_json_413_before_it_is_read(
 def test_a_well_formed_model_still_registers(reviewer_api: APIClient) -> None:
     response = post_model(reviewer_api, MODELS, to_bytes(linear(classes=3)), RGB)
 
-    assert response.status_code == 201, response.json()
+    assert response.status_code == 202, response.json()
+    validate_model(response.json()["id"])
+    assert Job.objects.get(pk=response.json()["id"]).status == "succeeded"
     assert ModelVersion.objects.count() == 1

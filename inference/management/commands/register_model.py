@@ -9,7 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from accounts.models import User
 from inference.models import OutputKind, ResizeMode
 from inference.preprocessing import PreprocessSpec
-from inference.services import Registration, model_version_register
+from inference.services import Registration
+from inference.uploads import model_file_register
 from inference.validation import ModelRejected
 
 
@@ -109,8 +110,8 @@ class Command(BaseCommand):
             if not path.is_file():
                 raise CommandError(f"{path} is not a file")
         try:
-            registration = model_version_register(
-                onnx_data=onnx_path.read_bytes(),
+            registration = model_file_register(
+                path=str(onnx_path),
                 labels=labels_path.read_bytes(),
                 name=options["name"] or onnx_path.stem,
                 actor=user_named(options["user"]),
