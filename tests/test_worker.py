@@ -91,10 +91,11 @@ def worker(transactional_db: None, media_root: Path, tmp_path: Path) -> Iterator
 
 
 def test_a_zip_import_is_processed_end_to_end_by_a_real_worker(
-    worker: Worker, labeller: Any
+    worker: Worker, reviewer: Any
 ) -> None:
+    # A reviewer: the archive's folders create its classes (a labeller's go to the inbox).
     client = APIClient()
-    client.force_authenticate(labeller)
+    client.force_authenticate(reviewer)
     archive = zip_bytes(
         {
             "Robin/juvenile/a.jpg": image_bytes(size=(320, 200), seed=5001),

@@ -60,10 +60,11 @@ def library_archive() -> tuple[bytes, int]:
 
 
 def test_an_import_whose_worker_is_killed_mid_job_completes_once_without_duplicates(
-    start_worker: Callable[..., Worker], labeller: Any
+    start_worker: Callable[..., Worker], reviewer: Any
 ) -> None:
+    # A reviewer: the archive's folders create its classes (a labeller's go to the inbox).
     client = APIClient()
-    client.force_authenticate(labeller)
+    client.force_authenticate(reviewer)
     archive, entries = library_archive()
     first = start_worker()
     response = client.post(
