@@ -36,6 +36,7 @@ from inference.production import (
     ReviewError,
     Source,
     dashboard,
+    library_disagrees,
     prediction_log_record,
     prediction_log_review,
     prediction_logs_record,
@@ -245,6 +246,12 @@ def _random_history(
             verdict = rng.choice(Verdict.values)
             if verdict == Verdict.SHOULD_BE_CONFIDENT and log.top1_score >= 0.95:
                 verdict = Verdict.CORRECT
+            log.image.refresh_from_db()
+            says_correct = verdict in (Verdict.CORRECT, Verdict.SHOULD_BE_CONFIDENT)
+            if says_correct and library_disagrees(log):
+                # The library labels the image otherwise (an earlier "wrong" relabelled it):
+                # a reviewer records the model wrong, as the review page's l does.
+                verdict = Verdict.WRONG
             prediction_log_review(
                 log_id=log.pk,
                 verdict=verdict,
