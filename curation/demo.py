@@ -428,6 +428,43 @@ def demo_build(
     return summary
 
 
+# --- Stages the apps above the library add ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``manage.py demo`` asked for, handed to every registered stage."""
+
+    actor: User | None
+    small: bool
+    # --no-embeddings: leave the whole library's embeddings (similar images, OOD scores) to
+    # the worker.
+    embeddings: bool = True
+    # --no-model: no backbone, dataset, trained model or suggestions.
+    model: bool = True
+    progress: Callable[[str, int, int], None] | None = None
+
+
+class DemoError(Exception):
+    """A stage cannot finish; the message says why (the command prints it)."""
+
+
+# A stage returns its summary: "lines" to print and any figures for --json.
+DemoStage = Callable[[DemoOptions], dict[str, object]]
+_STAGES: dict[str, DemoStage] = {}
+
+
+def demo_stage_register(name: str, stage: DemoStage) -> None:
+    """Run ``stage`` after the demo library is imported (inference: the backbone, a dataset, a
+    trained model and its suggestions). Registering a name again replaces it."""
+    _STAGES[name] = stage
+
+
+def demo_stages_run(*, options: DemoOptions) -> dict[str, dict[str, object]]:
+    """Every registered stage, in the order registered; their summaries by name."""
+    return {name: stage(options) for name, stage in _STAGES.items()}
+
+
 def demo_overview() -> dict[str, object]:
     """What the demo classes hold now, for the command's summary."""
     from django.db.models import Sum

@@ -8,6 +8,7 @@ app_name = "curation"
 
 urlpatterns = [
     path("", views.library, name="library"),
+    path("getting-started", views.getting_started_toggle, name="getting-started"),
     path("classes/new", views.class_new, name="class-new"),
     path("classes/<int:pk>/", views.class_detail, name="class"),
     path("classes/<int:pk>/subclasses", views.subclass_new, name="subclass-new"),

@@ -23,6 +23,7 @@ from accounts.decorators import request_user as _user
 from accounts.decorators import reviewer_required
 from config.query import whole_number
 from curation import selectors
+from curation.getting_started import HIDDEN_COOKIE, HIDDEN_VALUE, getting_started_for
 from curation.grid_actions import CLASS_PAGE, INBOX, TRASH
 from curation.imaging import needs_rendition
 from curation.models import (
@@ -219,17 +220,39 @@ def library(request: HttpRequest) -> HttpResponse:
     if query:
         classes = classes.filter(name__icontains=query)
     page = Paginator(classes, CLASSES_PER_PAGE).get_page(request.GET.get("page"))
+    totals = selectors.library_totals()
     return render(
         request,
         "curation/library.html",
         {
-            "totals": selectors.library_totals(),
+            "totals": totals,
             "page": page,
             "rows": [_class_row(c) for c in page.object_list],
             "query": query,
             "kinds": ClassKind.choices,
+            "getting_started": getting_started_for(request=request, totals=totals),
         },
     )
+
+
+@login_required
+@require_POST
+def getting_started_toggle(request: HttpRequest) -> HttpResponse:
+    """Hide the getting-started steps on the library page, or show them again (a cookie:
+    this browser only)."""
+    response = redirect("curation:library")
+    if request.POST.get("show"):
+        response.delete_cookie(HIDDEN_COOKIE)
+    else:
+        response.set_cookie(
+            HIDDEN_COOKIE,
+            HIDDEN_VALUE,
+            max_age=365 * 24 * 3600,
+            httponly=True,
+            samesite="Lax",
+            secure=request.is_secure(),
+        )
+    return response
 
 
 @reviewer_required

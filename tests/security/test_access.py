@@ -60,6 +60,7 @@ ACCESS: dict[str, Rule] = {
     "api:token-login": rule(POST=ANYONE),
     # --- Library pages ------------------------------------------------------------------------
     "curation:library": rule(GET=L),
+    "curation:getting-started": rule(POST=L),
     "curation:class-new": rule(POST=R),
     "curation:class": rule("label_class", GET=L),
     "curation:subclass-new": rule("label_class", POST=R),

@@ -7,14 +7,17 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from accounts.models import User
-from curation.demo import demo_build, demo_overview
+from curation.demo import DemoError, DemoOptions, demo_build, demo_overview, demo_stages_run
 
 
 class Command(BaseCommand):
     help = (
         "Build a demo library from data shipped inside installed packages (scikit-learn's "
         "handwritten digits, printed digits, scikit-image's sample photos and near-duplicates "
-        "of them); nothing is downloaded. Running it again creates nothing new."
+        "of them), then a model that knows its classes: the pretrained backbone, the library's "
+        "embeddings, a dataset version, the quick trainer's head on it (evaluated on its test "
+        "split and activated) and suggestions for every image. Nothing is downloaded. Running "
+        "it again creates nothing new."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -29,7 +32,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-embeddings",
             action="store_true",
-            help="leave embeddings (similarity, OOD scores) to the worker",
+            help="leave the whole library's embeddings (similar images, OOD scores) to the "
+            "worker; the trainer still embeds its train and val images",
+        )
+        parser.add_argument(
+            "--no-model",
+            action="store_true",
+            help="stop after the images: no backbone, dataset, trained model or suggestions",
         )
         parser.add_argument("--user", help="record the import as this user")
         parser.add_argument("--json", action="store_true", help="print a JSON summary only")
@@ -60,11 +69,22 @@ class Command(BaseCommand):
                 make_thumbnails=not options["no_thumbnails"],
                 progress=progress,
             )
-            embeddings = None if options["no_embeddings"] else self._embeddings(progress)
+            # The model and its suggestions, from the apps that own them (inference).
+            stages = demo_stages_run(
+                options=DemoOptions(
+                    actor=actor,
+                    small=options["small"],
+                    embeddings=not options["no_embeddings"],
+                    model=not options["no_model"],
+                    progress=progress,
+                )
+            )
+        except DemoError as exc:
+            raise CommandError(str(exc)) from None
         finally:
             for bar in bars.values():
                 bar.close()
-        result = {**summary.as_dict(), **demo_overview(), "embeddings": embeddings}
+        result = {**summary.as_dict(), **demo_overview(), **stages}
         if quiet:
             self.stdout.write(json.dumps(result))
             return
@@ -83,27 +103,6 @@ class Command(BaseCommand):
         for row in result["classes"]:  # type: ignore[attr-defined]
             self.stdout.write(f"  {row['name']:<14} {row['kind']:<8} {row['images']:>5} images")
         self.stdout.write(f"  {'inbox':<14} {'':<8} {result['inbox']:>5} images")
-        if embeddings is None:
-            self.stdout.write(
-                "No embeddings: install the backbone (`manage.py install_backbone`) and run "
-                "`manage.py compute_embeddings` for similar images and OOD scores."
-                if not options["no_embeddings"]
-                else "Embeddings are left to the worker."
-            )
-        else:
-            self.stdout.write(str(embeddings["message"]))
-
-    def _embeddings(self, progress: Any) -> dict[str, Any] | None:
-        """Embeddings, OOD scores and the similarity index of the whole library, when a model
-        with an embedding output is installed (the worker would compute them too)."""
-        from inference.embeddings import EmbeddingError, embedding_version, embeddings_compute
-
-        try:
-            version = embedding_version()
-        except EmbeddingError as exc:
-            raise CommandError(str(exc)) from None
-        if version is None:
-            return None
-        return embeddings_compute(
-            version=version, progress=lambda done, total: progress("embeddings", done, total)
-        )
+        for stage in stages.values():
+            for line in stage.get("lines", []):  # type: ignore[attr-defined]
+                self.stdout.write(str(line))

