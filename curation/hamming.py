@@ -14,8 +14,12 @@ vectorised brute force; multi-index hashing does not degrade that way.
 
 from __future__ import annotations
 
+import functools
 import heapq
-from collections.abc import Iterator
+import itertools
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import combinations
 from math import comb
@@ -67,7 +71,8 @@ def part_values(value: int, parts: int) -> list[int]:
     return out
 
 
-def flip_masks(width: int, radius: int) -> list[int]:
+@functools.cache
+def flip_masks(width: int, radius: int) -> tuple[int, ...]:
     """Every ``width``-bit mask with at most ``radius`` bits set, 0 first."""
     masks = [0]
     for r in range(1, radius + 1):
@@ -76,7 +81,7 @@ def flip_masks(width: int, radius: int) -> list[int]:
             for bit in bits:
                 mask |= 1 << bit
             masks.append(mask)
-    return masks
+    return tuple(masks)
 
 
 def neighbour_values(value: int, width: int, radius: int) -> list[int]:
@@ -129,82 +134,19 @@ def pairs_within(
     if parts is None:
         parts = plan(n, max_distance).parts
     radius = max_distance // parts
-    found_left: list[I64] = []
-    found_right: list[I64] = []
-    shift = 64
-    for width in part_widths(parts):
-        shift -= width
-        keys = ((hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int32)
-        for left, right in _part_pairs(hashes, keys, width, radius, max_distance):
-            found_left.append(left)
-            found_right.append(right)
-    if not found_left:
+
+    def searched(buckets: _Buckets, begin: int, end: int) -> tuple[I64, I64]:
+        return _probe_within(buckets, begin, end, radius, max_distance)
+
+    found_left, found_right = _each_part(hashes, hashes, parts, searched, within=True)
+    if not len(found_left):
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, np.empty(0, dtype=np.uint8)
-    left = np.concatenate(found_left)
-    right = np.concatenate(found_right)
-    low, high = np.minimum(left, right), np.maximum(left, right)
+    low, high = np.minimum(found_left, found_right), np.maximum(found_left, found_right)
     # The same pair is usually found through more than one part.
     unique = np.unique(low * n + high)
     low, high = unique // n, unique % n
     return low, high, popcount(hashes[low] ^ hashes[high])
-
-
-def _part_pairs(
-    hashes: U64, keys: npt.NDArray[np.int32], width: int, radius: int, max_distance: int
-) -> Iterator[tuple[I64, I64]]:
-    """Pairs within ``max_distance`` whose keys (one part) differ in at most ``radius`` bits.
-
-    Everything runs on the hashes sorted by key: the probed keys then rise in long runs, so
-    the bucket tables and the hashes are read almost in order instead of at random, which is
-    what makes a million hashes fast. Positions are mapped back only for the pairs kept.
-    """
-    order = np.argsort(keys, kind="stable").astype(np.int32)
-    sorted_keys = keys[order]
-    sorted_hashes = hashes[order]
-    counts = np.bincount(keys, minlength=1 << width).astype(np.int32)
-    starts = (np.cumsum(counts, dtype=np.int64) - counts).astype(np.int32)
-    # A byte per bucket (4 times smaller than the counts) for the first, most frequent test.
-    occupied = (counts > 0).astype(np.uint8)
-
-    def keep(left: npt.NDArray[np.int32], right: npt.NDArray[np.int32]) -> tuple[I64, I64]:
-        close = popcount(sorted_hashes[left] ^ sorted_hashes[right]) <= max_distance
-        return order[left[close]].astype(np.int64), order[right[close]].astype(np.int64)
-
-    # Same bucket: every pair inside a bucket of two or more.
-    shared = np.flatnonzero(counts >= 2)
-    for size in np.unique(counts[shared]):
-        buckets = shared[counts[shared] == size]
-        members = starts[buckets][:, None] + np.arange(size, dtype=np.int32)
-        a, b = np.triu_indices(int(size), k=1)
-        yield keep(members[:, a].ravel(), members[:, b].ravel())
-
-    masks_by_top: dict[int, list[int]] = {}
-    for mask in flip_masks(width, radius)[1:]:
-        masks_by_top.setdefault(mask.bit_length() - 1, []).append(mask)
-    for top, masks in masks_by_top.items():
-        # Probe only from the side whose top flipped bit is 0, so each pair comes up once.
-        side = np.flatnonzero((sorted_keys & (1 << top)) == 0).astype(np.int32)
-        side_keys = sorted_keys[side]
-        for mask in masks:
-            probe = side_keys ^ np.int32(mask)
-            hit = np.flatnonzero(np.take(occupied, probe))
-            if len(hit) == 0:
-                continue
-            hit_keys = probe[hit]
-            yield keep(*_bucket_members(side[hit], starts[hit_keys], counts[hit_keys]))
-
-
-def _bucket_members(
-    left: npt.NDArray[np.int32], first: npt.NDArray[np.int32], sizes: npt.NDArray[np.int32]
-) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
-    """Each ``left[i]`` paired with every entry of its bucket: the ``sizes[i]`` sorted
-    positions from ``first[i]`` on."""
-    if bool((sizes == 1).all()):
-        return left, first
-    run_starts = np.cumsum(sizes) - sizes
-    within = np.arange(int(sizes.sum()), dtype=np.int32) - np.repeat(run_starts, sizes)
-    return np.repeat(left, sizes), np.repeat(first, sizes) + within
 
 
 def pairs_between(
@@ -213,46 +155,269 @@ def pairs_between(
     """All pairs ``(q, b)`` of a position in ``queries`` and one in ``base`` within
     ``max_distance`` bits, with their distances; sorted by ``(q, b)``.
 
-    The same multi-index search as ``pairs_within``, with the buckets built on ``base`` only:
-    a few queries against a large base cost a few bucket look-ups each, and many queries
-    (the probe hashes of a whole library) against the library cost what a self-join costs per
-    query.
+    The same multi-index search as ``pairs_within``, with the buckets built on the larger
+    side and probed from the smaller one: the probe hashes of a whole library (seven per
+    image) against the library cost a seventh of the bucket look-ups the other way round,
+    and the candidate pairs (those sharing a probed bucket) are the same in number.
     """
     queries = np.ascontiguousarray(queries, dtype=np.uint64)
     base = np.ascontiguousarray(base, dtype=np.uint64)
-    radius = max_distance // parts
-    found_query: list[I64] = []
-    found_base: list[I64] = []
-    shift = 64
-    for width in part_widths(parts):
-        shift -= width
-        mask_bits = np.uint64((1 << width) - 1)
-        base_keys = ((base >> np.uint64(shift)) & mask_bits).astype(np.int32)
-        query_keys = ((queries >> np.uint64(shift)) & mask_bits).astype(np.int32)
-        order = np.argsort(base_keys, kind="stable").astype(np.int32)
-        sorted_base = base[order]
-        counts = np.bincount(base_keys, minlength=1 << width).astype(np.int32)
-        starts = (np.cumsum(counts, dtype=np.int64) - counts).astype(np.int32)
-        occupied = (counts > 0).astype(np.uint8)
-        for mask in flip_masks(width, radius):
-            probe = query_keys ^ np.int32(mask)
-            hit = np.flatnonzero(np.take(occupied, probe)).astype(np.int32)
-            if len(hit) == 0:
-                continue
-            left, right = _bucket_members(hit, starts[probe[hit]], counts[probe[hit]])
-            close = popcount(queries[left] ^ sorted_base[right]) <= max_distance
-            found_query.append(left[close].astype(np.int64))
-            found_base.append(order[right[close]].astype(np.int64))
-    if not found_query:
+    if not len(queries) or not len(base):
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, np.empty(0, dtype=np.uint8)
-    unique = np.unique(np.concatenate(found_query) * len(base) + np.concatenate(found_base))
+    radius = max_distance // parts
+    swap = len(queries) > len(base)
+    table, probing = (queries, base) if swap else (base, queries)
+
+    def searched(buckets: _Buckets, begin: int, end: int) -> tuple[I64, I64]:
+        return _probe_between(buckets, begin, end, radius, max_distance)
+
+    found_table, found_probing = _each_part(table, probing, parts, searched, within=False)
+    found_query, found_base = (found_table, found_probing) if swap else (found_probing, found_table)
+    if not len(found_query):
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, np.empty(0, dtype=np.uint8)
+    unique = np.unique(found_query * len(base) + found_base)
     query_positions, base_positions = unique // len(base), unique % len(base)
     return (
         query_positions,
         base_positions,
         popcount(queries[query_positions] ^ base[base_positions]),
     )
+
+
+# --- The search itself -------------------------------------------------------------------------
+#
+# Everything runs on hashes sorted by one part's key. The probing side is cut into blocks of
+# ``_BLOCK`` hashes; for each block and each flip mask, the probed keys ``key ^ mask`` of
+# sorted keys rise in long runs, so the bucket table and the sorted hashes are read almost in
+# order and the block stays in cache. Blocks are searched on a pool of threads (numpy
+# releases the GIL in the array operations that make up the search), and positions are
+# mapped back only for the pairs kept.
+
+_BLOCK = 1 << 15
+# Candidate pairs expanded at once: bounds the memory a block takes where buckets are large
+# (many images sharing one part of their hash).
+_MAX_EXPANDED = 1 << 22
+
+
+def search_threads() -> int:
+    """Threads a search uses: the CPUs this process may run on (at most 8)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+@dataclass(frozen=True)
+class _Buckets:
+    """One part of a search: the table side sorted by that part's key (bucket ``k`` holds
+    sorted positions ``starts[k]`` to ``starts[k + 1]``), and the probing side sorted the
+    same way. ``*_order`` maps a sorted position back to the input's."""
+
+    width: int
+    starts: npt.NDArray[np.int32]
+    table_values: U64
+    table_order: npt.NDArray[np.int32]
+    keys: npt.NDArray[np.int32]
+    values: U64
+    order: npt.NDArray[np.int32]
+    sparse: bool
+
+
+def _sorted_by_key(
+    hashes: U64, shift: int, width: int
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    keys = ((hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int32)
+    order = np.argsort(keys, kind="stable").astype(np.int32)
+    return keys, order
+
+
+def _buckets(table: U64, probing: U64, shift: int, width: int, *, within: bool) -> _Buckets:
+    keys, order = _sorted_by_key(table, shift, width)
+    starts = np.zeros((1 << width) + 1, dtype=np.int32)
+    np.cumsum(np.bincount(keys, minlength=1 << width), out=starts[1:], dtype=np.int32)
+    table_values = table[order]
+    if within:
+        probe_keys, probe_order, probe_values = keys[order], order, table_values
+    else:
+        probe_keys, probe_order = _sorted_by_key(probing, shift, width)
+        probe_keys = probe_keys[probe_order]
+        probe_values = probing[probe_order]
+    return _Buckets(
+        width=width,
+        starts=starts,
+        table_values=table_values,
+        table_order=order,
+        keys=probe_keys,
+        values=probe_values,
+        order=probe_order,
+        # Fewer hashes than buckets: most probes find an empty bucket, dropped first.
+        sparse=len(table) < (1 << width),
+    )
+
+
+def _each_part(
+    table: U64,
+    probing: U64,
+    parts: int,
+    searched: Callable[[_Buckets, int, int], tuple[I64, I64]],
+    *,
+    within: bool,
+) -> tuple[I64, I64]:
+    """Run ``searched(buckets, begin, end)`` over blocks of the probing side, part by part,
+    on a thread pool; returns the pairs found as input positions ``(table, probing)``. The
+    next part's buckets are built while the blocks of one part are searched."""
+    shifts = []
+    shift = 64
+    for width in part_widths(parts):
+        shift -= width
+        shifts.append((shift, width))
+    found_table: list[I64] = []
+    found_probing: list[I64] = []
+    with ThreadPoolExecutor(max_workers=search_threads()) as pool:
+
+        def build(part: int) -> Future[_Buckets]:
+            shift, width = shifts[part]
+            return pool.submit(_buckets, table, probing, shift, width, within=within)
+
+        upcoming = build(0)
+        for part in range(parts):
+            buckets = upcoming.result()
+            if part + 1 < parts:
+                upcoming = build(part + 1)
+            size = len(buckets.keys)
+            blocks = [
+                pool.submit(searched, buckets, begin, min(begin + _BLOCK, size))
+                for begin in range(0, size, _BLOCK)
+            ]
+            for block in blocks:
+                table_positions, probing_positions = block.result()
+                found_table.append(table_positions)
+                found_probing.append(probing_positions)
+            del buckets, blocks
+    if not found_table:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    return np.concatenate(found_table), np.concatenate(found_probing)
+
+
+def _in_buckets(
+    buckets: _Buckets, probe: npt.NDArray[np.int32]
+) -> tuple[npt.NDArray[np.intp] | None, npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    """The buckets ``probe`` names, as (rows of ``probe`` kept, or None for all; first
+    sorted table position; size). Sparse tables drop the empty buckets here."""
+    start = buckets.starts[probe]
+    count = buckets.starts[probe + 1] - start
+    if not buckets.sparse:
+        return None, start, count
+    rows = np.flatnonzero(count)
+    return rows, start[rows], count[rows]
+
+
+def _close_pairs(
+    table_values: U64,
+    values: U64,
+    start: npt.NDArray[np.int32],
+    count: npt.NDArray[np.int32],
+    max_distance: int,
+) -> tuple[npt.NDArray[np.intp], I64]:
+    """Compare each of ``values`` with the ``count`` sorted table hashes from ``start`` on;
+    the pairs within ``max_distance`` as (index into ``values``, sorted table position)."""
+    ends = np.cumsum(count, dtype=np.int64)
+    total = int(ends[-1]) if len(ends) else 0
+    if total == 0:
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.int64)
+    found_rows: list[npt.NDArray[np.intp]] = []
+    found_positions: list[I64] = []
+    # Pieces of about _MAX_EXPANDED candidates (a single large bucket stays whole).
+    cuts = np.searchsorted(ends, np.arange(_MAX_EXPANDED, total, _MAX_EXPANDED), side="right")
+    edges = [0, *sorted(set(cuts.tolist()) - {0, len(ends)}), len(ends)]
+    for first, last in itertools.pairwise(edges):
+        piece_count = count[first:last]
+        piece_ends = ends[first:last] - (ends[first - 1] if first else 0)
+        # Candidate k of row r is the table hash at start[r] + k - (first candidate of r).
+        first_of_row = start[first:last] - (piece_ends - piece_count)
+        positions: I64 = np.repeat(first_of_row.astype(np.int64), piece_count)
+        positions += np.arange(int(piece_ends[-1]), dtype=np.int64)
+        differing = np.repeat(values[first:last], piece_count)
+        differing ^= table_values[positions]
+        close = np.flatnonzero(popcount(differing) <= max_distance)
+        if len(close):
+            found_rows.append(np.searchsorted(piece_ends, close, side="right") + first)
+            found_positions.append(positions[close])
+    if not found_rows:
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.int64)
+    return np.concatenate(found_rows), np.concatenate(found_positions)
+
+
+def _probe_between(
+    buckets: _Buckets, begin: int, end: int, radius: int, max_distance: int
+) -> tuple[I64, I64]:
+    keys = buckets.keys[begin:end]
+    values = buckets.values[begin:end]
+    found_table: list[I64] = []
+    found_probing: list[I64] = []
+    for mask in flip_masks(buckets.width, radius):
+        rows, start, count = _in_buckets(buckets, keys ^ np.int32(mask))
+        row, position = _close_pairs(
+            buckets.table_values,
+            values if rows is None else values[rows],
+            start,
+            count,
+            max_distance,
+        )
+        if len(row):
+            row = row if rows is None else rows[row]
+            found_table.append(buckets.table_order[position].astype(np.int64))
+            found_probing.append(buckets.order[row + begin].astype(np.int64))
+    return _joined(found_table), _joined(found_probing)
+
+
+def _probe_within(
+    buckets: _Buckets, begin: int, end: int, radius: int, max_distance: int
+) -> tuple[I64, I64]:
+    """Pairs of the self-join found from ``[begin, end)`` of the sorted hashes."""
+    keys = buckets.keys[begin:end]
+    values = buckets.values[begin:end]
+    found_left: list[I64] = []
+    found_right: list[I64] = []
+    # Same bucket: each hash against the later hashes of its bucket.
+    position_of = np.arange(begin, end, dtype=np.int32)
+    later = buckets.starts[keys + 1] - 1 - position_of
+    rows = np.flatnonzero(later)
+    if len(rows):
+        row, position = _close_pairs(
+            buckets.table_values, values[rows], position_of[rows] + 1, later[rows], max_distance
+        )
+        if len(row):
+            found_left.append(buckets.order[rows[row] + begin].astype(np.int64))
+            found_right.append(buckets.table_order[position].astype(np.int64))
+    masks_by_top: dict[int, list[int]] = {}
+    for mask in flip_masks(buckets.width, radius)[1:]:
+        masks_by_top.setdefault(mask.bit_length() - 1, []).append(mask)
+    for top, masks in masks_by_top.items():
+        # Probe only from the side whose top flipped bit is 0, so each pair comes up once.
+        side = np.flatnonzero((keys & (1 << top)) == 0)
+        side_keys, side_values = keys[side], values[side]
+        for mask in masks:
+            kept, start, count = _in_buckets(buckets, side_keys ^ np.int32(mask))
+            row, position = _close_pairs(
+                buckets.table_values,
+                side_values if kept is None else side_values[kept],
+                start,
+                count,
+                max_distance,
+            )
+            if len(row):
+                row = side[row if kept is None else kept[row]]
+                found_left.append(buckets.order[row + begin].astype(np.int64))
+                found_right.append(buckets.table_order[position].astype(np.int64))
+    return _joined(found_left), _joined(found_right)
+
+
+def _joined(arrays: list[I64]) -> I64:
+    return np.concatenate(arrays) if arrays else np.empty(0, dtype=np.int64)
 
 
 def brute_force_pairs(

@@ -26,27 +26,28 @@ of another method stays there (one open group per image).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 
 from curation.hamming import (
     components,
-    neighbour_values,
+    flip_masks,
     pairs_between,
     pairs_within,
-    part_values,
     part_widths,
     plan,
     popcount,
+    search_threads,
     star_groups,
     to_unsigned,
 )
@@ -117,18 +118,27 @@ class CopyFeatureCache:
         self.limit = limit
         self.features: dict[int, CopyFeatures | None] = {}
 
-    def load(self, image_ids: Iterable[int]) -> None:
+    def load(self, image_ids: Iterable[int], *, pool: Executor | None = None) -> None:
+        """Read the features of the images not cached yet; on ``pool``'s threads when given
+        (decoding and OpenCV release the GIL). The rows are read here."""
         missing = [i for i in dict.fromkeys(image_ids) if i not in self.features]
         if not missing:
             return
         if len(self.features) + len(missing) > self.limit:
             self.features.clear()
         for begin in range(0, len(missing), _MAX_PARAMETERS):
-            images = Image.objects.filter(pk__in=missing[begin : begin + _MAX_PARAMETERS]).only(
-                "pk", "sha256", "extension"
+            images = list(
+                Image.objects.filter(pk__in=missing[begin : begin + _MAX_PARAMETERS]).only(
+                    "pk", "sha256", "extension"
+                )
             )
-            for image in images:
-                self.features[image.pk] = _read_copy_features(image)
+            read = (
+                map(_read_copy_features, images)
+                if pool is None
+                else pool.map(_read_copy_features, images)
+            )
+            for image, features in zip(images, read, strict=True):
+                self.features[image.pk] = features
         for image_id in missing:
             self.features.setdefault(image_id, None)
 
@@ -160,17 +170,21 @@ def verify_candidates(
     progress: Callable[[str], None] | None = None,
 ) -> dict[Pair, Verdict]:
     """The verdict on every candidate pair. Pairs are taken in order of their first image, so
-    the features of each image are read once as long as they stay in the cache."""
+    the features of each image are read once as long as they stay in the cache. The originals
+    are read and their features found on one thread per CPU (most of the cost); the matching
+    runs here."""
     cache = cache or CopyFeatureCache()
     verdicts: dict[Pair, Verdict] = {}
     pairs = sorted(candidates)
-    for begin in range(0, len(pairs), 2000):
-        chunk = pairs[begin : begin + 2000]
-        cache.load(x for pair in chunk for x in pair)
-        for pair in chunk:
-            verdicts[pair] = verify_pair(cache, pair, candidates[pair])
-        if progress and len(pairs) > 2000:
-            progress(f"verified {min(begin + 2000, len(pairs))} of {len(pairs)} candidate pairs")
+    with ThreadPoolExecutor(max_workers=search_threads()) as pool:
+        for begin in range(0, len(pairs), 2000):
+            chunk = pairs[begin : begin + 2000]
+            cache.load((x for pair in chunk for x in pair), pool=pool)
+            for pair in chunk:
+                verdicts[pair] = verify_pair(cache, pair, candidates[pair])
+            if progress and len(pairs) > 2000:
+                done = min(begin + 2000, len(pairs))
+                progress(f"verified {done} of {len(pairs)} candidate pairs")
     return verdicts
 
 
@@ -188,44 +202,69 @@ def _indexed_near(
     exclude_id: int | None,
     probes_table: bool,
 ) -> dict[int, int]:
-    """Images whose indexed hash (the pHash, or with ``probes_table`` a probe hash) is within
-    ``max_distance`` bits of one of ``queries`` (unsigned), with the smallest distance.
+    """Active images whose indexed hash (the pHash, or with ``probes_table`` a probe hash) is
+    within ``max_distance`` bits of one of ``queries`` (unsigned), with the smallest distance.
 
     Multi-index lookup in the database: each of the three indexed parts is probed for every
-    value within ``max_distance // 3`` bits of a query's part, so only a few hundred
-    candidate rows come back even at a million images; the full distance is checked here."""
+    value within ``max_distance // 3`` bits of a query's part, so only a few thousand
+    candidate rows come back even at a million images (seven million probe rows); the full
+    distance is checked here, in numpy, and the images' status last, for the few within it.
+
+    One statement: a UNION ALL of one indexed probe per part, each given its values as one
+    parameter (a JSON list that SQLite's ``json_each`` reads, an array for PostgreSQL's
+    ``= ANY``), since thousands of separate parameters cost more to bind and plan than the
+    index look-ups themselves."""
+    if not queries:
+        return {}
     radius = max_distance // PHASH_PARTS
-    widths = part_widths(PHASH_PARTS)
-    probes: list[set[int]] = [set() for _ in widths]
-    for query in queries:
-        for i, (value, width) in enumerate(
-            zip(part_values(query, PHASH_PARTS), widths, strict=True)
-        ):
-            probes[i].update(neighbour_values(value, width, radius))
-    rows_of: QuerySet[Any]
+    unsigned = np.array(queries, dtype=np.uint64)
     if probes_table:
-        columns = ["part0", "part1", "part2"]
-        rows_of = ImageProbe.objects.filter(image__status=ImageStatus.ACTIVE)
-        value_column = "value"
+        model: type[ImageFeatures] | type[ImageProbe] = ImageProbe
+        columns, value_column = ["part0", "part1", "part2"], "value"
     else:
+        model = ImageFeatures
         columns = ["phash_part0", "phash_part1", "phash_part2"]
-        rows_of = ImageFeatures.objects.filter(image__status=ImageStatus.ACTIVE)
         value_column = "phash"
-    lists = [sorted(values) for values in probes]
-    per_query = max(1, _MAX_PARAMETERS // PHASH_PARTS)
+    table = connection.ops.quote_name(model._meta.db_table)
+    selects, parameters = [], []
+    shift = 64
+    for column, width in zip(columns, part_widths(PHASH_PARTS), strict=True):
+        shift -= width
+        keys = (unsigned >> np.uint64(shift)) & np.uint64((1 << width) - 1)
+        masks = np.array(flip_masks(width, radius), dtype=np.uint64)
+        values = np.unique(keys[:, None] ^ masks[None, :]).tolist()
+        name = connection.ops.quote_name(column)
+        if connection.vendor == "postgresql":
+            condition, parameter = f"{name} = ANY(%s)", values
+        else:
+            condition = f"{name} IN (SELECT value FROM json_each(%s))"  # noqa: S608
+            parameter = json.dumps(values)
+        selects.append(
+            f"SELECT image_id, {value_column} FROM {table} WHERE {condition}"  # noqa: S608
+        )
+        parameters.append(parameter)
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(selects), parameters)
+        rows = cursor.fetchall()
+    if not rows:
+        return {}
+    found_rows = np.array(rows, dtype=np.int64).reshape(-1, 2)
+    distances = popcount(to_unsigned(found_rows[:, 1])[:, None] ^ unsigned[None, :]).min(axis=1)
+    close = distances <= max_distance
     found: dict[int, int] = {}
-    for begin in range(0, max(len(values) for values in lists), per_query):
-        condition = Q()
-        for column, values in zip(columns, lists, strict=True):
-            if values[begin : begin + per_query]:
-                condition |= Q(**{f"{column}__in": values[begin : begin + per_query]})
-        for image_id, other in rows_of.filter(condition).values_list("image_id", value_column):
-            if image_id == exclude_id or other is None:
-                continue
-            distance = min(_distance(query, other) for query in queries)
-            if distance <= max_distance and distance < found.get(image_id, 65):
-                found[image_id] = distance
-    return found
+    for image_id, distance in zip(
+        found_rows[close, 0].tolist(), distances[close].tolist(), strict=True
+    ):
+        if image_id != exclude_id and distance < found.get(image_id, 65):
+            found[image_id] = distance
+    if not found:
+        return {}
+    active = set(
+        Image.objects.filter(pk__in=list(found), status=ImageStatus.ACTIVE).values_list(
+            "pk", flat=True
+        )
+    )
+    return {image_id: distance for image_id, distance in found.items() if image_id in active}
 
 
 def near_images(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import IO, Any
 
 import imagehash
@@ -17,7 +16,7 @@ from PIL import Image as PILImage
 from curation.hamming import part_values, signed_of
 from curation.imaging import ImageRejected, open_for_analysis
 from curation.models import Image, ImageFeatures, ImageProbe
-from curation.nearcopy import probe_hashes
+from curation.nearcopy import phash_values, probe_hashes, probe_images
 from curation.services.quality import quality_metrics
 
 logger = logging.getLogger(__name__)
@@ -32,43 +31,34 @@ def hash_value(bits: imagehash.ImageHash) -> int:
     return int.from_bytes(np.packbits(bits.hash.ravel()).tobytes(), "big")
 
 
-@dataclass(frozen=True)
-class Hashes:
-    phash: int  # unsigned 64-bit
-    dhash: int
-    decode_mode: str
-
-
-def hashes_of(grey: PILImage.Image, *, decode_mode: str) -> Hashes:
-    return Hashes(
-        phash=hash_value(imagehash.phash(grey)),
-        dhash=hash_value(imagehash.dhash(grey)),
-        decode_mode=decode_mode,
-    )
-
-
-def image_hashes(stream: IO[bytes]) -> Hashes:
-    """pHash and dHash of an image file, decoded as cheaply as the hash allows."""
-    decoded = open_for_analysis(stream, grey_only=True)
-    return hashes_of(decoded.image, decode_mode=decoded.mode)
+def dhash_value(grey: PILImage.Image) -> int:
+    """``imagehash.dhash`` of a grey image (mode ``L``) as an unsigned 64-bit integer, bit for
+    bit, without its copies of the image."""
+    pixels = np.asarray(grey.resize((9, 8), PILImage.Resampling.LANCZOS))
+    return int.from_bytes(np.packbits(pixels[:, 1:] > pixels[:, :-1]).tobytes(), "big")
 
 
 def analyse(stream: IO[bytes], *, width: int, height: int) -> dict[str, Any]:
     """Hashes and quality metrics from one decode, as ``ImageFeatures`` field values, and
-    under ``probes`` the probe hashes (unsigned; see ``curation.nearcopy``)."""
+    under ``probes`` the probe hashes (unsigned; see ``curation.nearcopy``).
+
+    The decode is the cheapest that serves both (``open_for_analysis``: a JPEG's luma and
+    chroma at the smallest DCT scale that keeps 128 pixels a side, no colour conversion);
+    the pHash and the seven probe hashes are computed in one stack."""
     decoded = open_for_analysis(stream)
     luma = decoded.image.getchannel(0)
-    hashes = hashes_of(luma, decode_mode=decoded.mode)
-    parts = part_values(hashes.phash, PHASH_PARTS)
+    phash, *probes = phash_values([luma, *probe_images(luma)])
+    dhash = dhash_value(luma)
+    parts = part_values(phash, PHASH_PARTS)
     return {
-        "probes": probe_hashes(luma),
-        "phash": signed_of(hashes.phash),
-        "dhash": signed_of(hashes.dhash),
+        "probes": probes,
+        "phash": signed_of(phash),
+        "dhash": signed_of(dhash),
         "phash_part0": parts[0],
         "phash_part1": parts[1],
         "phash_part2": parts[2],
         "decode_mode": decoded.mode,
-        **quality_metrics(pixels=decoded.image, width=width, height=height),
+        **quality_metrics(pixels=decoded.image, luma=luma, width=width, height=height),
     }
 
 

@@ -23,27 +23,38 @@ SHARPNESS_SIDE = 256
 GRAYSCALE_CHROMA = 3.0
 
 
-def quality_metrics(*, pixels: PILImage.Image, width: int, height: int) -> dict[str, Any]:
+def quality_metrics(
+    *, pixels: PILImage.Image, width: int, height: int, luma: PILImage.Image | None = None
+) -> dict[str, Any]:
     """Metrics of a decoded image (mode ``L`` or ``YCbCr``, as ``open_for_analysis`` returns);
-    ``width`` and ``height`` are the original's."""
+    ``width`` and ``height`` are the original's; ``luma`` is its grey channel when the caller
+    already has it. The grey statistics come from one histogram of the 256 levels."""
     if pixels.mode == "YCbCr":
-        luma, blue, red = pixels.split()
+        planes = np.asarray(pixels)
+        grey = planes[..., 0]
         chroma = np.hypot(
-            np.asarray(blue, dtype=np.float32) - 128.0, np.asarray(red, dtype=np.float32) - 128.0
+            planes[..., 1].astype(np.float32) - 128.0, planes[..., 2].astype(np.float32) - 128.0
         )
         colourfulness = float(chroma.mean())
+        if luma is None:
+            luma = pixels.getchannel(0)
     else:
-        luma, colourfulness = pixels.convert("L"), 0.0
-    grey = np.asarray(luma, dtype=np.float32)
-    p05, p50, p95 = (float(v) for v in np.percentile(grey, [5, 50, 95]))
-    histogram = np.bincount(np.asarray(luma, dtype=np.uint8).ravel(), minlength=256)
-    probabilities = histogram[histogram > 0] / histogram.sum()
+        if luma is None:
+            luma = pixels.convert("L")
+        grey, colourfulness = np.asarray(luma), 0.0
+    histogram = np.bincount(grey.ravel(), minlength=256)
+    p05, p50, p95 = _percentiles(histogram, [5, 50, 95])
+    total = int(histogram.sum())
+    levels = np.arange(256, dtype=np.float64)
+    mean = float(histogram @ levels) / total
+    contrast = float(np.sqrt(float(histogram @ (levels - mean) ** 2) / total))
+    probabilities = histogram[histogram > 0] / total
     entropy = float(-(probabilities * np.log2(probabilities)).sum())
     return {
         "brightness_p05": p05,
         "brightness_p50": p50,
         "brightness_p95": p95,
-        "contrast": float(grey.std()),
+        "contrast": contrast,
         "sharpness": _sharpness(luma),
         "entropy": entropy,
         "colourfulness": colourfulness,
@@ -51,6 +62,23 @@ def quality_metrics(*, pixels: PILImage.Image, width: int, height: int) -> dict[
         "aspect_ratio": width / height,
         "megapixels": width * height / 1_000_000,
     }
+
+
+def _percentiles(histogram: np.ndarray, percents: list[float]) -> list[float]:
+    """``np.percentile`` of the grey levels a histogram counts (its default, linear
+    interpolation between the two nearest ranks), read from the cumulative counts."""
+    cumulative = np.cumsum(histogram)
+    n = int(cumulative[-1])
+    values = []
+    for percent in percents:
+        position = (percent / 100) * (n - 1)
+        below = int(np.floor(position))
+        fraction = position - below
+        # The level at sorted rank r is the first whose cumulative count exceeds r.
+        low = int(np.searchsorted(cumulative, below, side="right"))
+        high = int(np.searchsorted(cumulative, below + 1, side="right")) if fraction else low
+        values.append(low + (high - low) * fraction)
+    return values
 
 
 def _sharpness(luma: PILImage.Image) -> float:
