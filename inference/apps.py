@@ -11,7 +11,7 @@ class InferenceConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete
 
-        from curation.demo import demo_stage_register
+        from curation.demo import DemoOptions, demo_stage_register
         from curation.getting_started import getting_started_register
         from curation.plugins import (
             MAIN,
@@ -21,7 +21,6 @@ class InferenceConfig(AppConfig):
             stored_files_register,
         )
         from inference import for_labelling
-        from inference.demo import demo_model
         from inference.embeddings import similar_panel, suggestions_and_embeddings_make
         from inference.getting_started import model_steps
         from inference.models import PredictionLog
@@ -64,4 +63,12 @@ class InferenceConfig(AppConfig):
         # The library page's getting-started path ends with a model (train, evaluate,
         # Double-check), and `manage.py demo` ends with one that knows the demo's classes.
         getting_started_register("model", order=40, source=model_steps)
+
+        def demo_model(options: DemoOptions) -> dict[str, object]:
+            # Imported when the demo runs: the trainer and the dataset builder bring
+            # scikit-learn and SciPy, which no web or worker process needs at start-up.
+            from inference.demo import demo_model
+
+            return demo_model(options)
+
         demo_stage_register("model", demo_model)

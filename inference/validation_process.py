@@ -67,7 +67,14 @@ def onnx_check_isolated(
             capture_output=True,
             timeout=seconds,
             cwd=settings.BASE_DIR,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            # One thread and few malloc arenas: each thread's arena reserves 64 MiB of address
+            # space, which would count against the cap without holding any of the model.
+            env={
+                **os.environ,
+                "OMP_NUM_THREADS": "1",
+                "OPENBLAS_NUM_THREADS": "1",
+                "MALLOC_ARENA_MAX": "2",
+            },
             check=False,
         )
     except subprocess.TimeoutExpired:

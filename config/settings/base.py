@@ -181,11 +181,14 @@ LOUPE_ZIP_MAX_RATIO = env_int("LOUPE_ZIP_MAX_RATIO", 100, minimum=1)
 LOUPE_MAX_MODEL_BYTES = env_int("LOUPE_MAX_MODEL_BYTES", 1024**3, minimum=1)
 # Most nodes a model's graphs may hold (subgraphs and functions included). Classifiers have a
 # few hundred to a few thousand (ResNet-152 about 500, EfficientNet-Lite0 94); validating
-# 200,000 takes about a minute and under 1 GiB, 1,000,000 six minutes and 4 GiB (README).
+# 200,000 took 36 s within 1.5 GiB here, 1,000,000 six minutes and 4 GiB (README).
 LOUPE_MAX_MODEL_NODES = env_int("LOUPE_MAX_MODEL_NODES", 200_000, minimum=1)
 # Validation (the onnx checker and a dry run) runs in a child process of the worker with this
-# much address space and this much time; a model that needs more is refused.
-LOUPE_MODEL_VALIDATION_MEMORY = env_int("LOUPE_MODEL_VALIDATION_MEMORY", 6 * 1024**3, minimum=1)
+# much address space and this much time; a model that needs more is refused. The child itself
+# (Django, onnx, onnxruntime) takes about 250 MiB; a 1 GiB model needs between 4 and 6 GiB.
+LOUPE_MODEL_VALIDATION_MEMORY = env_int(
+    "LOUPE_MODEL_VALIDATION_MEMORY", 6 * 1024**3, minimum=256 * 1024**2
+)
 LOUPE_MODEL_VALIDATION_SECONDS = env_int("LOUPE_MODEL_VALIDATION_SECONDS", 600, minimum=1)
 # An orphan (a stored original with no row) younger than this may belong to an import still in
 # flight, so the sweeper leaves it alone.
