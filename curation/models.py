@@ -370,9 +370,11 @@ class ImageFeatures(models.Model):
     class Meta:
         verbose_name_plural = "image features"
         indexes = [
-            models.Index(fields=["phash_part0"], name="features_phash_part0"),
-            models.Index(fields=["phash_part1"], name="features_phash_part1"),
-            models.Index(fields=["phash_part2"], name="features_phash_part2"),
+            # The near-duplicate look-up reads (image, pHash) from these alone: each also holds
+            # the hash and the image, so no table row is visited for a probed part.
+            models.Index(fields=["phash_part0", "phash", "image"], name="features_phash_part0"),
+            models.Index(fields=["phash_part1", "phash", "image"], name="features_phash_part1"),
+            models.Index(fields=["phash_part2", "phash", "image"], name="features_phash_part2"),
             # Quality filters and "worst images" lists order by these.
             models.Index(fields=["brightness_p50"], name="features_brightness"),
             models.Index(fields=["sharpness"], name="features_sharpness"),
@@ -410,9 +412,11 @@ class ImageProbe(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["part0"], name="probe_part0"),
-            models.Index(fields=["part1"], name="probe_part1"),
-            models.Index(fields=["part2"], name="probe_part2"),
+            # Covering, like ImageFeatures' part indexes: seven million rows at a million
+            # images, and the look-up reads none of them.
+            models.Index(fields=["part0", "value", "image"], name="probe_part0"),
+            models.Index(fields=["part1", "value", "image"], name="probe_part1"),
+            models.Index(fields=["part2", "value", "image"], name="probe_part2"),
         ]
 
     def __str__(self) -> str:
