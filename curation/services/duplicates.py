@@ -243,9 +243,14 @@ def _indexed_near(
             f"SELECT image_id, {value_column} FROM {table} WHERE {condition}"  # noqa: S608
         )
         parameters.append(parameter)
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # A few thousand index descents: parallel workers only add their start-up.
+            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         cursor.execute(" UNION ALL ".join(selects), parameters)
         rows = cursor.fetchall()
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL max_parallel_workers_per_gather TO DEFAULT")
     if not rows:
         return {}
     found_rows = np.array(rows, dtype=np.int64).reshape(-1, 2)
