@@ -53,9 +53,7 @@ def find_duplicates(job_id: int) -> None:
             method=method,
             max_distance=job.params.get("max_distance"),
             min_similarity=job.params.get("min_similarity"),
-            progress=lambda message: job_progress(
-                job_id=job.pk, done=1, total=3, message=message
-            ),
+            progress=lambda message: job_progress(job_id=job.pk, done=1, total=3, message=message),
         )
         job_progress(job_id=job.pk, done=2, total=3, message="updating quality thresholds")
         quality_baseline_update()

@@ -150,7 +150,7 @@ def post_archive(client: APIClient, data: bytes, **fields: Any) -> Any:
 @pytest.fixture
 def api(reviewer_api: APIClient) -> APIClient:
     """These archives are imported by a reviewer, who may create the classes their folders
-    name (a labeller's unknown folders go to the inbox: tests/curation/test_import_class_tree.py)."""
+    name (a labeller's unknown folders go to the inbox: see test_import_class_tree.py)."""
     return reviewer_api
 
 
